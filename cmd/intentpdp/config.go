@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/intentpdp/intentpdp/server"
+)
+
+// Config is the configuration of `intentpdp serve`. Flags and INTENTPDP_*
+// environment variables map onto it; flags win.
+type Config struct {
+	// Bundle is the bundle directory; empty serves the embedded example.
+	Bundle string
+	// Listen is the gRPC listen address.
+	Listen string
+	// Limits bound each request.
+	Limits server.Limits
+	// EntityOverrides is what to do with request entity data that the
+	// bundle contradicts: "ignore" (default: ignore and report) or "reject".
+	EntityOverrides string
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string
+	LogFormat string
+	// ShutdownTimeout bounds the graceful drain of in-flight requests.
+	ShutdownTimeout time.Duration
+}
+
+// SetDefaults fills every unset field.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:50051"
+	}
+	c.Limits.SetDefaults()
+	if c.EntityOverrides == "" {
+		c.EntityOverrides = "ignore"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.EntityOverrides != "ignore" && c.EntityOverrides != "reject" {
+		errs = append(errs, fmt.Errorf("entity-overrides must be ignore or reject, not %q", c.EntityOverrides))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log-level: %w", err))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format must be text or json, not %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Bundle, "bundle", "", "bundle directory (default: the embedded example bundle)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.IntVar(&c.Limits.MaxMessageBytes, "max-message-bytes", server.DefaultLimits.MaxMessageBytes, "largest request message accepted")
+	fs.IntVar(&c.Limits.MaxDepth, "max-context-depth", server.DefaultLimits.MaxDepth, "deepest nesting of records and sets in a request")
+	fs.IntVar(&c.Limits.MaxValues, "max-context-values", server.DefaultLimits.MaxValues, "most values in one request (context, intent attributes, entities)")
+	fs.IntVar(&c.Limits.MaxEntities, "max-entities", server.DefaultLimits.MaxEntities, "most request-scoped entities per request")
+	fs.IntVar(&c.Limits.MaxBatch, "max-batch", server.DefaultLimits.MaxBatch, "most requests in one BatchAuthorize")
+	fs.StringVar(&c.EntityOverrides, "entity-overrides", "ignore", "request entity data the bundle contradicts: ignore (and report) or reject")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown waits for in-flight requests")
+}
+
+// parseFlags applies INTENTPDP_* environment variables, then the flags.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "INTENTPDP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return fs.Parse(args)
+}
+
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel)) // checked by Validate
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,57 @@
+// Command intentpdp is a low-latency policy decision point for AI agents
+// and other workloads: Cedar policies in memory, decisions over gRPC.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `intentpdp: a Cedar policy decision point for agents' tool calls.
+
+Usage:
+  intentpdp serve [flags]                  serve decisions over gRPC
+  intentpdp check DIR                      validate a bundle
+  intentpdp eval --bundle DIR REQUEST.json decide one request offline
+
+Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
+through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "check":
+		err = check(args[1:], stdout)
+	case "eval":
+		err = eval(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "intentpdp %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

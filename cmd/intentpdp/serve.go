@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	var cfg Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.bindFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.logger(stderr)
+
+	bundle, err := loadBundle(cfg.Bundle)
+	if err != nil {
+		return err
+	}
+	store := policystore.NewStore()
+	snap, err := store.Activate(ctx, bundle)
+	if err != nil {
+		return err
+	}
+	log.Info("policy bundle active", "revision", snap.Revision(), "source", snap.Source(),
+		"policies", snap.PolicyCount(), "entities", snap.EntityCount(), "schema", snap.Schema() != nil)
+
+	svc := server.NewService(store,
+		server.WithLimits(cfg.Limits),
+		server.WithLogger(log),
+		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"))
+	gs, health := server.NewGRPCServer(svc)
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	server.SetServing(health, true)
+	log.Info("serving gRPC", "addr", lis.Addr().String())
+	return runUntilDone(ctx, log, gs, lis, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
+}
+
+// runUntilDone serves until ctx ends, then marks the server not serving and
+// drains in-flight requests, forcing a stop after timeout.
+func runUntilDone(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis net.Listener, timeout time.Duration, notServing func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "timeout", timeout)
+	notServing()
+	drained := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(timeout):
+		log.Warn("graceful shutdown timed out; stopping")
+		gs.Stop()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadBundle reads the bundle directory, or the embedded example when dir
+// is empty.
+func loadBundle(dir string) (*policystore.Bundle, error) {
+	if dir != "" {
+		return policystore.LoadDir(dir)
+	}
+	b, err := policystore.LoadFS(examples.Agents())
+	if err != nil {
+		return nil, fmt.Errorf("load embedded example bundle: %w", err)
+	}
+	b.Source = "embedded:examples/agents"
+	return b, nil
+}

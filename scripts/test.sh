@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command: lint, generated-code drift, then every Go test
+# with the race detector. It installs what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make lint check-generated
+go test -race -count=1 -timeout 20m ./...

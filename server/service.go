@@ -1,0 +1,133 @@
+// Package server serves intentpdp's decisions over gRPC.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+)
+
+// SnapshotSource yields the snapshot to decide against.
+type SnapshotSource interface {
+	Current() (*policystore.Snapshot, error)
+}
+
+// Service implements pdpv1.AuthorizationServiceServer. It is safe for
+// concurrent use.
+type Service struct {
+	pdpv1.UnimplementedAuthorizationServiceServer
+
+	store           SnapshotSource
+	limits          Limits
+	rejectOverrides bool
+	log             *slog.Logger
+	now             func() time.Time
+	newID           func() string
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLimits sets the request limits; unset fields keep their defaults.
+func WithLimits(l Limits) Option {
+	return func(s *Service) {
+		l.SetDefaults()
+		s.limits = l
+	}
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithClock sets the clock behind context.now.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithRejectEntityOverrides makes request entity data that contradicts the
+// bundle an InvalidArgument error instead of being ignored and reported.
+func WithRejectEntityOverrides(reject bool) Option {
+	return func(s *Service) { s.rejectOverrides = reject }
+}
+
+// NewService returns a Service deciding against store's current snapshot.
+func NewService(store SnapshotSource, opts ...Option) *Service {
+	s := &Service{
+		store:  store,
+		limits: DefaultLimits,
+		log:    slog.New(slog.DiscardHandler),
+		now:    time.Now,
+		newID:  newDecisionID,
+	}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
+}
+
+// Limits returns the limits the service enforces.
+func (s *Service) Limits() Limits { return s.limits }
+
+func newDecisionID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// Authorize decides one request.
+func (s *Service) Authorize(ctx context.Context, req *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
+	snap, err := s.store.Current()
+	if err != nil {
+		return nil, ToStatus(s.log, err)
+	}
+	resp, err := s.decide(ctx, snap, req)
+	if err != nil {
+		return nil, ToStatus(s.log, err)
+	}
+	return resp, nil
+}
+
+// BatchAuthorize decides every request against one snapshot.
+func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeRequest) (*pdpv1.BatchAuthorizeResponse, error) {
+	n := len(req.GetRequests())
+	if n == 0 {
+		return nil, ToStatus(s.log, invalid("requests is empty"))
+	}
+	if n > s.limits.MaxBatch {
+		return nil, ToStatus(s.log, invalid("batch of %d requests exceeds the maximum of %d", n, s.limits.MaxBatch))
+	}
+	snap, err := s.store.Current()
+	if err != nil {
+		return nil, ToStatus(s.log, err)
+	}
+	out := &pdpv1.BatchAuthorizeResponse{
+		Responses:      make([]*pdpv1.AuthorizeResponse, n),
+		PolicyRevision: snap.Revision(),
+	}
+	for i, r := range req.GetRequests() {
+		resp, err := s.decide(ctx, snap, r)
+		if err != nil {
+			return nil, ToStatus(s.log, fmt.Errorf("requests[%d]: %w", i, err))
+		}
+		out.Responses[i] = resp
+	}
+	return out, nil
+}
+
+// decide is the decision path shared by every front end: decode and check,
+// Snapshot.Decide, encode.
+func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	preq, err := DecodeRequest(req, s.limits, s.now())
+	if err != nil {
+		return nil, err
+	}
+	preq.RejectOverrides = s.rejectOverrides
+	d, err := snap.Decide(preq)
+	if err != nil {
+		return nil, err
+	}
+	return EncodeDecision(d, s.newID()), nil
+}
