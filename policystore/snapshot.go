@@ -126,6 +126,9 @@ type Request struct {
 	Principal types.EntityUID
 	Action    types.EntityUID
 	Resource  types.EntityUID
+	// Intent is the intent that BuildContext put into Context, kept for
+	// decision logs and traces.
+	Intent Intent
 	// Context is the full context, usually made by BuildContext.
 	Context types.Record
 	// Entities are request-scoped entities, merged under the bundle's.

@@ -96,6 +96,7 @@ func (d *decoder) request(req *pdpv1.AuthorizeRequest, now time.Time) (policysto
 		Tool:       req.GetIntent().GetTool(),
 		Attributes: attrs,
 	}
+	out.Intent = intent
 	if out.Context, err = policystore.BuildContext(fields, intent, now); err != nil {
 		return out, err
 	}

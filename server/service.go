@@ -114,20 +114,38 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 	return out, nil
 }
 
-// decide is the decision path shared by every front end: decode and check,
-// Snapshot.Decide, encode.
+// decide is the gRPC front end's decision path: decode and check the wire
+// request, then Evaluate.
 func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	preq, err := DecodeRequest(req, s.limits, s.now())
 	if err != nil {
 		return nil, err
 	}
-	preq.RejectOverrides = s.rejectOverrides
-	d, err := snap.Decide(preq)
+	d, id, err := s.Evaluate(ctx, snap, preq)
 	if err != nil {
 		return nil, err
 	}
-	return EncodeDecision(d, s.newID()), nil
+	return EncodeDecision(d, id), nil
 }
+
+// Evaluate is the one decision path every front end (gRPC, Envoy ext_authz,
+// AuthZEN, forward-auth) goes through: it decides a checked request against
+// snap and assigns the decision id. Errors mean no decision was made; front
+// ends must then deny (fail closed).
+func (s *Service) Evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {
+	if err := ctx.Err(); err != nil {
+		return policystore.Decision{}, "", err
+	}
+	req.RejectOverrides = s.rejectOverrides
+	d, err := snap.Decide(req)
+	if err != nil {
+		return policystore.Decision{}, "", err
+	}
+	return d, s.newID(), nil
+}
+
+// Now is the service clock, the source of context.now for every front end.
+func (s *Service) Now() time.Time { return s.now() }
+
+// Store returns the snapshot source the service decides against.
+func (s *Service) Store() SnapshotSource { return s.store }
