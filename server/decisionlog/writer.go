@@ -1,0 +1,276 @@
+package decisionlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+var (
+	// ErrQueueFull means the record was not queued because the queue was
+	// full in Deny mode; the caller must deny the decision.
+	ErrQueueFull = errors.New("decision log queue is full")
+	// ErrClosed means the writer was closed; the record was not queued.
+	ErrClosed = errors.New("decision log is closed")
+)
+
+// Mode is what Log does when the queue is full.
+type Mode int
+
+const (
+	// Block waits for room: backpressure on the decision path, nothing lost.
+	Block Mode = iota
+	// Drop discards the record, counts it and warns periodically.
+	Drop
+	// Deny discards the record and returns ErrQueueFull so that the caller
+	// denies the decision it could not log.
+	Deny
+)
+
+// ParseMode parses "block", "drop" or "deny".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "block":
+		return Block, nil
+	case "drop":
+		return Drop, nil
+	case "deny":
+		return Deny, nil
+	}
+	return 0, fmt.Errorf("decision log mode must be block, drop or deny, not %q", s)
+}
+
+func (m Mode) String() string {
+	return [...]string{"block", "drop", "deny"}[m]
+}
+
+// Writer queues records and encodes them as JSON lines on its own
+// goroutine, off the decision path. It is safe for concurrent use.
+type Writer struct {
+	mode      Mode
+	redact    *redactor
+	log       *slog.Logger
+	warnEvery time.Duration
+
+	sink io.Writer
+	// batch holds whole lines not yet written: the sink only ever sees
+	// complete lines, so a rotating file never splits one.
+	batch   []byte
+	pending uint64 // records in batch
+
+	mu     sync.RWMutex // Log holds it shared while queuing; Close exclusively
+	closed bool
+	queue  chan Record
+	done   chan struct{}
+
+	written, dropped, denied, failed atomic.Uint64
+}
+
+// Option configures a Writer.
+type Option func(*Writer) error
+
+// WithQueueSize bounds the queue (default 4096).
+func WithQueueSize(n int) Option {
+	return func(w *Writer) error {
+		if n < 1 {
+			return fmt.Errorf("decision log queue size must be positive, not %d", n)
+		}
+		w.queue = make(chan Record, n)
+		return nil
+	}
+}
+
+// WithMode sets what happens when the queue is full (default Block).
+func WithMode(m Mode) Option { return func(w *Writer) error { w.mode = m; return nil } }
+
+// WithRedact replaces the named context fields (dotted paths into the
+// context as policies see it, e.g. "ticket.body" or
+// "intent.attributes.prompt") with Redacted.
+func WithRedact(paths []string) Option {
+	return func(w *Writer) error {
+		r, err := newRedactor(paths)
+		w.redact = r
+		return err
+	}
+}
+
+// WithLogger sets the logger for drop warnings and write failures.
+func WithLogger(l *slog.Logger) Option { return func(w *Writer) error { w.log = l; return nil } }
+
+// WithWarnInterval sets how often dropped records are reported (default 10s).
+func WithWarnInterval(d time.Duration) Option {
+	return func(w *Writer) error { w.warnEvery = d; return nil }
+}
+
+// New starts a Writer that writes to sink. Close it to flush.
+func New(sink io.Writer, opts ...Option) (*Writer, error) {
+	w := &Writer{
+		redact:    &redactor{},
+		log:       slog.New(slog.DiscardHandler),
+		warnEvery: 10 * time.Second,
+		sink:      sink,
+		queue:     make(chan Record, 4096),
+		done:      make(chan struct{}),
+	}
+	for _, opt := range opts {
+		if err := opt(w); err != nil {
+			return nil, err
+		}
+	}
+	go w.run()
+	go w.warnDrops()
+	return w, nil
+}
+
+// Log queues r. It returns nil once r is queued (or, in Drop mode, counted
+// as dropped); ErrQueueFull in Deny mode when there is no room; ErrClosed
+// after Close; and ctx's error if ctx ends while Block mode waits.
+func (w *Writer) Log(ctx context.Context, r Record) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.queue <- r:
+		return nil
+	default:
+	}
+	switch w.mode {
+	case Drop:
+		w.dropped.Add(1)
+		return nil
+	case Deny:
+		w.denied.Add(1)
+		return ErrQueueFull
+	}
+	select {
+	case w.queue <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting records, writes every queued one, flushes, and
+// closes the sink if it is an io.Closer. It waits for queued records even
+// past ctx's end only as long as ctx allows.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		return fmt.Errorf("flush decision log: %w (%d records queued)", ctx.Err(), len(w.queue))
+	}
+	if c, ok := w.sink.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// QueueDepth is the number of records waiting to be written.
+func (w *Writer) QueueDepth() int { return len(w.queue) }
+
+// QueueCapacity is the queue's bound.
+func (w *Writer) QueueCapacity() int { return cap(w.queue) }
+
+// Written counts records written to the sink.
+func (w *Writer) Written() uint64 { return w.written.Load() }
+
+// Dropped counts records discarded in Drop mode.
+func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
+
+// Denied counts records refused in Deny mode (their decisions were denied).
+func (w *Writer) Denied() uint64 { return w.denied.Load() }
+
+// Failed counts records lost to encoding or write errors.
+func (w *Writer) Failed() uint64 { return w.failed.Load() }
+
+func (w *Writer) run() {
+	defer close(w.done)
+	for r := range w.queue {
+		w.add(&r)
+		// Flush when the queue is drained so lines reach the sink promptly
+		// under light load and in batches under heavy load.
+		if len(w.queue) == 0 || len(w.batch) >= batchBytes {
+			w.flush()
+		}
+	}
+	w.flush()
+}
+
+// batchBytes is the batch size that triggers a write under load.
+const batchBytes = 64 << 10
+
+// warnDrops reports drops periodically until the writer stops. It runs on
+// its own goroutine because drops happen exactly when run is stuck on a
+// slow sink.
+func (w *Writer) warnDrops() {
+	tick := time.NewTicker(w.warnEvery)
+	defer tick.Stop()
+	var warned uint64 // dropped count at the last warning
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-tick.C:
+			if d := w.dropped.Load(); d > warned {
+				w.log.Warn("decision log queue full: records dropped", "dropped", d-warned, "dropped_total", d)
+				warned = d
+			}
+		}
+	}
+}
+
+func (w *Writer) add(r *Record) {
+	b, err := encode(r, w.redact)
+	if err != nil {
+		w.failed.Add(1)
+		w.log.Error("decision log: encode record", "decision_id", r.DecisionID, "err", err)
+		return
+	}
+	w.batch = append(w.batch, b...)
+	w.pending++
+}
+
+func (w *Writer) flush() {
+	if w.pending == 0 {
+		return
+	}
+	if _, err := w.sink.Write(w.batch); err != nil {
+		w.failed.Add(w.pending)
+		w.log.Error("decision log: write failed", "records", w.pending, "err", err)
+	} else {
+		w.written.Add(w.pending)
+	}
+	w.batch, w.pending = w.batch[:0], 0
+}
+
+// encode makes r's JSON line. A context that cannot be encoded (a record
+// key Cedar's JSON form reserves) is replaced by an encode_error field
+// rather than losing the decision.
+func encode(r *Record, red *redactor) ([]byte, error) {
+	l := r.toLine(red)
+	b, err := json.Marshal(l)
+	if err != nil {
+		l.Context, l.Intent.Attributes = types.Record{}, types.Record{}
+		l.EncodeError = err.Error()
+		if b, err = json.Marshal(l); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '\n'), nil
+}
