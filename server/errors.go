@@ -24,6 +24,7 @@ const (
 	ReasonCanceled        = "CANCELED"
 	ReasonInternal        = "INTERNAL"
 	ReasonEntityOverrides = "ENTITY_OVERRIDE_REJECTED"
+	ReasonNotLogged       = "DECISION_NOT_LOGGED"
 )
 
 // ToStatus maps any error from the decision path to a gRPC status with an
@@ -46,6 +47,8 @@ func ToStatus(log *slog.Logger, err error) error {
 		return withReason(codes.ResourceExhausted, ReasonLimitExceeded, err.Error())
 	case errors.Is(err, policystore.ErrNoSnapshot):
 		return withReason(codes.Unavailable, ReasonNoActiveBundle, err.Error())
+	case errors.Is(err, ErrDecisionNotLogged):
+		return withReason(codes.Unavailable, ReasonNotLogged, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return withReason(codes.DeadlineExceeded, ReasonDeadline, "deadline exceeded before a decision")
 	case errors.Is(err, context.Canceled):

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
@@ -29,6 +31,10 @@ type Service struct {
 	log             *slog.Logger
 	now             func() time.Time
 	newID           func() string
+	tracer          trace.Tracer
+	tracedIDs       TracedIdentifiers
+	metrics         DecisionObserver
+	decisionLog     DecisionLogger
 }
 
 // Option configures a Service.
@@ -63,6 +69,7 @@ func NewService(store SnapshotSource, opts ...Option) *Service {
 		now:    time.Now,
 		newID:  newDecisionID,
 	}
+	s.tracer, s.metrics, s.decisionLog = noop.NewTracerProvider().Tracer(""), noMetrics{}, noDecisionLog{}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -100,6 +107,7 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 	if err != nil {
 		return nil, ToStatus(s.log, err)
 	}
+	s.ObserveBatch(FrontEndGRPC, n)
 	out := &pdpv1.BatchAuthorizeResponse{
 		Responses:      make([]*pdpv1.AuthorizeResponse, n),
 		PolicyRevision: snap.Revision(),
@@ -121,6 +129,9 @@ func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *p
 	if err != nil {
 		return nil, err
 	}
+	if FrontEnd(ctx) == "" {
+		ctx = WithFrontEnd(ctx, FrontEndGRPC)
+	}
 	d, id, err := s.Evaluate(ctx, snap, preq)
 	if err != nil {
 		return nil, err
@@ -131,8 +142,15 @@ func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *p
 // Evaluate is the one decision path every front end (gRPC, Envoy ext_authz,
 // AuthZEN, forward-auth) goes through: it decides a checked request against
 // snap and assigns the decision id. Errors mean no decision was made; front
-// ends must then deny (fail closed).
+// ends must then deny (fail closed). Each decision gets a span, metrics and
+// a decision log record; tag ctx with WithFrontEnd to say who asked.
 func (s *Service) Evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {
+	return s.observed(ctx, req, func(ctx context.Context) (policystore.Decision, string, error) {
+		return s.evaluate(ctx, snap, req)
+	})
+}
+
+func (s *Service) evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {
 	if err := ctx.Err(); err != nil {
 		return policystore.Decision{}, "", err
 	}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
+)
+
+// SpanName is the name of the span that covers one decision. A batch gets
+// one such span per item, all children of the batch call's span, so each
+// decision is found and read the same way whatever front end asked.
+const SpanName = "intentpdp.authorize"
+
+// Front ends, as recorded in metrics, spans and the decision log.
+const FrontEndGRPC = "grpc"
+
+// Span attributes of a decision span.
+const (
+	AttrDecision      = "intentpdp.decision"
+	AttrPolicyIDs     = "intentpdp.policy_ids"
+	AttrErrorCount    = "intentpdp.error_count"
+	AttrRevision      = "intentpdp.policy_revision"
+	AttrPrincipalType = "intentpdp.principal.type"
+	AttrPrincipalID   = "intentpdp.principal.id"
+	AttrAction        = "intentpdp.action"
+	AttrResourceType  = "intentpdp.resource.type"
+	AttrResourceID    = "intentpdp.resource.id"
+	AttrTaskID        = "intentpdp.task_id"
+	AttrDecisionID    = "intentpdp.decision_id"
+	AttrFrontEnd      = "intentpdp.front_end"
+)
+
+// ErrDecisionNotLogged means a decision was made but could not be recorded
+// in the decision log (it is closing), so it is not returned.
+var ErrDecisionNotLogged = errors.New("the decision could not be logged")
+
+// DecisionObserver records decisions as metrics.
+type DecisionObserver interface {
+	ObserveDecision(frontEnd string, d policystore.Decision, err error, latency time.Duration)
+	ObserveBatch(frontEnd string, n int)
+}
+
+// DecisionLogger records decisions in the decision log. Log returns
+// decisionlog.ErrQueueFull when the decision must be denied because it
+// cannot be logged.
+type DecisionLogger interface {
+	Log(ctx context.Context, r decisionlog.Record) error
+}
+
+// TracedIdentifiers says which identifiers, possibly personal data, decision
+// spans carry. Entity types, the action and the task id are always recorded.
+type TracedIdentifiers struct {
+	PrincipalID bool
+	ResourceID  bool
+}
+
+// WithTracerProvider sets where decision spans go (default: nowhere).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Service) { s.tracer = tp.Tracer("github.com/intentpdp/intentpdp/server") }
+}
+
+// WithTracedIdentifiers sets which identifiers decision spans carry.
+func WithTracedIdentifiers(ids TracedIdentifiers) Option {
+	return func(s *Service) { s.tracedIDs = ids }
+}
+
+// WithMetrics sets the decision metrics.
+func WithMetrics(m DecisionObserver) Option { return func(s *Service) { s.metrics = m } }
+
+// WithDecisionLog sets the decision log. Every decision Evaluate returns
+// has been queued to it.
+func WithDecisionLog(l DecisionLogger) Option { return func(s *Service) { s.decisionLog = l } }
+
+type frontEndKey struct{}
+
+// WithFrontEnd tags ctx with the front end that asks for decisions.
+func WithFrontEnd(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, frontEndKey{}, name)
+}
+
+// FrontEnd is the front end ctx was tagged with, or "".
+func FrontEnd(ctx context.Context) string {
+	name, _ := ctx.Value(frontEndKey{}).(string)
+	return name
+}
+
+// ObserveBatch records the size of a batch call from a front end.
+func (s *Service) ObserveBatch(frontEnd string, n int) { s.metrics.ObserveBatch(frontEnd, n) }
+
+// observed wraps one decision with its span, log record and metrics.
+func (s *Service) observed(ctx context.Context, req policystore.Request, decide func(context.Context) (policystore.Decision, string, error)) (policystore.Decision, string, error) {
+	start := time.Now()
+	ctx, span := s.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	d, id, err := decide(ctx)
+	latency := time.Since(start)
+	if err == nil {
+		d, err = s.logDecision(ctx, req, d, id, start, latency)
+	}
+	frontEnd := FrontEnd(ctx)
+	s.metrics.ObserveDecision(frontEnd, d, err, latency)
+	if span.IsRecording() {
+		s.annotate(span, frontEnd, req, d, id, err)
+	}
+	if err != nil {
+		return policystore.Decision{}, "", err
+	}
+	return d, id, nil
+}
+
+// logDecision queues the decision's record. When the log refuses it in
+// deny mode, the decision becomes a deny that says why: a decision that
+// cannot be accounted for must not allow.
+func (s *Service) logDecision(ctx context.Context, req policystore.Request, d policystore.Decision, id string, start time.Time, latency time.Duration) (policystore.Decision, error) {
+	sc := trace.SpanContextFromContext(ctx)
+	rec := decisionlog.Record{
+		DecisionID: id, Time: start, FrontEnd: FrontEnd(ctx),
+		Request: req, Decision: d, Latency: latency,
+	}
+	if sc.IsValid() {
+		rec.TraceID, rec.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	err := s.decisionLog.Log(ctx, rec)
+	switch {
+	case err == nil:
+		return d, nil
+	case errors.Is(err, decisionlog.ErrQueueFull):
+		return policystore.Decision{
+			Revision: d.Revision,
+			Errors:   append(d.Errors, policystore.EvalError{PolicyID: "intentpdp.decision_log", Message: "denied: the decision log is full"}),
+		}, nil
+	case errors.Is(err, decisionlog.ErrClosed):
+		return d, ErrDecisionNotLogged
+	default:
+		return d, err
+	}
+}
+
+func (s *Service) annotate(span trace.Span, frontEnd string, req policystore.Request, d policystore.Decision, id string, err error) {
+	attrs := []attribute.KeyValue{
+		attribute.String(AttrFrontEnd, frontEnd),
+		attribute.String(AttrPrincipalType, string(req.Principal.Type)),
+		attribute.String(AttrAction, string(req.Action.ID)),
+		attribute.String(AttrResourceType, string(req.Resource.Type)),
+		attribute.String(AttrTaskID, req.Intent.TaskID),
+	}
+	if s.tracedIDs.PrincipalID {
+		attrs = append(attrs, attribute.String(AttrPrincipalID, string(req.Principal.ID)))
+	}
+	if s.tracedIDs.ResourceID {
+		attrs = append(attrs, attribute.String(AttrResourceID, string(req.Resource.ID)))
+	}
+	if err != nil {
+		span.SetAttributes(attrs...)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "no decision")
+		return
+	}
+	decision := "DENY"
+	if d.Allow {
+		decision = "ALLOW"
+	}
+	ids := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		ids[i] = r.PolicyID
+	}
+	span.SetAttributes(append(attrs,
+		attribute.String(AttrDecision, decision),
+		attribute.StringSlice(AttrPolicyIDs, ids),
+		attribute.Int(AttrErrorCount, len(d.Errors)),
+		attribute.String(AttrRevision, d.Revision),
+		attribute.String(AttrDecisionID, id),
+	)...)
+}
+
+// Defaults when no observability is configured.
+type (
+	noMetrics     struct{}
+	noDecisionLog struct{}
+)
+
+func (noMetrics) ObserveDecision(string, policystore.Decision, error, time.Duration) {}
+func (noMetrics) ObserveBatch(string, int)                                           {}
+func (noDecisionLog) Log(context.Context, decisionlog.Record) error                  { return nil }

@@ -1,0 +1,372 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/policystore"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/telemetry"
+)
+
+// observed is a PDP with every observer attached, served over bufconn.
+type observed struct {
+	client pdpv1.AuthorizationServiceClient
+	spans  *tracetest.SpanRecorder
+	reg    *prometheus.Registry
+	log    *decisionlog.Writer
+	logBuf *bytes.Buffer
+}
+
+func startObserved(t *testing.T, opts ...server.Option) *observed {
+	t.Helper()
+	b, err := policystore.LoadFS(examples.Agents())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := policystore.NewStore()
+	if _, err := store.Activate(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	o := &observed{spans: tracetest.NewSpanRecorder(), reg: prometheus.NewRegistry(), logBuf: &bytes.Buffer{}}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(o.spans))
+	metrics, err := telemetry.NewMetrics(o.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.log, err = decisionlog.New(o.logBuf, decisionlog.WithQueueSize(8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := metrics.ObserveDecisionLog(o.log); err != nil {
+		t.Fatal(err)
+	}
+	svc := server.NewService(store, append([]server.Option{
+		server.WithTracerProvider(tp), server.WithMetrics(metrics), server.WithDecisionLog(o.log),
+	}, opts...)...)
+	gs, _ := server.NewGRPCServer(svc, append(metrics.GRPCServerOptions(), grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))...)
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	o.client = pdpv1.NewAuthorizationServiceClient(conn)
+	return o
+}
+
+// exampleRequests are the example bundle's requests, by name.
+func exampleRequests(t *testing.T) map[string]*pdpv1.AuthorizeRequest {
+	t.Helper()
+	files, err := fs.Glob(examples.Agents(), "requests/*-*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("example requests: %v (%d files)", err, len(files))
+	}
+	out := map[string]*pdpv1.AuthorizeRequest{}
+	for _, f := range files {
+		data, err := fs.ReadFile(examples.Agents(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req pdpv1.AuthorizeRequest
+		if err := protojson.Unmarshal(data, &req); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[strings.TrimSuffix(strings.TrimPrefix(f, "requests/"), ".json")] = &req
+	}
+	return out
+}
+
+const (
+	callerTrace = "0af7651916cd43dd8448eb211c80319c"
+	callerSpan  = "b7ad6b7169203331"
+)
+
+func withCallerTrace(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+}
+
+func spanAttrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
+	t.Parallel()
+	o := startObserved(t, server.WithTracedIdentifiers(server.TracedIdentifiers{PrincipalID: true}))
+	req := exampleRequests(t)["read-readme-allowed"]
+	resp, err := o.client.Authorize(withCallerTrace(t.Context()), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rpc, decision sdktrace.ReadOnlySpan
+	for _, s := range o.spans.Ended() {
+		switch s.Name() {
+		case server.SpanName:
+			decision = s
+		case "intentpdp.v1.AuthorizationService/Authorize":
+			rpc = s
+		}
+	}
+	if rpc == nil || decision == nil {
+		t.Fatalf("spans %v: want the RPC span and the decision span", o.spans.Ended())
+	}
+	if got := rpc.Parent().SpanID().String(); got != callerSpan || !rpc.Parent().IsRemote() {
+		t.Errorf("RPC span parent = %s (remote %t), want the caller's span %s", got, rpc.Parent().IsRemote(), callerSpan)
+	}
+	if decision.Parent().SpanID() != rpc.SpanContext().SpanID() {
+		t.Errorf("decision span parent = %s, want the RPC span %s", decision.Parent().SpanID(), rpc.SpanContext().SpanID())
+	}
+	if got := decision.SpanContext().TraceID().String(); got != callerTrace {
+		t.Errorf("decision span trace = %s, want the caller's %s", got, callerTrace)
+	}
+	a := spanAttrs(decision)
+	want := map[string]string{
+		server.AttrDecision:      "ALLOW",
+		server.AttrDecisionID:    resp.GetDecisionId(),
+		server.AttrRevision:      resp.GetPolicyRevision(),
+		server.AttrPrincipalType: req.GetPrincipal().GetType(),
+		server.AttrPrincipalID:   req.GetPrincipal().GetId(),
+		server.AttrAction:        req.GetIntent().GetAction(),
+		server.AttrResourceType:  req.GetResource().GetType(),
+		server.AttrTaskID:        req.GetIntent().GetTaskId(),
+		server.AttrFrontEnd:      server.FrontEndGRPC,
+	}
+	for k, v := range want {
+		if got := a[attribute.Key(k)].AsString(); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	var reasonIDs []string
+	for _, r := range resp.GetReasons() {
+		reasonIDs = append(reasonIDs, r.GetPolicyId())
+	}
+	if got := a[server.AttrPolicyIDs].AsStringSlice(); fmt.Sprint(got) != fmt.Sprint(reasonIDs) || len(got) == 0 {
+		t.Errorf("policy ids = %v, want %v", got, reasonIDs)
+	}
+	if _, ok := a[server.AttrResourceID]; ok {
+		t.Error("resource id recorded although not configured")
+	}
+}
+
+func TestBatchGetsOneSpanPerDecision(t *testing.T) {
+	t.Parallel()
+	o := startObserved(t)
+	reqs := exampleRequests(t)
+	batch := &pdpv1.BatchAuthorizeRequest{Requests: []*pdpv1.AuthorizeRequest{
+		reqs["read-readme-allowed"], reqs["outsider-read-denied"], reqs["secret-without-approved-purpose-denied"],
+	}}
+	resp, err := o.client.BatchAuthorize(withCallerTrace(t.Context()), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rpc sdktrace.ReadOnlySpan
+	byID := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range o.spans.Ended() {
+		if s.Name() == server.SpanName {
+			byID[spanAttrs(s)[server.AttrDecisionID].AsString()] = s
+		} else {
+			rpc = s
+		}
+	}
+	if len(byID) != len(batch.Requests) || rpc == nil {
+		t.Fatalf("%d decision spans and RPC span %v, want %d and one", len(byID), rpc, len(batch.Requests))
+	}
+	for i, r := range resp.GetResponses() {
+		s, ok := byID[r.GetDecisionId()]
+		if !ok {
+			t.Fatalf("responses[%d]: no span for decision %s", i, r.GetDecisionId())
+		}
+		if s.Parent().SpanID() != rpc.SpanContext().SpanID() {
+			t.Errorf("responses[%d]: span parent is not the batch RPC span", i)
+		}
+		want := strings.TrimPrefix(r.GetDecision().String(), "DECISION_")
+		if got := spanAttrs(s)[server.AttrDecision].AsString(); got != want {
+			t.Errorf("responses[%d]: span decision %s, response %s", i, got, want)
+		}
+	}
+	if got := histogramCount(t, o.reg, "intentpdp_batch_size"); got != 1 {
+		t.Errorf("batch_size count = %d, want 1", got)
+	}
+}
+
+func TestConcurrentDecisionsLoggedExactlyOnce(t *testing.T) {
+	t.Parallel()
+	o := startObserved(t)
+	reqs := exampleRequests(t)
+	var all []*pdpv1.AuthorizeRequest
+	for _, r := range reqs {
+		all = append(all, r)
+	}
+	const workers, each = 8, 40
+	var mu sync.Mutex
+	ids := map[string]string{} // decision id → decision
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			for i := range each {
+				resp, err := o.client.Authorize(t.Context(), all[(g+i)%len(all)])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				ids[resp.GetDecisionId()] = strings.TrimPrefix(resp.GetDecision().String(), "DECISION_")
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := o.log.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(o.logBuf.String(), "\n"), "\n")
+	if len(lines) != workers*each || len(ids) != workers*each {
+		t.Fatalf("%d log lines, %d distinct responses; want %d of each", len(lines), len(ids), workers*each)
+	}
+	for i, l := range lines {
+		rec := parseLine(t, l)
+		if ids[rec.DecisionID] != rec.Decision {
+			t.Fatalf("line %d: decision %s %s, response said %q", i+1, rec.DecisionID, rec.Decision, ids[rec.DecisionID])
+		}
+		delete(ids, rec.DecisionID) // a second line for the same id now fails
+	}
+
+	allow, deny := counterValue(t, o.reg, "intentpdp_decisions_total", "outcome", "allow"), counterValue(t, o.reg, "intentpdp_decisions_total", "outcome", "deny")
+	if allow == 0 || deny == 0 || allow+deny != workers*each {
+		t.Errorf("decisions_total allow %v + deny %v, want both > 0 summing to %d", allow, deny, workers*each)
+	}
+	if got := histogramCount(t, o.reg, "intentpdp_decision_duration_seconds"); got != workers*each {
+		t.Errorf("decision_duration_seconds count = %d, want %d", got, workers*each)
+	}
+	if got := counterValue(t, o.reg, "intentpdp_decision_log_written_total", "", ""); got != workers*each {
+		t.Errorf("decision_log_written_total = %v, want %d", got, workers*each)
+	}
+	if got := counterValue(t, o.reg, "grpc_server_handled_total", "grpc_method", "Authorize"); got != workers*each {
+		t.Errorf("grpc_server_handled_total{Authorize} = %v, want %d", got, workers*each)
+	}
+}
+
+// refusingLog is a decision log that cannot take any record.
+type refusingLog struct{ err error }
+
+func (l refusingLog) Log(context.Context, decisionlog.Record) error { return l.err }
+
+func TestDecisionThatCannotBeLogged(t *testing.T) {
+	t.Parallel()
+	allowed := exampleRequests(t)["read-readme-allowed"]
+	t.Run("deny mode denies", func(t *testing.T) {
+		t.Parallel()
+		o := startObserved(t, server.WithDecisionLog(refusingLog{decisionlog.ErrQueueFull}))
+		resp, err := o.client.Authorize(t.Context(), allowed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetDecision() != pdpv1.Decision_DECISION_DENY || len(resp.GetErrors()) == 0 {
+			t.Fatalf("got %v, want a deny that says the log was full", resp)
+		}
+	})
+	t.Run("closed log is unavailable", func(t *testing.T) {
+		t.Parallel()
+		o := startObserved(t, server.WithDecisionLog(refusingLog{decisionlog.ErrClosed}))
+		_, err := o.client.Authorize(t.Context(), allowed)
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("got %v, want Unavailable", err)
+		}
+		if got := counterValue(t, o.reg, "intentpdp_decisions_total", "outcome", "error"); got != 1 {
+			t.Errorf("decisions_total{outcome=error} = %v, want 1", got)
+		}
+	})
+}
+
+type logLine struct {
+	DecisionID string `json:"decision_id"`
+	Decision   string `json:"decision"`
+}
+
+func parseLine(t *testing.T, l string) logLine {
+	t.Helper()
+	var rec logLine
+	if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.DecisionID == "" {
+		t.Fatalf("bad log line %q: %v", l, err)
+	}
+	return rec
+}
+
+// counterValue sums the counter name over series whose label has value
+// (every series when label is "").
+func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range family(t, g, name) {
+		if label == "" || labelValue(m, label) == value {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string) uint64 {
+	t.Helper()
+	var n uint64
+	for _, m := range family(t, g, name) {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
+func family(t *testing.T, g prometheus.Gatherer, name string) []*dto.Metric {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,183 @@
+// Package telemetry defines intentpdp's Prometheus metrics. Nothing in it is
+// global: every metric lives in the registry passed to NewMetrics.
+package telemetry
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/intentpdp/intentpdp/policystore"
+)
+
+const namespace = "intentpdp"
+
+// Outcomes of a decision, the "outcome" label of decisions_total.
+const (
+	OutcomeAllow = "allow"
+	OutcomeDeny  = "deny"
+	// OutcomeError is a request the decision path could not evaluate.
+	OutcomeError = "error"
+)
+
+// Metrics records decisions, activations and the decision log. It is safe
+// for concurrent use.
+type Metrics struct {
+	decisions   *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	batchSize   *prometheus.HistogramVec
+	evalErrors  *prometheus.CounterVec
+	activations *prometheus.CounterVec
+	activation  prometheus.Histogram
+	revision    *prometheus.GaugeVec
+	revisionMu  sync.Mutex // keeps exactly one revision series at 1
+	grpc        *grpcprom.ServerMetrics
+	reg         prometheus.Registerer
+}
+
+// NewMetrics registers intentpdp's metrics, gRPC server metrics included,
+// with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reg: reg,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "decisions_total",
+			Help: "Decisions by outcome (allow, deny, error) and front end.",
+		}, []string{"outcome", "front_end"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "decision_duration_seconds",
+			Help:    "Time to evaluate one decision, decision log hand-off excluded.",
+			Buckets: prometheus.ExponentialBuckets(5e-6, 2.5, 12), // 5µs to ~300ms
+		}, []string{"front_end"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "batch_size",
+			Help:    "Requests per batch call.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 to 1024
+		}, []string{"front_end"}),
+		evalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "evaluation_errors_total",
+			Help: "Policies that failed to evaluate during a decision (skipped, so never allowing).",
+		}, []string{"front_end"}),
+		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "bundle_activations_total",
+			Help: "Bundle activations by result (success, failure).",
+		}, []string{"result"}),
+		activation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "bundle_activation_duration_seconds",
+			Help:    "Time to compile and activate a bundle.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 8), // 1ms to ~16s
+		}),
+		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "policy_revision_info",
+			Help: "The active bundle revision (value 1).",
+		}, []string{"revision"}),
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
+	}
+	for _, c := range []prometheus.Collector{m.decisions, m.latency, m.batchSize, m.evalErrors, m.activations, m.activation, m.revision, m.grpc} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ObserveDecision records one pass through the decision path: err non-nil
+// means no decision was made.
+func (m *Metrics) ObserveDecision(frontEnd string, d policystore.Decision, err error, latency time.Duration) {
+	outcome := OutcomeDeny
+	switch {
+	case err != nil:
+		outcome = OutcomeError
+	case d.Allow:
+		outcome = OutcomeAllow
+	}
+	m.decisions.WithLabelValues(outcome, frontEnd).Inc()
+	if err != nil {
+		return
+	}
+	m.latency.WithLabelValues(frontEnd).Observe(latency.Seconds())
+	if n := len(d.Errors); n > 0 {
+		m.evalErrors.WithLabelValues(frontEnd).Add(float64(n))
+	}
+}
+
+// ObserveBatch records the size of one batch call.
+func (m *Metrics) ObserveBatch(frontEnd string, n int) {
+	m.batchSize.WithLabelValues(frontEnd).Observe(float64(n))
+}
+
+// ObserveActivation records one bundle activation; a success also makes
+// revision the active one. It fits the store's activation hook.
+func (m *Metrics) ObserveActivation(revision string, err error, d time.Duration) {
+	m.activation.Observe(d.Seconds())
+	if err != nil {
+		m.activations.WithLabelValues("failure").Inc()
+		return
+	}
+	m.activations.WithLabelValues("success").Inc()
+	m.SetActiveRevision(revision)
+}
+
+// SetActiveRevision makes revision the one series of policy_revision_info.
+func (m *Metrics) SetActiveRevision(revision string) {
+	m.revisionMu.Lock()
+	defer m.revisionMu.Unlock()
+	m.revision.Reset()
+	m.revision.WithLabelValues(revision).Set(1)
+}
+
+// DecisionLogStats is what the decision log reports about itself.
+type DecisionLogStats interface {
+	QueueDepth() int
+	QueueCapacity() int
+	Written() uint64
+	Dropped() uint64
+	Denied() uint64
+	Failed() uint64
+}
+
+// ObserveDecisionLog exports l's queue and counters, read at scrape time.
+func (m *Metrics) ObserveDecisionLog(l DecisionLogStats) error {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "decision_log", Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: "decision_log", Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("queue_depth", "Records waiting to be written.", func() float64 { return float64(l.QueueDepth()) }),
+		gauge("queue_capacity", "The queue's bound.", func() float64 { return float64(l.QueueCapacity()) }),
+		counter("written_total", "Records written.", l.Written),
+		counter("dropped_total", "Records discarded because the queue was full (drop mode).", l.Dropped),
+		counter("denied_total", "Decisions denied because the queue was full (deny mode).", l.Denied),
+		counter("failed_total", "Records lost to encoding or write errors.", l.Failed),
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GRPCServerOptions are the interceptors that feed the gRPC server metrics.
+func (m *Metrics) GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+	}
+}
+
+// InitializeGRPC creates the gRPC metrics of every method of gs at zero, so
+// they are visible before the first call.
+func (m *Metrics) InitializeGRPC(gs *grpc.Server) { m.grpc.InitializeMetrics(gs) }
+
+// Handler serves g's metrics in the Prometheus exposition format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
