@@ -30,13 +30,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := cfg.logger(stderr)
+	obs, err := startObservability(ctx, &cfg.Observability, log)
+	if err != nil {
+		return err
+	}
+	// Runs once the gRPC server has drained, so every answered decision is
+	// in the decision log before it is flushed.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		obs.close(sctx)
+	}()
 
 	bundle, err := loadBundle(cfg.Bundle)
 	if err != nil {
 		return err
 	}
 	store := policystore.NewStore()
+	activating := time.Now()
 	snap, err := store.Activate(ctx, bundle)
+	obs.metrics.ObserveActivation(revisionOf(snap), err, time.Since(activating))
 	if err != nil {
 		return err
 	}
@@ -46,8 +59,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	svc := server.NewService(store,
 		server.WithLimits(cfg.Limits),
 		server.WithLogger(log),
-		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"))
-	gs, health := server.NewGRPCServer(svc)
+		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
+		obs.serviceOption())
+	gs, health := server.NewGRPCServer(svc, obs.grpcOptions()...)
+	obs.metrics.InitializeGRPC(gs)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

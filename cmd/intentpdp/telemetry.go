@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/telemetry"
+)
+
+// ObservabilityConfig configures traces, metrics and the decision log.
+// Tracing also honours the standard OTEL_* environment variables
+// (OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME,
+// OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*); the flags below win over them.
+type ObservabilityConfig struct {
+	// MetricsListen is the /metrics HTTP listen address; empty disables it.
+	MetricsListen string
+	// OTLPEndpoint is the OTLP collector URL (http://host:4317 for gRPC,
+	// http://host:4318/v1/traces for HTTP). Tracing is off unless it or
+	// OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+	OTLPEndpoint string
+	// OTLPProtocol is grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc).
+	OTLPProtocol string
+	// OTLPHeaders are k=v pairs sent with every export, comma-separated.
+	OTLPHeaders string
+	// OTLPCAFile verifies the collector's TLS certificate (https endpoints).
+	OTLPCAFile string
+	// TraceSampleRatio is the parent-based ratio of new traces sampled,
+	// unless OTEL_TRACES_SAMPLER is set.
+	TraceSampleRatio float64
+	// TraceIdentifiers lists the identifiers decision spans carry besides
+	// types: "principal", "resource" (possibly personal data; default none).
+	TraceIdentifiers string
+	// DecisionLog is a file path, "-" for stdout, or empty for no log.
+	DecisionLog string
+	// DecisionLogQueue bounds the records waiting to be written.
+	DecisionLogQueue int
+	// DecisionLogFull is what happens when the queue is full: block, drop or deny.
+	DecisionLogFull string
+	// DecisionLogMaxSizeMB rotates the file at this size, keeping
+	// DecisionLogMaxBackups old files.
+	DecisionLogMaxSizeMB  int
+	DecisionLogMaxBackups int
+	// DecisionLogRedact lists context fields (dotted paths) the log replaces
+	// with [REDACTED], comma-separated.
+	DecisionLogRedact string
+}
+
+// SetDefaults fills unset fields.
+func (c *ObservabilityConfig) SetDefaults() {
+	if c.DecisionLogQueue <= 0 {
+		c.DecisionLogQueue = 4096
+	}
+	if c.DecisionLogFull == "" {
+		c.DecisionLogFull = "block"
+	}
+	if c.DecisionLogMaxSizeMB <= 0 {
+		c.DecisionLogMaxSizeMB = 100
+	}
+}
+
+// Validate reports every problem.
+func (c *ObservabilityConfig) Validate() []error {
+	var errs []error
+	if _, err := decisionlog.ParseMode(c.DecisionLogFull); err != nil {
+		errs = append(errs, fmt.Errorf("decision-log-full: %w", err))
+	}
+	if _, err := c.tracedIdentifiers(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
+		errs = append(errs, fmt.Errorf("trace-sample-ratio must be within [0, 1], not %v", c.TraceSampleRatio))
+	}
+	if p := c.protocol(); p != "grpc" && p != "http/protobuf" {
+		errs = append(errs, fmt.Errorf("otlp-protocol must be grpc or http/protobuf, not %q", p))
+	}
+	if _, err := keyValues(c.OTLPHeaders); err != nil {
+		errs = append(errs, fmt.Errorf("otlp-headers: %w", err))
+	}
+	return errs
+}
+
+func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP trace collector URL, e.g. http://127.0.0.1:4317 (default: OTEL_EXPORTER_OTLP_ENDPOINT; empty: tracing off)")
+	fs.StringVar(&c.OTLPProtocol, "otlp-protocol", "", "OTLP protocol: grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
+	fs.StringVar(&c.OTLPHeaders, "otlp-headers", "", "OTLP export headers, k=v,k2=v2 (default: OTEL_EXPORTER_OTLP_HEADERS)")
+	fs.StringVar(&c.OTLPCAFile, "otlp-ca-file", "", "CA certificate that verifies an https collector (default: OTEL_EXPORTER_OTLP_CERTIFICATE)")
+	fs.Float64Var(&c.TraceSampleRatio, "trace-sample-ratio", 1, "parent-based ratio of new traces sampled (OTEL_TRACES_SAMPLER wins when set)")
+	fs.StringVar(&c.TraceIdentifiers, "trace-identifiers", "", "identifiers decision spans carry: principal,resource (may be personal data)")
+	fs.StringVar(&c.DecisionLog, "decision-log", "", "decision log file, or - for stdout (empty: off)")
+	fs.IntVar(&c.DecisionLogQueue, "decision-log-queue", 4096, "decision log queue bound")
+	fs.StringVar(&c.DecisionLogFull, "decision-log-full", "block", "when the decision log queue is full: block, drop (counted) or deny the decision")
+	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", 100, "rotate the decision log file at this size")
+	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", 10, "rotated decision log files kept (0: all)")
+	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
+}
+
+func (c *ObservabilityConfig) tracedIdentifiers() (server.TracedIdentifiers, error) {
+	var ids server.TracedIdentifiers
+	for _, name := range splitList(c.TraceIdentifiers) {
+		switch name {
+		case "principal":
+			ids.PrincipalID = true
+		case "resource":
+			ids.ResourceID = true
+		default:
+			return ids, fmt.Errorf("trace-identifiers: unknown identifier %q (want principal or resource)", name)
+		}
+	}
+	return ids, nil
+}
+
+func (c *ObservabilityConfig) protocol() string {
+	for _, p := range []string{c.OTLPProtocol, os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")} {
+		if p != "" {
+			return p
+		}
+	}
+	return "grpc"
+}
+
+// tracingEnabled: an endpoint is configured and the SDK is not disabled.
+func (c *ObservabilityConfig) tracingEnabled() bool {
+	if os.Getenv("OTEL_SDK_DISABLED") == "true" || os.Getenv("OTEL_TRACES_EXPORTER") == "none" {
+		return false
+	}
+	return c.OTLPEndpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+// observability is what serve builds from ObservabilityConfig: the
+// providers, the decision log and the /metrics server, and their shutdown.
+type observability struct {
+	tp          trace.TracerProvider
+	metrics     *telemetry.Metrics
+	decisionLog *decisionlog.Writer // nil when off
+	svcOpts     []server.Option
+	closers     []func(context.Context) error // run in reverse order
+	log         *slog.Logger
+}
+
+func startObservability(ctx context.Context, c *ObservabilityConfig, log *slog.Logger) (*observability, error) {
+	o := &observability{tp: noop.NewTracerProvider(), log: log}
+	steps := []func(context.Context, *ObservabilityConfig) error{o.startTracing, o.startMetrics, o.startDecisionLog}
+	for _, step := range steps {
+		if err := step(ctx, c); err != nil {
+			o.close(ctx)
+			return nil, err
+		}
+	}
+	ids, _ := c.tracedIdentifiers() // checked by Validate
+	o.svcOpts = append(o.svcOpts, server.WithTracerProvider(o.tp), server.WithTracedIdentifiers(ids), server.WithMetrics(o.metrics))
+	return o, nil
+}
+
+// serviceOption applies every observability option of the service.
+func (o *observability) serviceOption() server.Option {
+	return func(s *server.Service) {
+		for _, opt := range o.svcOpts {
+			opt(s)
+		}
+	}
+}
+
+// grpcOptions add transport spans that continue the caller's W3C trace
+// context, and the gRPC server metrics.
+func (o *observability) grpcOptions() []grpc.ServerOption {
+	return append(o.metrics.GRPCServerOptions(), grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))
+}
+
+// close stops in reverse order of start: it flushes the decision log, stops
+// /metrics, then flushes the trace exporter.
+func (o *observability) close(ctx context.Context) {
+	for i := len(o.closers) - 1; i >= 0; i-- {
+		if err := o.closers[i](ctx); err != nil {
+			o.log.Error("observability shutdown", "err", err)
+		}
+	}
+}
+
+func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig) error {
+	if !c.tracingEnabled() {
+		return nil
+	}
+	exp, err := newExporter(ctx, c)
+	if err != nil {
+		return fmt.Errorf("trace exporter: %w", err)
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", "intentpdp")),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv()) // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES win
+	if err != nil {
+		return fmt.Errorf("trace resource: %w", err)
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp), sdktrace.WithResource(res)}
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
+	o.tp = tp
+	o.closers = append(o.closers, tp.Shutdown)
+	o.log.Info("tracing on", "protocol", c.protocol(), "endpoint", c.OTLPEndpoint)
+	return nil
+}
+
+func newExporter(ctx context.Context, c *ObservabilityConfig) (sdktrace.SpanExporter, error) {
+	headers, _ := keyValues(c.OTLPHeaders) // checked by Validate
+	tlsConf, err := caTLSConfig(c.OTLPCAFile)
+	if err != nil {
+		return nil, err
+	}
+	if c.protocol() == "http/protobuf" {
+		var opts []otlptracehttp.Option
+		if c.OTLPEndpoint != "" {
+			opts = append(opts, otlptracehttp.WithEndpointURL(c.OTLPEndpoint))
+		}
+		if headers != nil {
+			opts = append(opts, otlptracehttp.WithHeaders(headers))
+		}
+		if tlsConf != nil {
+			opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsConf))
+		}
+		return otlptracehttp.New(ctx, opts...)
+	}
+	var opts []otlptracegrpc.Option
+	if c.OTLPEndpoint != "" {
+		opts = append(opts, otlptracegrpc.WithEndpointURL(c.OTLPEndpoint))
+	}
+	if headers != nil {
+		opts = append(opts, otlptracegrpc.WithHeaders(headers))
+	}
+	if tlsConf != nil {
+		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsConf)))
+	}
+	return otlptracegrpc.New(ctx, opts...)
+}
+
+func caTLSConfig(file string) (*tls.Config, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", file)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := telemetry.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	o.metrics = m
+	if c.MetricsListen == "" {
+		return nil
+	}
+	lis, err := net.Listen("tcp", c.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error("metrics server", "err", err)
+		}
+	}()
+	o.closers = append(o.closers, srv.Shutdown)
+	o.log.Info("serving metrics", "addr", lis.Addr().String())
+	return nil
+}
+
+func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConfig) error {
+	if c.DecisionLog == "" {
+		return nil
+	}
+	sink, err := decisionlog.OpenSink(c.DecisionLog, c.DecisionLogMaxSizeMB, c.DecisionLogMaxBackups)
+	if err != nil {
+		return fmt.Errorf("decision log: %w", err)
+	}
+	mode, _ := decisionlog.ParseMode(c.DecisionLogFull) // checked by Validate
+	w, err := decisionlog.New(sink,
+		decisionlog.WithQueueSize(c.DecisionLogQueue),
+		decisionlog.WithMode(mode),
+		decisionlog.WithRedact(splitList(c.DecisionLogRedact)),
+		decisionlog.WithLogger(o.log))
+	if err != nil {
+		return fmt.Errorf("decision log: %w", err)
+	}
+	o.decisionLog = w
+	o.closers = append(o.closers, w.Close)
+	o.svcOpts = append(o.svcOpts, server.WithDecisionLog(w))
+	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue)
+	return o.metrics.ObserveDecisionLog(w)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// keyValues parses "k=v,k2=v2"; nil for an empty list.
+func keyValues(s string) (map[string]string, error) {
+	var out map[string]string
+	for _, kv := range splitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%q is not k=v", kv)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
+
+// revisionOf is snap's revision, or "" when activation failed.
+func revisionOf(snap *policystore.Snapshot) string {
+	if snap == nil {
+		return ""
+	}
+	return snap.Revision()
+}
