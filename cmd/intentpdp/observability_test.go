@@ -1,0 +1,224 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/intentpdp/intentpdp/examples"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+)
+
+const (
+	callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	callerSpan  = "00f067aa0ba902b7"
+)
+
+func exampleRequests(t *testing.T) []*pdpv1.AuthorizeRequest {
+	t.Helper()
+	files, err := fs.Glob(examples.Agents(), "requests/*-*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("example requests: %v (%d files)", err, len(files))
+	}
+	var out []*pdpv1.AuthorizeRequest
+	for _, f := range files {
+		data, err := fs.ReadFile(examples.Agents(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req pdpv1.AuthorizeRequest
+		if err := protojson.Unmarshal(data, &req); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, &req)
+	}
+	return out
+}
+
+func decisionName(d pdpv1.Decision) string { return strings.TrimPrefix(d.String(), "DECISION_") }
+
+// TestServeObservability runs the real binary with an OTLP endpoint, a
+// decision log and /metrics, and checks that every decision shows up in all
+// three, the spans under the caller's trace.
+func TestServeObservability(t *testing.T) {
+	t.Parallel()
+	recv := startReceiver(t)
+	logPath := filepath.Join(t.TempDir(), "decisions.log")
+	p := startServe(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + recv.addr, "OTEL_SERVICE_NAME=intentpdp-e2e"},
+		"--decision-log", logPath, "--trace-identifiers", "principal")
+
+	before := p.scrape(t)
+	if got := sample(before, "intentpdp_policy_revision_info", "revision", "agents-example-v1"); got != 1 {
+		t.Errorf("policy_revision_info{revision=agents-example-v1} = %v, want 1", got)
+	}
+	if got := sample(before, "intentpdp_bundle_activations_total", "result", "success"); got != 1 {
+		t.Errorf("bundle_activations_total{result=success} = %v, want 1", got)
+	}
+
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	reqs := exampleRequests(t)
+	decisions := map[string]string{} // decision id → ALLOW/DENY
+	for _, req := range reqs {
+		resp, err := p.client.Authorize(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decisions[resp.GetDecisionId()] = decisionName(resp.GetDecision())
+	}
+	batch, err := p.client.BatchAuthorize(ctx, &pdpv1.BatchAuthorizeRequest{Requests: reqs[:3]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, resp := range batch.GetResponses() {
+		decisions[resp.GetDecisionId()] = decisionName(resp.GetDecision())
+	}
+	n := len(reqs) + 3
+	if len(decisions) != n {
+		t.Fatalf("%d distinct decision ids for %d decisions", len(decisions), n)
+	}
+
+	after := p.scrape(t)
+	for name, want := range map[string]float64{
+		"intentpdp_decisions_total":                    float64(n),
+		"intentpdp_decision_duration_seconds":          float64(n),
+		"intentpdp_batch_size":                         1,
+		"intentpdp_decision_log_queue_capacity":        4096,
+		"intentpdp_decision_log_dropped_total":         0,
+		"intentpdp_decision_log_failed_total":          0,
+		"intentpdp_policy_revision_info":               1,
+		"grpc_server_handled_total":                    float64(len(reqs) + 1),
+		"intentpdp_decision_log_denied_total":          0,
+		"intentpdp_bundle_activation_duration_seconds": 1,
+	} {
+		if got := sample(after, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if got := sample(after, "grpc_server_handled_total", "grpc_method", "Authorize", "grpc_code", "OK"); got != float64(len(reqs)) {
+		t.Errorf("grpc_server_handled_total{Authorize,OK} = %v, want %d", got, len(reqs))
+	}
+
+	p.stop(t) // flushes the decision log and the span exporter
+
+	lines := readLog(t, logPath)
+	if len(lines) != n {
+		t.Errorf("decision log has %d lines, want %d", len(lines), n)
+	}
+	for _, l := range lines {
+		if decisions[l.DecisionID] != l.Decision || l.TraceID != callerTrace {
+			t.Errorf("log line %s: %s in trace %s; response said %q in trace %s", l.DecisionID, l.Decision, l.TraceID, decisions[l.DecisionID], callerTrace)
+		}
+	}
+
+	checkSpans(t, recv.spans(), decisions)
+}
+
+// checkSpans asserts one decision span per decision, each the child of a
+// server span that is the child of the caller's span.
+func checkSpans(t *testing.T, spans []receivedSpan, decisions map[string]string) {
+	t.Helper()
+	byID := map[string]receivedSpan{}
+	for _, s := range spans {
+		byID[hex.EncodeToString(s.GetSpanId())] = s
+	}
+	seen := 0
+	for _, s := range spans {
+		if s.GetName() != "intentpdp.authorize" {
+			continue
+		}
+		seen++
+		id := spanAttr(s.Span, "intentpdp.decision_id")
+		if got := spanAttr(s.Span, "intentpdp.decision"); got != decisions[id] {
+			t.Errorf("span for decision %s: decision %q, response %q", id, got, decisions[id])
+		}
+		if s.service != "intentpdp-e2e" || hex.EncodeToString(s.GetTraceId()) != callerTrace {
+			t.Errorf("span for decision %s: service %q trace %x", id, s.service, s.GetTraceId())
+		}
+		if spanAttr(s.Span, "intentpdp.principal.id") == "" || spanAttr(s.Span, "intentpdp.policy_revision") != "agents-example-v1" {
+			t.Errorf("span for decision %s lacks principal id or revision: %v", id, s.GetAttributes())
+		}
+		rpc, ok := byID[hex.EncodeToString(s.GetParentSpanId())]
+		if !ok || !strings.HasPrefix(rpc.GetName(), "intentpdp.v1.AuthorizationService/") {
+			t.Errorf("span for decision %s: parent %x is not an RPC span", id, s.GetParentSpanId())
+			continue
+		}
+		if got := hex.EncodeToString(rpc.GetParentSpanId()); got != callerSpan {
+			t.Errorf("RPC span %s: parent %s, want the caller's span %s", rpc.GetName(), got, callerSpan)
+		}
+	}
+	if seen != len(decisions) {
+		t.Errorf("%d decision spans, want %d", seen, len(decisions))
+	}
+}
+
+// TestSIGTERMUnderLoadLosesNoDecision signals the binary while clients keep
+// asking, with a small decision log queue in block mode: every decision a
+// client received must be in the log, exactly once.
+func TestSIGTERMUnderLoadLosesNoDecision(t *testing.T) {
+	t.Parallel()
+	logPath := filepath.Join(t.TempDir(), "decisions.log")
+	p := startServe(t, nil, "--decision-log", logPath, "--decision-log-queue", "8", "--decision-log-full", "block")
+	reqs := exampleRequests(t)
+
+	const workers = 4
+	var acked sync.Map // decision id → struct{}
+	var count atomic.Int64
+	enough := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				resp, err := p.client.Authorize(t.Context(), reqs[(g+i)%len(reqs)])
+				if err != nil {
+					if c := status.Code(err); c != codes.Unavailable && !errors.Is(err, t.Context().Err()) {
+						t.Errorf("Authorize during shutdown: %v", err)
+					}
+					return
+				}
+				acked.Store(resp.GetDecisionId(), struct{}{})
+				if count.Add(1) >= 300 {
+					once.Do(func() { close(enough) })
+				}
+			}
+		})
+	}
+	clientsDone := make(chan struct{})
+	go func() { wg.Wait(); close(clientsDone) }()
+	select {
+	case <-enough:
+	case <-clientsDone:
+		t.Fatal("clients stopped before the load was up")
+	}
+	p.stop(t)
+	<-clientsDone
+
+	logged := map[string]bool{}
+	for _, l := range readLog(t, logPath) {
+		if logged[l.DecisionID] {
+			t.Errorf("decision %s logged twice", l.DecisionID)
+		}
+		logged[l.DecisionID] = true
+	}
+	missing := 0
+	acked.Range(func(id, _ any) bool {
+		if !logged[id.(string)] {
+			missing++
+		}
+		return true
+	})
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged decisions missing from the log", missing, count.Load())
+	}
+	t.Logf("%d acknowledged decisions, %d logged", count.Load(), len(logged))
+}
