@@ -1,0 +1,63 @@
+package decisionlog_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/cedar-policy/cedar-go/types"
+
+	"github.com/intentpdp/intentpdp/server/decisionlog"
+)
+
+// FuzzRecordLine feeds caller-controlled context and intent values through
+// the writer: whatever they hold, each record must come out as exactly one
+// parseable line with its decision id.
+func FuzzRecordLine(f *testing.F) {
+	f.Add(`{"a":1,"b":{"c":"d"}}`, "shell")
+	f.Add(`{"__entity":{"type":"A","id":"b"},"x":1}`, "x")
+	f.Add(`{"s":"\u2028\n\"quoted\""}`, "\xff\xfe")
+	f.Add(`{"ip":{"__extn":{"fn":"ip","arg":"10.0.0.1"}}}`, "")
+	f.Fuzz(func(t *testing.T, ctxJSON, tool string) {
+		var fields types.Record
+		if err := json.Unmarshal([]byte(ctxJSON), &fields); err != nil {
+			t.Skip()
+		}
+		var buf bytes.Buffer
+		w, err := decisionlog.New(&buf, decisionlog.WithRedact([]string{"b.c"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := record(t, "fuzz", nil, types.RecordMap{"tool": types.String(tool)})
+		r.Request.Intent.Tool = tool
+		r.Request.Context = types.NewRecord(mergeContext(r.Request.Context.Map(), fields.Map()))
+		if err := w.Log(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if w.Failed() != 0 {
+			t.Fatalf("record failed to encode")
+		}
+		out := buf.Bytes()
+		if bytes.Count(out, []byte("\n")) != 1 {
+			t.Fatalf("want exactly one line, got %q", out)
+		}
+		var l map[string]any
+		if err := json.Unmarshal(out, &l); err != nil || l["decision_id"] != "fuzz" {
+			t.Fatalf("unparseable line %q: %v", out, err)
+		}
+	})
+}
+
+// mergeContext adds the fuzzed fields to a built context, keeping the
+// PDP's own keys.
+func mergeContext(built, fields types.RecordMap) types.RecordMap {
+	for k, v := range fields {
+		if _, reserved := built[k]; !reserved {
+			built[k] = v
+		}
+	}
+	return built
+}
