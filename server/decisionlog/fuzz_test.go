@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -44,9 +45,15 @@ func FuzzRecordLine(f *testing.F) {
 		if bytes.Count(out, []byte("\n")) != 1 {
 			t.Fatalf("want exactly one line, got %q", out)
 		}
-		var l map[string]any
-		if err := json.Unmarshal(out, &l); err != nil || l["decision_id"] != "fuzz" {
+		var l struct {
+			DecisionID string `json:"decision_id"`
+			Intent     struct{ Tool string }
+		}
+		if err := json.Unmarshal(out, &l); err != nil || l.DecisionID != "fuzz" {
 			t.Fatalf("unparseable line %q: %v", out, err)
+		}
+		if utf8.ValidString(tool) && l.Intent.Tool != tool {
+			t.Fatalf("tool %q came back as %q", tool, l.Intent.Tool)
 		}
 	})
 }

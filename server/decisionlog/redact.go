@@ -54,24 +54,12 @@ func (r *redactor) add(segs []string) {
 	child.add(segs[1:])
 }
 
-// apply returns a copy of m with the redacted fields replaced. m itself is
-// shared with the decision and never modified.
-func (r *redactor) apply(m types.RecordMap) types.RecordMap {
-	out := make(types.RecordMap, len(m))
-	for k, v := range m {
-		child, hit := r.next[k]
-		switch {
-		case !hit:
-			out[k] = v
-		case child == nil:
-			out[k] = types.String(Redacted)
-		default:
-			if rec, ok := v.(types.Record); ok {
-				out[k] = types.NewRecord(child.apply(rec.Map()))
-			} else {
-				out[k] = v
-			}
-		}
+// child is the redactor for the value under key k; whole reports that the
+// value is redacted entirely. A nil redactor redacts nothing.
+func (r *redactor) child(k types.String) (sub *redactor, whole bool) {
+	if r == nil {
+		return nil, false
 	}
-	return out
+	sub, hit := r.next[k]
+	return sub, hit && sub == nil
 }

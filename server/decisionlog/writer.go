@@ -2,7 +2,6 @@ package decisionlog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cedar-policy/cedar-go/types"
 )
 
 var (
@@ -235,14 +232,19 @@ func (w *Writer) warnDrops() {
 	}
 }
 
+// add appends r's line to the batch. A record whose context cannot be
+// encoded is logged without it, with the reason, rather than lost.
 func (w *Writer) add(r *Record) {
-	b, err := encode(r, w.redact)
+	b, err := appendLine(w.batch, r, w.redact, "")
+	if err != nil {
+		b, err = appendLine(w.batch, r, w.redact, err.Error())
+	}
 	if err != nil {
 		w.failed.Add(1)
 		w.log.Error("decision log: encode record", "decision_id", r.DecisionID, "err", err)
 		return
 	}
-	w.batch = append(w.batch, b...)
+	w.batch = b
 	w.pending++
 }
 
@@ -257,20 +259,4 @@ func (w *Writer) flush() {
 		w.written.Add(w.pending)
 	}
 	w.batch, w.pending = w.batch[:0], 0
-}
-
-// encode makes r's JSON line. A context that cannot be encoded (a record
-// key Cedar's JSON form reserves) is replaced by an encode_error field
-// rather than losing the decision.
-func encode(r *Record, red *redactor) ([]byte, error) {
-	l := r.toLine(red)
-	b, err := json.Marshal(l)
-	if err != nil {
-		l.Context, l.Intent.Attributes = types.Record{}, types.Record{}
-		l.EncodeError = err.Error()
-		if b, err = json.Marshal(l); err != nil {
-			return nil, err
-		}
-	}
-	return append(b, '\n'), nil
 }

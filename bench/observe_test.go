@@ -1,0 +1,160 @@
+package bench_test
+
+// Observability overhead: the same load with tracing and the decision log
+// off and on, in process (the handler without network) and over gRPC on
+// loopback. Run with: go test -run '^$' -bench Observe ./bench/
+
+import (
+	"context"
+	"io/fs"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/policystore"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
+)
+
+// observeSetup is one benchmark configuration.
+type observeSetup struct {
+	name          string
+	tracing, dlog bool
+}
+
+var observeSetups = []observeSetup{
+	{"off", false, false},
+	{"tracing", true, false},
+	{"decisionlog", false, true},
+	{"both", true, true},
+}
+
+// observedService builds the service for setup: every span sampled and
+// batched to an exporter that discards (the collector's cost is not the
+// PDP's), the decision log written to a file.
+func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.ServerOption) {
+	b.Helper()
+	bundle, err := policystore.LoadFS(examples.Agents())
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := policystore.NewStore()
+	if _, err := store.Activate(b.Context(), bundle); err != nil {
+		b.Fatal(err)
+	}
+	var opts []server.Option
+	var grpcOpts []grpc.ServerOption
+	if setup.tracing {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		opts = append(opts, server.WithTracerProvider(tp))
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))
+	}
+	if setup.dlog {
+		sink, err := decisionlog.OpenSink(filepath.Join(b.TempDir(), "decisions.log"), 1024, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := decisionlog.New(sink)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = w.Close(context.Background()) })
+		opts = append(opts, server.WithDecisionLog(w))
+	}
+	return server.NewService(store, opts...), grpcOpts
+}
+
+// observeRequests are the example bundle's requests, each answered once
+// outside the timed loop.
+func observeRequests(b *testing.B, svc *server.Service) []*pdpv1.AuthorizeRequest {
+	b.Helper()
+	files, err := fs.Glob(examples.Agents(), "requests/*-*.json")
+	if err != nil || len(files) == 0 {
+		b.Fatalf("example requests: %v", err)
+	}
+	var out []*pdpv1.AuthorizeRequest
+	for _, f := range files {
+		data, err := fs.ReadFile(examples.Agents(), f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var req pdpv1.AuthorizeRequest
+		if err := protojson.Unmarshal(data, &req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := svc.Authorize(b.Context(), &req); err != nil {
+			b.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, &req)
+	}
+	return out
+}
+
+// BenchmarkObserveHandler is the handler without network.
+func BenchmarkObserveHandler(b *testing.B) {
+	for _, setup := range observeSetups {
+		b.Run(setup.name, func(b *testing.B) {
+			svc, _ := observedService(b, setup)
+			reqs := observeRequests(b, svc)
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := svc.Authorize(context.Background(), reqs[next.Add(1)%uint64(len(reqs))]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkObserveGRPC is gRPC over loopback, the transport spans of the
+// otelgrpc stats handler included when tracing is on.
+func BenchmarkObserveGRPC(b *testing.B) {
+	for _, setup := range observeSetups {
+		b.Run(setup.name, func(b *testing.B) {
+			svc, grpcOpts := observedService(b, setup)
+			reqs := observeRequests(b, svc)
+			gs, _ := server.NewGRPCServer(svc, grpcOpts...)
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() { _ = gs.Serve(lis) }()
+			b.Cleanup(gs.Stop)
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = conn.Close() })
+			client := pdpv1.NewAuthorizationServiceClient(conn)
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.Authorize(context.Background(), reqs[next.Add(1)%uint64(len(reqs))]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

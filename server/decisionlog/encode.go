@@ -1,0 +1,263 @@
+package decisionlog
+
+import (
+	"encoding/json"
+	"iter"
+	"maps"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cedar-policy/cedar-go/types"
+
+	"github.com/intentpdp/intentpdp/policystore"
+)
+
+// appendLine appends r's JSON line. It is written by hand rather than by
+// reflection because encoding is most of the log's cost and runs on the
+// same cores as the decisions. Context values use Cedar's JSON value form;
+// the keys the PDP adds to the context (intent, now) are logged as their
+// own fields instead.
+//
+// When encodeErr is set, the line carries it instead of the context and
+// intent attributes that could not be encoded.
+func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, error) {
+	b = append(b, `{"decision_id":`...)
+	b = appendString(b, r.DecisionID)
+	b = append(b, `,"time":"`...)
+	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if r.FrontEnd != "" {
+		b = append(b, `,"front_end":`...)
+		b = appendString(b, r.FrontEnd)
+	}
+	req := &r.Request
+	b = append(b, `,"principal":`...)
+	b = appendRef(b, req.Principal)
+	b = append(b, `,"intent":{"action":`...)
+	b = appendString(b, string(req.Action.ID))
+	for _, f := range [...]struct{ k, v string }{{"purpose", req.Intent.Purpose}, {"task_id", req.Intent.TaskID}, {"tool", req.Intent.Tool}} {
+		if f.v != "" {
+			b = append(b, ',', '"')
+			b = append(b, f.k...)
+			b = append(b, '"', ':')
+			b = appendString(b, f.v)
+		}
+	}
+	b = append(b, `,"attributes":`...)
+	var attrs, ctx fields = recordMap(req.Intent.Attributes), req.Context
+	if encodeErr != "" {
+		attrs, ctx = recordMap(nil), recordMap(nil)
+	}
+	attrRed, _ := red.child(policystore.ContextIntent)
+	attrRed, _ = attrRed.child("attributes")
+	b, err := appendRecord(b, attrs, attrRed, nil)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `},"resource":`...)
+	b = appendRef(b, req.Resource)
+	b = append(b, `,"context":`...)
+	if b, err = appendRecord(b, ctx, red, isReserved); err != nil {
+		return nil, err
+	}
+	if encodeErr != "" {
+		b = append(b, `,"encode_error":`...)
+		b = appendString(b, encodeErr)
+	}
+	b = appendDecision(b, &r.Decision)
+	b = append(b, `,"latency_ms":`...)
+	b = strconv.AppendFloat(b, float64(r.Latency.Nanoseconds())/1e6, 'f', -1, 64)
+	for _, f := range [...]struct{ k, v string }{{"trace_id", r.TraceID}, {"span_id", r.SpanID}} {
+		if f.v != "" {
+			b = append(b, ',', '"')
+			b = append(b, f.k...)
+			b = append(b, '"', ':')
+			b = appendString(b, f.v)
+		}
+	}
+	return append(b, '}', '\n'), nil
+}
+
+func isReserved(k types.String) bool {
+	return k == policystore.ContextIntent || k == policystore.ContextNow
+}
+
+func appendDecision(b []byte, d *policystore.Decision) []byte {
+	if d.Allow {
+		b = append(b, `,"decision":"ALLOW","reasons":[`...)
+	} else {
+		b = append(b, `,"decision":"DENY","reasons":[`...)
+	}
+	for i, rs := range d.Reasons {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"policy_id":`...)
+		b = appendString(b, rs.PolicyID)
+		if len(rs.Annotations) > 0 {
+			b = append(b, `,"annotations":{`...)
+			first := true
+			for k, v := range rs.Annotations {
+				if !first {
+					b = append(b, ',')
+				}
+				first = false
+				b = appendString(b, k)
+				b = append(b, ':')
+				b = appendString(b, v)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"errors":[`...)
+	for i, e := range d.Errors {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"policy_id":`...)
+		b = appendString(b, e.PolicyID)
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+		b = append(b, '}')
+	}
+	b = append(b, `],"policy_revision":`...)
+	return appendString(b, d.Revision)
+}
+
+func appendRef(b []byte, uid types.EntityUID) []byte {
+	b = append(b, `{"type":`...)
+	b = appendString(b, string(uid.Type))
+	b = append(b, `,"id":`...)
+	b = appendString(b, string(uid.ID))
+	return append(b, '}')
+}
+
+// fields is a Cedar record, read without copying it.
+type fields interface {
+	All() iter.Seq2[types.String, types.Value]
+}
+
+type recordMap types.RecordMap
+
+func (m recordMap) All() iter.Seq2[types.String, types.Value] { return maps.All(m) }
+
+// appendRecord appends m as a JSON object, redacting what red names and
+// leaving out keys skip reports. Keys are not sorted: sorting cost more
+// than the rest of the line.
+func appendRecord(b []byte, m fields, red *redactor, skip func(types.String) bool) ([]byte, error) {
+	b = append(b, '{')
+	first := true
+	var err error
+	for k, v := range m.All() {
+		if skip != nil && skip(k) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, string(k))
+		b = append(b, ':')
+		sub, whole := red.child(k)
+		if whole {
+			b = appendString(b, Redacted)
+			continue
+		}
+		if b, err = appendValue(b, v, sub); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendValue appends v in Cedar's JSON value form: the common kinds
+// directly, the rest (entity references, extension values) through their
+// own MarshalJSON.
+func appendValue(b []byte, v types.Value, red *redactor) ([]byte, error) {
+	switch v := v.(type) {
+	case types.String:
+		return appendString(b, string(v)), nil
+	case types.Long:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case types.Boolean:
+		return strconv.AppendBool(b, bool(v)), nil
+	case types.EntityUID:
+		b = append(b, `{"__entity":`...)
+		return append(appendRef(b, v), '}'), nil
+	case types.Record:
+		return appendRecord(b, v, red, nil)
+	case types.Set:
+		b = append(b, '[')
+		var err error
+		i := 0
+		for e := range v.All() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			i++
+			if b, err = appendValue(b, e, nil); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, j...), nil
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string, replacing invalid UTF-8 with
+// U+FFFD and escaping what a JSON line must not hold raw.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
