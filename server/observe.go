@@ -144,12 +144,15 @@ func (s *Service) logDecision(ctx context.Context, req policystore.Request, d po
 }
 
 func (s *Service) annotate(span trace.Span, frontEnd string, req policystore.Request, d policystore.Decision, id string, err error) {
-	attrs := []attribute.KeyValue{
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs,
 		attribute.String(AttrFrontEnd, frontEnd),
 		attribute.String(AttrPrincipalType, string(req.Principal.Type)),
 		attribute.String(AttrAction, string(req.Action.ID)),
 		attribute.String(AttrResourceType, string(req.Resource.Type)),
-		attribute.String(AttrTaskID, req.Intent.TaskID),
+	)
+	if req.Intent.TaskID != "" {
+		attrs = append(attrs, attribute.String(AttrTaskID, req.Intent.TaskID))
 	}
 	if s.tracedIDs.PrincipalID {
 		attrs = append(attrs, attribute.String(AttrPrincipalID, string(req.Principal.ID)))

@@ -3,17 +3,22 @@ package main
 import (
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/intentpdp/intentpdp/examples"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
@@ -221,4 +226,44 @@ func TestSIGTERMUnderLoadLosesNoDecision(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged decisions missing from the log", missing, count.Load())
 	}
 	t.Logf("%d acknowledged decisions, %d logged", count.Load(), len(logged))
+}
+
+// TestServeTracesOverOTLPHTTP exports over OTLP/HTTP, configured by flags
+// alone, to an in-process receiver.
+func TestServeTracesOverOTLPHTTP(t *testing.T) {
+	t.Parallel()
+	got := make(chan *coltracepb.ExportTraceServiceRequest, 16)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		got <- req
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(recv.Close)
+	p := startServe(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT="}, "--otlp-protocol", "http/protobuf", "--otlp-endpoint", recv.URL+"/v1/traces", "--otlp-headers", "x-tenant=a")
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	resp, err := p.client.Authorize(ctx, exampleRequests(t)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	close(got)
+	for req := range got {
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					if spanAttr(s, "intentpdp.decision_id") == resp.GetDecisionId() && hex.EncodeToString(s.GetTraceId()) == callerTrace {
+						return
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("no span for decision %s in the caller's trace arrived over OTLP/HTTP", resp.GetDecisionId())
 }
