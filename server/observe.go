@@ -101,10 +101,18 @@ func (s *Service) observed(ctx context.Context, req policystore.Request, decide 
 	defer span.End()
 	d, id, err := decide(ctx)
 	latency := time.Since(start)
-	if err == nil {
-		d, err = s.logDecision(ctx, req, d, id, start, latency)
-	}
+	// Looked up once: gRPC contexts are deep, and each lookup walks them.
 	frontEnd := FrontEnd(ctx)
+	if err == nil {
+		rec := decisionlog.Record{
+			DecisionID: id, Time: start, FrontEnd: frontEnd,
+			Request: req, Decision: d, Latency: latency,
+		}
+		if sc := span.SpanContext(); sc.IsValid() {
+			rec.TraceID, rec.SpanID = sc.TraceID().String(), sc.SpanID().String()
+		}
+		d, err = s.logDecision(ctx, rec)
+	}
 	s.metrics.ObserveDecision(frontEnd, d, err, latency)
 	if span.IsRecording() {
 		s.annotate(span, frontEnd, req, d, id, err)
@@ -118,15 +126,8 @@ func (s *Service) observed(ctx context.Context, req policystore.Request, decide 
 // logDecision queues the decision's record. When the log refuses it in
 // deny mode, the decision becomes a deny that says why: a decision that
 // cannot be accounted for must not allow.
-func (s *Service) logDecision(ctx context.Context, req policystore.Request, d policystore.Decision, id string, start time.Time, latency time.Duration) (policystore.Decision, error) {
-	sc := trace.SpanContextFromContext(ctx)
-	rec := decisionlog.Record{
-		DecisionID: id, Time: start, FrontEnd: FrontEnd(ctx),
-		Request: req, Decision: d, Latency: latency,
-	}
-	if sc.IsValid() {
-		rec.TraceID, rec.SpanID = sc.TraceID().String(), sc.SpanID().String()
-	}
+func (s *Service) logDecision(ctx context.Context, rec decisionlog.Record) (policystore.Decision, error) {
+	d := rec.Decision
 	err := s.decisionLog.Log(ctx, rec)
 	switch {
 	case err == nil:
