@@ -232,7 +232,8 @@ func TestSIGTERMUnderLoadLosesNoDecision(t *testing.T) {
 // alone, to an in-process receiver.
 func TestServeTracesOverOTLPHTTP(t *testing.T) {
 	t.Parallel()
-	got := make(chan *coltracepb.ExportTraceServiceRequest, 16)
+	var mu sync.Mutex
+	var got []*coltracepb.ExportTraceServiceRequest
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		req := &coltracepb.ExportTraceServiceRequest{}
@@ -240,7 +241,9 @@ func TestServeTracesOverOTLPHTTP(t *testing.T) {
 			http.Error(w, "bad export", http.StatusBadRequest)
 			return
 		}
-		got <- req
+		mu.Lock()
+		got = append(got, req)
+		mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 		_, _ = w.Write(b)
@@ -253,8 +256,9 @@ func TestServeTracesOverOTLPHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.stop(t)
-	close(got)
-	for req := range got {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, req := range got {
 		for _, rs := range req.GetResourceSpans() {
 			for _, ss := range rs.GetScopeSpans() {
 				for _, s := range ss.GetSpans() {
