@@ -129,10 +129,7 @@ func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *p
 	if err != nil {
 		return nil, err
 	}
-	if FrontEnd(ctx) == "" {
-		ctx = WithFrontEnd(ctx, FrontEndGRPC)
-	}
-	d, id, err := s.Evaluate(ctx, snap, preq)
+	d, id, err := s.Evaluate(WithFrontEnd(ctx, FrontEndGRPC), snap, preq)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,6 +62,16 @@ type process struct {
 	metricsAddr string
 	exited      chan error
 	client      pdpv1.AuthorizationServiceClient
+
+	mu     sync.Mutex
+	output bytes.Buffer // warnings, errors and unstructured output (panics)
+}
+
+// noteworthy returns what the binary logged that a failure report needs.
+func (p *process) noteworthy() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.output.String()
 }
 
 // startServe runs the binary with args (JSON logs, loopback listeners on
@@ -79,7 +90,7 @@ func startServe(t *testing.T, env []string, args ...string) *process {
 	}
 	p := &process{cmd: cmd, exited: make(chan error, 1)}
 	addrs := make(chan [2]string, 1)
-	go watchLog(t, stderr, addrs)
+	go p.watchLog(stderr, addrs)
 	go func() { p.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill() // a no-op once the test has stopped it
@@ -88,7 +99,7 @@ func startServe(t *testing.T, env []string, args ...string) *process {
 	case a := <-addrs:
 		p.grpcAddr, p.metricsAddr = a[0], a[1]
 	case err := <-p.exited:
-		t.Fatalf("intentpdp exited before serving: %v", err)
+		t.Fatalf("intentpdp exited before serving: %v\n%s", err, p.noteworthy())
 	case <-time.After(startupDeadline):
 		t.Fatal("intentpdp did not start serving")
 	}
@@ -102,23 +113,23 @@ func startServe(t *testing.T, env []string, args ...string) *process {
 }
 
 // watchLog reads the binary's JSON log, reports the gRPC and metrics
-// addresses once both are known, and echoes warnings and errors.
-func watchLog(t *testing.T, r io.Reader, addrs chan<- [2]string) {
+// addresses once both are known, and keeps warnings, errors and anything
+// unstructured for failure reports.
+func (p *process) watchLog(r io.Reader, addrs chan<- [2]string) {
 	var grpcAddr, metricsAddr string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		var l struct{ Level, Msg, Addr string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			continue
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Level == "WARN" || l.Level == "ERROR" {
+			p.mu.Lock()
+			p.output.Write(append(sc.Bytes(), '\n'))
+			p.mu.Unlock()
 		}
 		switch l.Msg {
 		case "serving gRPC":
 			grpcAddr = l.Addr
 		case "serving metrics":
 			metricsAddr = l.Addr
-		}
-		if l.Level == "WARN" || l.Level == "ERROR" {
-			t.Logf("intentpdp: %s", sc.Bytes())
 		}
 		if grpcAddr != "" && metricsAddr != "" {
 			addrs <- [2]string{grpcAddr, metricsAddr}
@@ -136,7 +147,7 @@ func (p *process) stop(t *testing.T) {
 	select {
 	case err := <-p.exited:
 		if err != nil {
-			t.Fatalf("intentpdp exited with %v after SIGTERM", err)
+			t.Fatalf("intentpdp exited with %v after SIGTERM\n%s", err, p.noteworthy())
 		}
 	case <-time.After(startupDeadline):
 		t.Fatal("intentpdp did not exit after SIGTERM")

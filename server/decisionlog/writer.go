@@ -52,10 +52,11 @@ func (m Mode) String() string {
 // Writer queues records and encodes them as JSON lines on its own
 // goroutine, off the decision path. It is safe for concurrent use.
 type Writer struct {
-	mode      Mode
-	redact    *redactor
-	log       *slog.Logger
-	warnEvery time.Duration
+	mode       Mode
+	redact     *redactor
+	log        *slog.Logger
+	warnEvery  time.Duration
+	flushEvery time.Duration
 
 	sink io.Writer
 	// batch holds whole lines not yet written: the sink only ever sees
@@ -66,7 +67,9 @@ type Writer struct {
 	mu     sync.RWMutex // Log holds it shared while queuing; Close exclusively
 	closed bool
 	queue  chan Record
-	done   chan struct{}
+	wake   chan struct{} // run drains the queue when signalled, or on a tick
+	stop   chan struct{} // closed by Close
+	done   chan struct{} // closed when run has written everything
 
 	written, dropped, denied, failed atomic.Uint64
 }
@@ -102,6 +105,19 @@ func WithRedact(paths []string) Option {
 // WithLogger sets the logger for drop warnings and write failures.
 func WithLogger(l *slog.Logger) Option { return func(w *Writer) error { w.log = l; return nil } }
 
+// WithFlushInterval sets how long a record may wait in the queue before it
+// is written to the sink when the queue is less than half full (default
+// 100ms). Close writes them all.
+func WithFlushInterval(d time.Duration) Option {
+	return func(w *Writer) error {
+		if d <= 0 {
+			return fmt.Errorf("decision log flush interval must be positive, not %v", d)
+		}
+		w.flushEvery = d
+		return nil
+	}
+}
+
 // WithWarnInterval sets how often dropped records are reported (default 10s).
 func WithWarnInterval(d time.Duration) Option {
 	return func(w *Writer) error { w.warnEvery = d; return nil }
@@ -110,12 +126,15 @@ func WithWarnInterval(d time.Duration) Option {
 // New starts a Writer that writes to sink. Close it to flush.
 func New(sink io.Writer, opts ...Option) (*Writer, error) {
 	w := &Writer{
-		redact:    &redactor{},
-		log:       slog.New(slog.DiscardHandler),
-		warnEvery: 10 * time.Second,
-		sink:      sink,
-		queue:     make(chan Record, 4096),
-		done:      make(chan struct{}),
+		redact:     &redactor{},
+		log:        slog.New(slog.DiscardHandler),
+		warnEvery:  10 * time.Second,
+		flushEvery: 100 * time.Millisecond,
+		sink:       sink,
+		queue:      make(chan Record, 4096),
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	for _, opt := range opts {
 		if err := opt(w); err != nil {
@@ -138,9 +157,13 @@ func (w *Writer) Log(ctx context.Context, r Record) error {
 	}
 	select {
 	case w.queue <- r:
+		if len(w.queue) >= cap(w.queue)/2 {
+			w.wakeUp()
+		}
 		return nil
 	default:
 	}
+	w.wakeUp()
 	switch w.mode {
 	case Drop:
 		w.dropped.Add(1)
@@ -157,6 +180,14 @@ func (w *Writer) Log(ctx context.Context, r Record) error {
 	}
 }
 
+// wakeUp asks run to drain the queue now rather than at the next tick.
+func (w *Writer) wakeUp() {
+	select {
+	case w.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
 // Close stops accepting records, writes every queued one, flushes, and
 // closes the sink if it is an io.Closer. It waits for queued records even
 // past ctx's end only as long as ctx allows.
@@ -165,6 +196,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	if !w.closed {
 		w.closed = true
 		close(w.queue)
+		close(w.stop)
 	}
 	w.mu.Unlock()
 	select {
@@ -198,15 +230,44 @@ func (w *Writer) Failed() uint64 { return w.failed.Load() }
 
 func (w *Writer) run() {
 	defer close(w.done)
-	for r := range w.queue {
-		w.add(&r)
-		// Flush when the queue is drained so lines reach the sink promptly
-		// under light load and in batches under heavy load.
-		if len(w.queue) == 0 || len(w.batch) >= batchBytes {
-			w.flush()
+	tick := time.NewTicker(w.flushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-w.wake:
+		case <-w.stop:
+		}
+		open := w.drain()
+		w.flush()
+		if !open {
+			return
 		}
 	}
-	w.flush()
+}
+
+// drain moves every queued record into the batch, writing full batches. It
+// reports false once the queue is closed and empty.
+//
+// The writer drains on a tick, or when Log finds the queue half full,
+// instead of receiving each record as it comes: waking a goroutine per
+// decision costs more than encoding the decision, and writing in batches
+// makes one write per batch, not per line.
+func (w *Writer) drain() bool {
+	for {
+		select {
+		case r, ok := <-w.queue:
+			if !ok {
+				return false
+			}
+			w.add(&r)
+			if len(w.batch) >= batchBytes {
+				w.flush()
+			}
+		default:
+			return true
+		}
+	}
 }
 
 // batchBytes is the batch size that triggers a write under load.
