@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
@@ -27,6 +25,7 @@ import (
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
 // observeSetup is one benchmark configuration.
@@ -65,8 +64,7 @@ func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(setup.sampleRatio))))
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 		opts = append(opts, server.WithTracerProvider(tp))
-		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))
+		grpcOpts = append(grpcOpts, telemetry.GRPCStatsHandler(tp))
 	}
 	if setup.dlog {
 		sink, err := decisionlog.OpenSink(filepath.Join(b.TempDir(), "decisions.log"), 1024, 1)

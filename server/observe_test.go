@@ -13,9 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
@@ -68,8 +66,7 @@ func startObserved(t *testing.T, opts ...server.Option) *observed {
 	svc := server.NewService(store, append([]server.Option{
 		server.WithTracerProvider(tp), server.WithMetrics(metrics), server.WithDecisionLog(o.log),
 	}, opts...)...)
-	gs, _ := server.NewGRPCServer(svc, append(metrics.GRPCServerOptions(), grpc.StatsHandler(otelgrpc.NewServerHandler(
-		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))...)
+	gs, _ := server.NewGRPCServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(tp))...)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)

@@ -16,11 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -191,8 +189,7 @@ func (o *observability) serviceOption() server.Option {
 // grpcOptions add transport spans that continue the caller's W3C trace
 // context, and the gRPC server metrics.
 func (o *observability) grpcOptions() []grpc.ServerOption {
-	return append(o.metrics.GRPCServerOptions(), grpc.StatsHandler(otelgrpc.NewServerHandler(
-		otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))
+	return append(o.metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(o.tp))
 }
 
 // close stops in reverse order of start: it flushes the decision log, stops
