@@ -75,7 +75,7 @@ func WithTracedIdentifiers(ids TracedIdentifiers) Option {
 func WithMetrics(m DecisionObserver) Option { return func(s *Service) { s.metrics = m } }
 
 // WithDecisionLog sets the decision log. Every decision Evaluate returns
-// has been queued to it.
+// has been queued to it, except a deny caused by the log refusing it.
 func WithDecisionLog(l DecisionLogger) Option { return func(s *Service) { s.decisionLog = l } }
 
 type frontEndKey struct{}

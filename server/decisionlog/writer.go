@@ -189,16 +189,13 @@ func (w *Writer) wakeUp() {
 }
 
 // Close stops accepting records, writes every queued one, flushes, and
-// closes the sink if it is an io.Closer. It waits for queued records even
-// past ctx's end only as long as ctx allows.
+// closes the sink if it is an io.Closer. It gives up when ctx ends, so a
+// stuck sink cannot hold shutdown forever.
 func (w *Writer) Close(ctx context.Context) error {
-	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.queue)
-		close(w.stop)
-	}
-	w.mu.Unlock()
+	// Log calls blocked on a full queue hold the lock until the writer makes
+	// room, which a stuck sink may never do: wait for them only as long as
+	// ctx allows.
+	go w.stopAccepting()
 	select {
 	case <-w.done:
 	case <-ctx.Done():
@@ -208,6 +205,16 @@ func (w *Writer) Close(ctx context.Context) error {
 		return c.Close()
 	}
 	return nil
+}
+
+func (w *Writer) stopAccepting() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+		close(w.stop)
+	}
 }
 
 // QueueDepth is the number of records waiting to be written.

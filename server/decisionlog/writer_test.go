@@ -344,3 +344,27 @@ func TestOpenSinkBadPath(t *testing.T) {
 		t.Fatal("bad path accepted")
 	}
 }
+
+func TestCloseGivesUpOnAStuckSink(t *testing.T) {
+	t.Parallel()
+	sink := newGatedSink()
+	w, err := decisionlog.New(sink, decisionlog.WithQueueSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, w, sink)
+	blocked := make(chan error)
+	go func() { blocked <- w.Log(context.Background(), record(t, "blocked", nil, nil)) }()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := w.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with a stuck sink = %v, want context.Canceled", err)
+	}
+	close(sink.release) // unstick: the blocked Log and the writer finish
+	if err := <-blocked; err != nil && !errors.Is(err, decisionlog.ErrClosed) {
+		t.Fatalf("blocked Log = %v", err)
+	}
+	if err := w.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
