@@ -120,7 +120,7 @@ func entityUID(what string, ref *pdpv1.EntityRef) (types.EntityUID, error) {
 }
 
 func actionUID(intent *pdpv1.Intent) (types.EntityUID, error) {
-	if intent.GetAction() == "" {
+	if intent == nil || intent.Action == nil {
 		return types.EntityUID{}, invalid("intent.action is required")
 	}
 	typ := intent.GetActionType()
