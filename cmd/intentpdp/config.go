@@ -20,6 +20,8 @@ type Config struct {
 	Bundle string
 	// Listen is the gRPC listen address.
 	Listen string
+	// TLS secures the gRPC listener; empty means plaintext.
+	TLS TLSConfig
 	// Limits bound each request.
 	Limits server.Limits
 	// EntityOverrides is what to do with request entity data that the
@@ -55,6 +57,9 @@ func (c *Config) SetDefaults() {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.TLS.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.EntityOverrides != "ignore" && c.EntityOverrides != "reject" {
 		errs = append(errs, fmt.Errorf("entity-overrides must be ignore or reject, not %q", c.EntityOverrides))
 	}
@@ -71,6 +76,9 @@ func (c *Config) Validate() error {
 func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Bundle, "bundle", "", "bundle directory (default: the embedded example bundle)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM server certificate for the gRPC listener (enables TLS)")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM CAs whose client certificates are required (mutual TLS)")
 	fs.IntVar(&c.Limits.MaxMessageBytes, "max-message-bytes", server.DefaultLimits.MaxMessageBytes, "largest request message accepted")
 	fs.IntVar(&c.Limits.MaxDepth, "max-context-depth", server.DefaultLimits.MaxDepth, "deepest nesting of records and sets in a request")
 	fs.IntVar(&c.Limits.MaxValues, "max-context-values", server.DefaultLimits.MaxValues, "most values in one request (context, intent attributes, entities)")

@@ -47,13 +47,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		server.WithLimits(cfg.Limits),
 		server.WithLogger(log),
 		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"))
-	gs, health := server.NewGRPCServer(svc)
+	var grpcOpts []grpc.ServerOption
+	creds, err := cfg.TLS.serverOption()
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		grpcOpts = append(grpcOpts, creds)
+	}
+	gs, health := server.NewGRPCServer(svc, grpcOpts...)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
 	server.SetServing(health, true)
-	log.Info("serving gRPC", "addr", lis.Addr().String())
+	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
 	return runUntilDone(ctx, log, gs, lis, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
 }
 
