@@ -26,6 +26,7 @@ type Snapshot struct {
 	entities    types.EntityMap
 	schema      *resolved.Schema
 	activatedAt time.Time
+	sequence    int64 // the manifest's, for anti-rollback
 }
 
 type compiledPolicy struct {
