@@ -163,7 +163,7 @@ func (c *compiler) policies() map[cedar.PolicyID]*cedar.Policy {
 	for _, file := range c.bundle.pathsWithSuffix(".cedar") {
 		list, err := cedar.NewPolicyListFromBytes(file, c.bundle.Files[file])
 		if err != nil {
-			c.fail("", nil, "parse policies: %v", err)
+			c.fail(file, nil, "parse policies: %v", err)
 			continue
 		}
 		for _, p := range list {

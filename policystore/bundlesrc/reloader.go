@@ -64,7 +64,7 @@ func (r *Reloader) Reload(ctx context.Context) (changed bool, err error) {
 		return false, nil
 	}
 	if err != nil {
-		r.fetchFailure.Store(&policystore.ActivationResult{At: at, Duration: r.now().Sub(at), Err: err})
+		r.fetchFailure.Store(&policystore.ActivationResult{Source: r.fetcher.Source(), At: at, Duration: r.now().Sub(at), Err: err})
 		r.log.Error("policy bundle fetch failed; the active bundle keeps serving", "err", err)
 		return false, err
 	}

@@ -25,6 +25,8 @@ var ErrNotModified = errors.New("bundle not modified")
 // Fetcher yields the current bundle of a source, or ErrNotModified.
 type Fetcher interface {
 	Fetch(ctx context.Context) (*policystore.Bundle, error)
+	// Source names the source in status and logs.
+	Source() string
 }
 
 // Dir fetches a bundle directory. Every Fetch reads it afresh, so that a
@@ -33,6 +35,9 @@ type Dir struct{ path string }
 
 // NewDir returns a Fetcher for the bundle directory at path.
 func NewDir(path string) *Dir { return &Dir{path: path} }
+
+// Source is the directory path.
+func (d *Dir) Source() string { return d.path }
 
 // Fetch reads the directory.
 func (d *Dir) Fetch(context.Context) (*policystore.Bundle, error) {
@@ -95,6 +100,9 @@ func NewHTTPClient(caPEM []byte, timeout time.Duration) (*http.Client, error) {
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
+
+// Source is the archive's path or URL, password redacted.
+func (a *Archive) Source() string { return a.source }
 
 // Fetch reads the archive, or returns ErrNotModified.
 func (a *Archive) Fetch(ctx context.Context) (*policystore.Bundle, error) {
