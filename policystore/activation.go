@@ -38,7 +38,7 @@ func WithActivationObserver(fn func(ActivationResult)) StoreOption {
 }
 
 // WithVerificationKeys makes Activate refuse any bundle that is not signed
-// by one of keys (see Sign); with no keys, signatures are not checked.
+// by one of keys (see Seal); with no keys, signatures are not checked.
 func WithVerificationKeys(keys ...ed25519.PublicKey) StoreOption {
 	return func(s *Store) { s.keys = keys }
 }

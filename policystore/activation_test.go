@@ -176,7 +176,7 @@ func TestActivateVerifiesSignatures(t *testing.T) {
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
 	signed := func(key ed25519.PrivateKey) *policystore.Bundle {
 		b := exampleBundle(t)
-		if err := policystore.Sign(b, 7, key); err != nil {
+		if err := policystore.Seal(b, 7, key); err != nil {
 			t.Fatal(err)
 		}
 		return b

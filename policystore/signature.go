@@ -70,14 +70,15 @@ func KeyID(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Sign seals b in place: it rewrites manifest.json (keeping its other keys)
-// with the SHA-256 of every other file and the given sequence, and writes
-// signature.json with an ed25519 signature over the new manifest.
-func Sign(b *Bundle, sequence int64, key ed25519.PrivateKey) error {
+// Seal rewrites b's manifest.json in place (keeping its other keys) with
+// the given sequence and the SHA-256 of every other file. With a key, it
+// also writes signature.json: an ed25519 signature over the new manifest.
+// With a nil key the bundle is sealed but unsigned.
+func Seal(b *Bundle, sequence int64, key ed25519.PrivateKey) error {
 	m := map[string]any{}
 	if data, ok := b.Files[ManifestFile]; ok {
 		if err := json.Unmarshal(data, &m); err != nil {
-			return fmt.Errorf("sign bundle: %s: %w", ManifestFile, err)
+			return fmt.Errorf("seal bundle: %s: %w", ManifestFile, err)
 		}
 	}
 	delete(b.Files, SignatureFile)
@@ -85,9 +86,12 @@ func Sign(b *Bundle, sequence int64, key ed25519.PrivateKey) error {
 	m["files"] = digests(b)
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		return fmt.Errorf("sign bundle: %w", err)
+		return fmt.Errorf("seal bundle: %w", err)
 	}
 	b.Files[ManifestFile] = append(manifest, '\n')
+	if key == nil {
+		return nil
+	}
 	pub, _ := key.Public().(ed25519.PublicKey)
 	doc := signatureDoc{Signatures: []signatureEntry{{
 		KeyID:     KeyID(pub),
@@ -95,7 +99,7 @@ func Sign(b *Bundle, sequence int64, key ed25519.PrivateKey) error {
 	}}}
 	sig, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return fmt.Errorf("sign bundle: %w", err)
+		return fmt.Errorf("seal bundle: %w", err)
 	}
 	b.Files[SignatureFile] = append(sig, '\n')
 	return nil

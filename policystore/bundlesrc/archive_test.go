@@ -59,7 +59,7 @@ func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func signedArchive(t *testing.T, revision string, seq int64, key ed25519.PrivateKey) []byte {
 	t.Helper()
 	b := example(t, revision)
-	if err := policystore.Sign(b, seq, key); err != nil {
+	if err := policystore.Seal(b, seq, key); err != nil {
 		t.Fatal(err)
 	}
 	return tarGz(t, b)
@@ -114,7 +114,7 @@ func TestArchiveOverHTTPS(t *testing.T) {
 	}
 
 	tampered := example(t, "r2")
-	if err := policystore.Sign(tampered, 2, key); err != nil {
+	if err := policystore.Seal(tampered, 2, key); err != nil {
 		t.Fatal(err)
 	}
 	tampered.Files["policies.cedar"] = append(tampered.Files["policies.cedar"], "\npermit (principal, action, resource);"...)
