@@ -78,12 +78,29 @@ func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	uniqueRevision(snap, b, s.current.Load())
 	res.Revision = snap.revision
 	if problems := RunCases(b, snap); len(problems) > 0 {
 		return nil, &ValidationError{Problems: problems}
 	}
 	snap.sequence = meta.Sequence
 	return snap, nil
+}
+
+// uniqueRevision keeps "a revision names one content": when snap reuses the
+// active bundle's manifest revision for different content (a policy file
+// edited without bumping the manifest), the content hash is appended, so
+// that no decision ever reports a revision that another content also had.
+func uniqueRevision(snap *Snapshot, b *Bundle, active *Snapshot) {
+	snap.baseRevision, snap.contentHash = snap.revision, b.ContentHash()
+	if active == nil || active.baseRevision != snap.baseRevision {
+		return
+	}
+	if active.contentHash == snap.contentHash {
+		snap.revision = active.revision
+		return
+	}
+	snap.revision = snap.baseRevision + "+" + snap.contentHash
 }
 
 // Sequence is the manifest sequence of the bundle (0 when it has none).

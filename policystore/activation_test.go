@@ -277,3 +277,28 @@ func TestConcurrentDecisionsMatchRevision(t *testing.T) {
 		}
 	}
 }
+
+func TestReusedRevisionStaysUnique(t *testing.T) {
+	t.Parallel()
+	s := policystore.NewStore()
+	allow := flipBundle(true, "")
+	first := activate(t, s, allow)
+	// Same manifest revision, different content: the revision must differ.
+	deny := flipBundle(false, "")
+	deny.Files["manifest.json"] = allow.Files["manifest.json"]
+	edited := activate(t, s, deny)
+	if edited.Revision() == first.Revision() || !strings.HasPrefix(edited.Revision(), first.Revision()+"+sha256:") {
+		t.Fatalf("edited content kept revision %q", edited.Revision())
+	}
+	if again := activate(t, s, deny); again.Revision() != edited.Revision() {
+		t.Fatalf("same content, new revision: %q then %q", edited.Revision(), again.Revision())
+	}
+	back := activate(t, s, allow)
+	if back.Revision() == edited.Revision() {
+		t.Fatalf("reverted content reports %q", back.Revision())
+	}
+	d, err := back.Decide(flipRequest(t))
+	if err != nil || !d.Allow || d.Revision != back.Revision() {
+		t.Fatalf("decision %+v %v", d, err)
+	}
+}

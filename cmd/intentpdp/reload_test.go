@@ -258,3 +258,37 @@ func TestServePollsSignedArchive(t *testing.T) {
 		t.Fatalf("revision after refused bundles: %v", r)
 	}
 }
+
+// TestServeWatchesDirectory is the operator's view of hot reload: edit a
+// policy file in the served directory, without touching the manifest, and
+// decisions change under a new revision, in responses and in GetStatus.
+func TestServeWatchesDirectory(t *testing.T) {
+	t.Parallel()
+	dir := copyExample(t)
+	p := startServe(t, "--bundle", dir, "--watch-cooldown", "20ms")
+	before := p.searchCode(t)
+	if before.GetDecision() != pdpv1.Decision_DECISION_ALLOW {
+		t.Fatalf("before the edit: %v", before)
+	}
+	writeFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
+	var after *pdpv1.AuthorizeResponse
+	eventually(t, "the edit to go live", func() bool {
+		after = p.searchCode(t)
+		return after.GetDecision() == pdpv1.Decision_DECISION_DENY
+	})
+	if after.GetPolicyRevision() == before.GetPolicyRevision() || p.status(t).GetActive().GetRevision() != after.GetPolicyRevision() {
+		t.Fatalf("revision %q before, %q after, status %v", before.GetPolicyRevision(), after.GetPolicyRevision(), p.status(t))
+	}
+}
+
+func TestReloadConfigValidation(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Bundle: "dir", Reload: ReloadConfig{BundleURL: "https://x", PollInterval: time.Minute, PollMaxBackoff: time.Second}}
+	cfg.SetDefaults()
+	err := cfg.Validate()
+	for _, want := range []string{"not both", "poll-max-backoff"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %q", err, want)
+		}
+	}
+}
