@@ -302,3 +302,28 @@ func TestReusedRevisionStaysUnique(t *testing.T) {
 		t.Fatalf("decision %+v %v", d, err)
 	}
 }
+
+func TestParseCasesRequiresFields(t *testing.T) {
+	t.Parallel()
+	full := `{"name": "n", "principal": {"type": "A", "id": "a"}, "action": {"type": "Action", "id": "r"},
+		"resource": {"type": "D", "id": "d"}, "now": "2026-11-23T00:00:00Z", "expect": {"decision": "deny"}}`
+	if _, err := policystore.ParseCases([]byte("[" + full + "]")); err != nil {
+		t.Fatalf("complete case refused: %v", err)
+	}
+	cases := map[string]string{
+		"no name":      strings.Replace(full, `"name": "n"`, `"name": ""`, 1),
+		"no principal": strings.Replace(full, `"principal": {"type": "A", "id": "a"},`, ``, 1),
+		"no now":       strings.Replace(full, `"now": "2026-11-23T00:00:00Z",`, ``, 1),
+		"bad decision": strings.Replace(full, `"deny"`, `"DENY"`, 1),
+		"unknown key":  strings.Replace(full, `"name"`, `"nmae": "x", "name"`, 1),
+		"not an array": full,
+	}
+	for name, c := range cases {
+		if name != "not an array" {
+			c = "[" + c + "]"
+		}
+		if _, err := policystore.ParseCases([]byte(c)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -68,6 +68,9 @@ func ParseCases(data []byte) ([]Case, error) {
 		if c.Expect.Decision != "allow" && c.Expect.Decision != "deny" {
 			return nil, fmt.Errorf("case %q: expect.decision must be \"allow\" or \"deny\", not %q", c.Name, c.Expect.Decision)
 		}
+		if c.Principal.Type == "" || c.Action.Type == "" || c.Resource.Type == "" {
+			return nil, fmt.Errorf("case %q: principal, action and resource are required", c.Name)
+		}
 		if c.Now.IsZero() {
 			return nil, fmt.Errorf("case %q: now is required", c.Name)
 		}
