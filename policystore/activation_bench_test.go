@@ -8,9 +8,9 @@ import (
 	"github.com/intentpdp/intentpdp/policystore"
 )
 
-// largeBundle generates n policies over a schema, n agents in teams and a
+// generatedBundle generates n policies over a schema, n agents in teams and a
 // test case, so that activation does every step it does in production.
-func largeBundle(n int) *policystore.Bundle {
+func generatedBundle(n int) *policystore.Bundle {
 	var pol, ents strings.Builder
 	ents.WriteString("[")
 	for i := range n {
@@ -38,7 +38,7 @@ func largeBundle(n int) *policystore.Bundle {
 func BenchmarkActivate(b *testing.B) {
 	for _, n := range []int{100, 10_000} {
 		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			bundle := largeBundle(n)
+			bundle := generatedBundle(n)
 			s := policystore.NewStore()
 			if snap, err := s.Activate(b.Context(), bundle); err != nil || snap.PolicyCount() != n {
 				b.Fatalf("activate: %v", err)

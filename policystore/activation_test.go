@@ -16,9 +16,9 @@ import (
 	"github.com/intentpdp/intentpdp/policystore"
 )
 
-// flipBundle returns a one-policy bundle whose decision for flipRequest is
+// revisionBundle returns a one-policy bundle whose decision for revisionRequest is
 // allow or deny, with a matching revision.
-func flipBundle(allow bool, sequence string) *policystore.Bundle {
+func revisionBundle(allow bool, sequence string) *policystore.Bundle {
 	effect, rev := "forbid", "deny-rev"
 	if allow {
 		effect, rev = "permit", "allow-rev"
@@ -29,7 +29,7 @@ func flipBundle(allow bool, sequence string) *policystore.Bundle {
 	}}
 }
 
-func flipRequest(t testing.TB) policystore.Request {
+func revisionRequest(t testing.TB) policystore.Request {
 	t.Helper()
 	ctx, err := policystore.BuildContext(nil, policystore.Intent{}, time.Unix(0, 0))
 	if err != nil {
@@ -43,7 +43,7 @@ func flipRequest(t testing.TB) policystore.Request {
 	}
 }
 
-func exampleBundle(t *testing.T) *policystore.Bundle {
+func embeddedExample(t *testing.T) *policystore.Bundle {
 	t.Helper()
 	b, err := policystore.LoadFS(examples.Agents())
 	if err != nil {
@@ -53,7 +53,7 @@ func exampleBundle(t *testing.T) *policystore.Bundle {
 	return b
 }
 
-func activate(t *testing.T, s *policystore.Store, b *policystore.Bundle) *policystore.Snapshot {
+func mustActivate(t *testing.T, s *policystore.Store, b *policystore.Bundle) *policystore.Snapshot {
 	t.Helper()
 	snap, err := s.Activate(context.Background(), b)
 	if err != nil {
@@ -65,14 +65,14 @@ func activate(t *testing.T, s *policystore.Store, b *policystore.Bundle) *policy
 func TestActivateRunsBundleCases(t *testing.T) {
 	t.Parallel()
 	s := policystore.NewStore()
-	b := exampleBundle(t)
+	b := embeddedExample(t)
 	if _, ok := b.Files["tests/cases.json"]; !ok {
 		t.Fatal("example bundle has no tests/cases.json")
 	}
-	activate(t, s, b)
+	mustActivate(t, s, b)
 
 	// Flip one expectation: the same bundle must now be refused.
-	broken := exampleBundle(t)
+	broken := embeddedExample(t)
 	broken.Files["tests/cases.json"] = []byte(strings.Replace(string(broken.Files["tests/cases.json"]),
 		`"decision": "allow", "reasons": ["platform-reads-payments"]`, `"decision": "deny"`, 1))
 	_, err := s.Activate(context.Background(), broken)
@@ -116,7 +116,7 @@ func TestActivateRefusesBrokenBundles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s := policystore.NewStore()
-			good := activate(t, s, flipBundle(true, ""))
+			good := mustActivate(t, s, revisionBundle(true, ""))
 			b := &policystore.Bundle{Source: name, Files: map[string][]byte{}}
 			for p, c := range tc.files {
 				b.Files[p] = []byte(c)
@@ -144,7 +144,7 @@ func TestActivateObserverAndStatus(t *testing.T) {
 	s := policystore.NewStore(
 		policystore.WithClock(func() time.Time { return clock }),
 		policystore.WithActivationObserver(func(r policystore.ActivationResult) { seen = append(seen, r) }))
-	snap := activate(t, s, flipBundle(true, `,"sequence":3`))
+	snap := mustActivate(t, s, revisionBundle(true, `,"sequence":3`))
 	if _, err := s.Activate(context.Background(), &policystore.Bundle{Source: "bad", Files: map[string][]byte{"p.cedar": []byte("nope")}}); err == nil {
 		t.Fatal("bad bundle activated")
 	}
@@ -161,9 +161,9 @@ func TestActivateAntiRollback(t *testing.T) {
 	t.Parallel()
 	for _, allow := range []bool{false, true} {
 		s := policystore.NewStore(policystore.WithAllowRollback(allow))
-		activate(t, s, flipBundle(true, `,"sequence":5`))
-		activate(t, s, flipBundle(true, `,"sequence":5`)) // same sequence: a re-activation
-		_, err := s.Activate(context.Background(), flipBundle(false, `,"sequence":4`))
+		mustActivate(t, s, revisionBundle(true, `,"sequence":5`))
+		mustActivate(t, s, revisionBundle(true, `,"sequence":5`)) // same sequence: a re-activation
+		_, err := s.Activate(context.Background(), revisionBundle(false, `,"sequence":4`))
 		if allow != (err == nil) || (!allow && !errors.Is(err, policystore.ErrRollback)) {
 			t.Fatalf("allow rollback %v: got %v", allow, err)
 		}
@@ -175,7 +175,7 @@ func TestActivateVerifiesSignatures(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
 	signed := func(key ed25519.PrivateKey) *policystore.Bundle {
-		b := exampleBundle(t)
+		b := embeddedExample(t)
 		if err := policystore.Seal(b, 7, key); err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestActivateVerifiesSignatures(t *testing.T) {
 		want   string // "" means it activates
 	}{
 		"signed":   {bundle: func() *policystore.Bundle { return signed(priv) }},
-		"unsigned": {bundle: func() *policystore.Bundle { return exampleBundle(t) }, want: "not signed"},
+		"unsigned": {bundle: func() *policystore.Bundle { return embeddedExample(t) }, want: "not signed"},
 		"wrong key": {bundle: func() *policystore.Bundle { return signed(otherPriv) },
 			want: "no signature verifies"},
 		"tampered file": {bundle: func() *policystore.Bundle {
@@ -234,9 +234,9 @@ func TestActivateVerifiesSignatures(t *testing.T) {
 func TestConcurrentDecisionsMatchRevision(t *testing.T) {
 	t.Parallel()
 	s := policystore.NewStore()
-	bundles := []*policystore.Bundle{flipBundle(true, ""), flipBundle(false, "")}
-	activate(t, s, bundles[0])
-	req := flipRequest(t)
+	bundles := []*policystore.Bundle{revisionBundle(true, ""), revisionBundle(false, "")}
+	mustActivate(t, s, bundles[0])
+	req := revisionRequest(t)
 
 	start := make(chan struct{})
 	done := make(chan struct{})
@@ -267,7 +267,7 @@ func TestConcurrentDecisionsMatchRevision(t *testing.T) {
 	}
 	close(start)
 	for i := range 200 {
-		activate(t, s, bundles[(i+1)%2])
+		mustActivate(t, s, bundles[(i+1)%2])
 	}
 	close(done)
 	wg.Wait()
@@ -281,23 +281,23 @@ func TestConcurrentDecisionsMatchRevision(t *testing.T) {
 func TestReusedRevisionStaysUnique(t *testing.T) {
 	t.Parallel()
 	s := policystore.NewStore()
-	allow := flipBundle(true, "")
-	first := activate(t, s, allow)
+	allow := revisionBundle(true, "")
+	first := mustActivate(t, s, allow)
 	// Same manifest revision, different content: the revision must differ.
-	deny := flipBundle(false, "")
+	deny := revisionBundle(false, "")
 	deny.Files["manifest.json"] = allow.Files["manifest.json"]
-	edited := activate(t, s, deny)
+	edited := mustActivate(t, s, deny)
 	if edited.Revision() == first.Revision() || !strings.HasPrefix(edited.Revision(), first.Revision()+"+sha256:") {
 		t.Fatalf("edited content kept revision %q", edited.Revision())
 	}
-	if again := activate(t, s, deny); again.Revision() != edited.Revision() {
+	if again := mustActivate(t, s, deny); again.Revision() != edited.Revision() {
 		t.Fatalf("same content, new revision: %q then %q", edited.Revision(), again.Revision())
 	}
-	back := activate(t, s, allow)
+	back := mustActivate(t, s, allow)
 	if back.Revision() == edited.Revision() {
 		t.Fatalf("reverted content reports %q", back.Revision())
 	}
-	d, err := back.Decide(flipRequest(t))
+	d, err := back.Decide(revisionRequest(t))
 	if err != nil || !d.Allow || d.Revision != back.Revision() {
 		t.Fatalf("decision %+v %v", d, err)
 	}

@@ -11,27 +11,27 @@ import (
 	"github.com/intentpdp/intentpdp/server"
 )
 
-type fakeAdmin struct {
+type fakePolicyAdmin struct {
 	status  policystore.Status
 	changed bool
 	err     error
 }
 
-func (f fakeAdmin) Status() policystore.Status           { return f.status }
-func (f fakeAdmin) Reload(context.Context) (bool, error) { return f.changed, f.err }
+func (f fakePolicyAdmin) Status() policystore.Status           { return f.status }
+func (f fakePolicyAdmin) Reload(context.Context) (bool, error) { return f.changed, f.err }
 
 func TestAdminReloadOutcomes(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	failed := &policystore.ActivationResult{Source: "dir", Revision: "r2", Sequence: 2, At: at, Duration: time.Second, Err: errors.New("p.cedar:1:1: boom")}
 	cases := map[string]struct {
-		admin   fakeAdmin
+		admin   fakePolicyAdmin
 		outcome pdpv1.ReloadOutcome
 		errMsg  string
 	}{
-		"activated": {admin: fakeAdmin{changed: true}, outcome: pdpv1.ReloadOutcome_RELOAD_OUTCOME_ACTIVATED},
-		"unchanged": {admin: fakeAdmin{}, outcome: pdpv1.ReloadOutcome_RELOAD_OUTCOME_UNCHANGED},
-		"failed": {admin: fakeAdmin{err: failed.Err, status: policystore.Status{LastAttempt: failed}},
+		"activated": {admin: fakePolicyAdmin{changed: true}, outcome: pdpv1.ReloadOutcome_RELOAD_OUTCOME_ACTIVATED},
+		"unchanged": {admin: fakePolicyAdmin{}, outcome: pdpv1.ReloadOutcome_RELOAD_OUTCOME_UNCHANGED},
+		"failed": {admin: fakePolicyAdmin{err: failed.Err, status: policystore.Status{LastAttempt: failed}},
 			outcome: pdpv1.ReloadOutcome_RELOAD_OUTCOME_FAILED, errMsg: "p.cedar:1:1: boom"},
 	}
 	for name, tc := range cases {
@@ -53,7 +53,7 @@ func TestAdminReloadOutcomes(t *testing.T) {
 
 func TestAdminStatusBeforeActivation(t *testing.T) {
 	t.Parallel()
-	resp, err := server.NewAdminService(fakeAdmin{}).GetStatus(t.Context(), &pdpv1.GetStatusRequest{})
+	resp, err := server.NewAdminService(fakePolicyAdmin{}).GetStatus(t.Context(), &pdpv1.GetStatusRequest{})
 	if err != nil || resp.GetStatus().GetActive() != nil || resp.GetStatus().GetLastAttempt() != nil {
 		t.Fatalf("got %v, %v", resp, err)
 	}

@@ -21,19 +21,19 @@ import (
 	"github.com/intentpdp/intentpdp/server"
 )
 
-// switchFetcher yields whatever bundle the test last published.
-type switchFetcher struct {
+// switchingFetcher yields whatever bundle the test last published.
+type switchingFetcher struct {
 	next atomic.Pointer[policystore.Bundle]
 }
 
-func (f *switchFetcher) Fetch(context.Context) (*policystore.Bundle, error) {
+func (f *switchingFetcher) Fetch(context.Context) (*policystore.Bundle, error) {
 	return f.next.Load(), nil
 }
-func (f *switchFetcher) Source() string { return "test" }
+func (f *switchingFetcher) Source() string { return "test" }
 
-// flipBundle decides flipRequest as allow (revision allow-rev) or deny
+// flipPolicyBundle decides flipAuthorizeRequest as allow (revision allow-rev) or deny
 // (revision deny-rev).
-func flipBundle(allow bool) *policystore.Bundle {
+func flipPolicyBundle(allow bool) *policystore.Bundle {
 	effect, rev := "forbid", "deny-rev"
 	if allow {
 		effect, rev = "permit", "allow-rev"
@@ -44,14 +44,14 @@ func flipBundle(allow bool) *policystore.Bundle {
 	}}
 }
 
-var flipRequest = &pdpv1.AuthorizeRequest{
+var flipAuthorizeRequest = &pdpv1.AuthorizeRequest{
 	Principal: &pdpv1.EntityRef{Type: "Agent", Id: "a"},
 	Intent:    &pdpv1.Intent{Action: "read", Purpose: "load-test"},
 	Resource:  &pdpv1.EntityRef{Type: "Doc", Id: "d"},
 }
 
-// serveTCP serves gs on a loopback port and returns a client connection.
-func serveTCP(t *testing.T, gs *grpc.Server) *grpc.ClientConn {
+// serveOnLoopback serves gs on a loopback port and returns a client connection.
+func serveOnLoopback(t *testing.T, gs *grpc.Server) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -75,17 +75,17 @@ func TestReloadUnderLoad(t *testing.T) {
 	t.Parallel()
 	const flips, clients, perFlip = 200, 6, 20
 	store := policystore.NewStore()
-	fetcher := &switchFetcher{}
-	fetcher.next.Store(flipBundle(true))
+	fetcher := &switchingFetcher{}
+	fetcher.next.Store(flipPolicyBundle(true))
 	reloader := bundlesrc.NewReloader(store, fetcher)
 	if _, err := reloader.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	gs, hs := server.NewGRPCServer(server.NewService(store))
 	server.SetServing(hs, true)
-	pdpConn := serveTCP(t, gs)
+	pdpConn := serveOnLoopback(t, gs)
 	pdp := pdpv1.NewAuthorizationServiceClient(pdpConn)
-	admin := pdpv1.NewPolicyAdminServiceClient(serveTCP(t, server.NewAdminGRPCServer(reloader, slog.New(slog.DiscardHandler))))
+	admin := pdpv1.NewPolicyAdminServiceClient(serveOnLoopback(t, server.NewAdminGRPCServer(reloader, slog.New(slog.DiscardHandler))))
 
 	var requests, errs, mismatches atomic.Int64
 	check := func(r *pdpv1.AuthorizeResponse) {
@@ -107,7 +107,7 @@ func TestReloadUnderLoad(t *testing.T) {
 				default:
 				}
 				if c%2 == 0 {
-					resp, err := pdp.Authorize(t.Context(), flipRequest)
+					resp, err := pdp.Authorize(t.Context(), flipAuthorizeRequest)
 					if err != nil {
 						errs.Add(1)
 						continue
@@ -115,7 +115,7 @@ func TestReloadUnderLoad(t *testing.T) {
 					check(resp)
 					continue
 				}
-				batch := &pdpv1.BatchAuthorizeRequest{Requests: []*pdpv1.AuthorizeRequest{flipRequest, flipRequest, flipRequest}}
+				batch := &pdpv1.BatchAuthorizeRequest{Requests: []*pdpv1.AuthorizeRequest{flipAuthorizeRequest, flipAuthorizeRequest, flipAuthorizeRequest}}
 				resp, err := pdp.BatchAuthorize(t.Context(), batch)
 				if err != nil {
 					errs.Add(1)
@@ -133,9 +133,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	close(start)
 	for i := range flips {
 		if i == flips/2 {
-			pushBroken(t, admin, fetcher, store)
+			pushBrokenBundle(t, admin, fetcher, store)
 		}
-		fetcher.next.Store(flipBundle(i%2 == 1))
+		fetcher.next.Store(flipPolicyBundle(i%2 == 1))
 		resp, err := admin.Reload(t.Context(), &pdpv1.ReloadRequest{})
 		if err != nil || resp.GetOutcome() != pdpv1.ReloadOutcome_RELOAD_OUTCOME_ACTIVATED {
 			t.Fatalf("flip %d: %v %v", i, resp, err)
@@ -154,10 +154,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 }
 
-// pushBroken reloads a bundle with a syntax error: the outcome is FAILED
+// pushBrokenBundle reloads a bundle with a syntax error: the outcome is FAILED
 // with a located message, the revision does not change, and GetStatus shows
 // the failure.
-func pushBroken(t *testing.T, admin pdpv1.PolicyAdminServiceClient, f *switchFetcher, store *policystore.Store) {
+func pushBrokenBundle(t *testing.T, admin pdpv1.PolicyAdminServiceClient, f *switchingFetcher, store *policystore.Store) {
 	t.Helper()
 	before, _ := store.Current()
 	f.next.Store(&policystore.Bundle{Source: "broken", Files: map[string][]byte{

@@ -20,26 +20,26 @@ import (
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
-// syncBuffer collects a server's log for the test to read while it runs.
-type syncBuffer struct {
+// logBuffer collects a server's log for the test to read while it runs.
+type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-// eventually polls cond until it holds or a generous bound passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+// pollUntil polls cond until it holds or a generous bound passes.
+func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -50,21 +50,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// pdp is a running `intentpdp serve` with clients for both listeners.
-type pdp struct {
+// reloadPDP is a running `intentpdp serve` with clients for both listeners.
+type reloadPDP struct {
 	authz pdpv1.AuthorizationServiceClient
 	admin pdpv1.PolicyAdminServiceClient
-	log   *syncBuffer
+	log   *logBuffer
 }
 
-var addrRE = regexp.MustCompile(`msg="serving (gRPC|admin API)" addr=(\S+)`)
+var listenAddrRE = regexp.MustCompile(`msg="serving (gRPC|admin API)" addr=(\S+)`)
 
-// startServe runs `intentpdp serve` in process on loopback ports chosen by
+// serveForReload runs `intentpdp serve` in process on loopback ports chosen by
 // the kernel, learning them from its log, and stops it at cleanup.
-func startServe(t *testing.T, args ...string) *pdp {
+func serveForReload(t *testing.T, args ...string) *reloadPDP {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := &syncBuffer{}
+	log := &logBuffer{}
 	done := make(chan int, 1)
 	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
 	go func() { done <- run(ctx, args, log, log) }()
@@ -75,8 +75,8 @@ func startServe(t *testing.T, args ...string) *pdp {
 		}
 	})
 	addrs := map[string]string{}
-	eventually(t, "both listeners", func() bool {
-		for _, m := range addrRE.FindAllStringSubmatch(log.String(), -1) {
+	pollUntil(t, "both listeners", func() bool {
+		for _, m := range listenAddrRE.FindAllStringSubmatch(log.String(), -1) {
 			addrs[m[1]] = m[2]
 		}
 		return len(addrs) == 2
@@ -89,14 +89,14 @@ func startServe(t *testing.T, args ...string) *pdp {
 		t.Cleanup(func() { conn.Close() })
 		return conn
 	}
-	return &pdp{
+	return &reloadPDP{
 		authz: pdpv1.NewAuthorizationServiceClient(dial(addrs["gRPC"])),
 		admin: pdpv1.NewPolicyAdminServiceClient(dial(addrs["admin API"])),
 		log:   log,
 	}
 }
 
-func (p *pdp) status(t *testing.T) *pdpv1.PolicyStatus {
+func (p *reloadPDP) status(t *testing.T) *pdpv1.PolicyStatus {
 	t.Helper()
 	resp, err := p.admin.GetStatus(t.Context(), &pdpv1.GetStatusRequest{})
 	if err != nil {
@@ -107,7 +107,7 @@ func (p *pdp) status(t *testing.T) *pdpv1.PolicyStatus {
 
 // searchCode asks whether code-reviewer may search the payments repository;
 // the example bundle allows it, noSearchPolicy forbids it.
-func (p *pdp) searchCode(t *testing.T) *pdpv1.AuthorizeResponse {
+func (p *reloadPDP) searchCode(t *testing.T) *pdpv1.AuthorizeResponse {
 	t.Helper()
 	resp, err := p.authz.Authorize(t.Context(), &pdpv1.AuthorizeRequest{
 		Principal: &pdpv1.EntityRef{Type: "Agent", Id: "code-reviewer"},
@@ -122,8 +122,8 @@ func (p *pdp) searchCode(t *testing.T) *pdpv1.AuthorizeResponse {
 
 const noSearchPolicy = `@id("no-search") forbid (principal, action == Action::"search_code", resource);`
 
-// copyExample writes the example bundle into a new directory.
-func copyExample(t *testing.T) string {
+// copyExampleBundle writes the example bundle into a new directory.
+func copyExampleBundle(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	err := fs.WalkDir(examples.Agents(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -145,52 +145,52 @@ func copyExample(t *testing.T) string {
 	return dir
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeBundleFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func runCmd(t *testing.T, args ...string) (string, error) {
+func runIntentpdp(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out syncBuffer
+	var out logBuffer
 	if code := run(t.Context(), args, &out, &out); code != 0 {
-		return out.String(), &exitError{code: code, out: out.String()}
+		return out.String(), &cmdError{code: code, out: out.String()}
 	}
 	return out.String(), nil
 }
 
-type exitError struct {
+type cmdError struct {
 	code int
 	out  string
 }
 
-func (e *exitError) Error() string { return e.out }
+func (e *cmdError) Error() string { return e.out }
 
 // TestServeReloadsDirectoryOnSIGHUP serves a directory without watching,
 // edits it, and reloads with SIGHUP and with the admin Reload RPC. It
 // sends a real signal to the test process, so it does not run in parallel.
 func TestServeReloadsDirectoryOnSIGHUP(t *testing.T) {
-	dir := copyExample(t)
-	p := startServe(t, "--bundle", dir, "--watch=false")
+	dir := copyExampleBundle(t)
+	p := serveForReload(t, "--bundle", dir, "--watch=false")
 	if r := p.searchCode(t); r.GetDecision() != pdpv1.Decision_DECISION_ALLOW || r.GetPolicyRevision() != "agents-example-v1" {
 		t.Fatalf("before the edit: %v", r)
 	}
 
-	writeFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
-	writeFile(t, filepath.Join(dir, "manifest.json"), `{"revision": "agents-example-v2"}`)
+	writeBundleFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
+	writeBundleFile(t, filepath.Join(dir, "manifest.json"), `{"revision": "agents-example-v2"}`)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "SIGHUP to activate v2", func() bool { return p.status(t).GetActive().GetRevision() == "agents-example-v2" })
+	pollUntil(t, "SIGHUP to activate v2", func() bool { return p.status(t).GetActive().GetRevision() == "agents-example-v2" })
 	if r := p.searchCode(t); r.GetDecision() != pdpv1.Decision_DECISION_DENY || r.GetPolicyRevision() != "agents-example-v2" {
 		t.Fatalf("after the edit: %v", r)
 	}
 
 	// A broken edit, reloaded through the admin API, is refused with its
 	// location; v2 keeps serving.
-	writeFile(t, filepath.Join(dir, "no-search.cedar"), "forbid (principal,\n  action == Action::\"nope\", resource);")
+	writeBundleFile(t, filepath.Join(dir, "no-search.cedar"), "forbid (principal,\n  action == Action::\"nope\", resource);")
 	resp, err := p.admin.Reload(t.Context(), &pdpv1.ReloadRequest{})
 	if err != nil || resp.GetOutcome() != pdpv1.ReloadOutcome_RELOAD_OUTCOME_FAILED || !strings.Contains(resp.GetError(), "no-search.cedar") {
 		t.Fatalf("broken reload: %v %v", resp, err)
@@ -207,15 +207,15 @@ func TestServePollsSignedArchive(t *testing.T) {
 	t.Parallel()
 	tmp := t.TempDir()
 	keyPrefix := filepath.Join(tmp, "signer")
-	if out, err := runCmd(t, "bundle", "keygen", "-o", keyPrefix); err != nil {
+	if out, err := runIntentpdp(t, "bundle", "keygen", "-o", keyPrefix); err != nil {
 		t.Fatal(out)
 	}
-	dir := copyExample(t)
+	dir := copyExampleBundle(t)
 	archive := filepath.Join(tmp, "bundle.tar.gz")
 	publish := func(args ...string) {
 		t.Helper()
 		next := filepath.Join(tmp, "next.tar.gz")
-		if out, err := runCmd(t, append([]string{"bundle", "build", dir, "-o", next}, args...)...); err != nil {
+		if out, err := runIntentpdp(t, append([]string{"bundle", "build", dir, "-o", next}, args...)...); err != nil {
 			t.Fatal(out)
 		}
 		if err := os.Rename(next, archive); err != nil {
@@ -223,35 +223,35 @@ func TestServePollsSignedArchive(t *testing.T) {
 		}
 	}
 	publish("--sign", keyPrefix+".key", "--sequence", "5")
-	if out, err := runCmd(t, "bundle", "verify", "--verify-key", keyPrefix+".pub", archive); err != nil || !strings.Contains(out, "signature: verified") {
+	if out, err := runIntentpdp(t, "bundle", "verify", "--verify-key", keyPrefix+".pub", archive); err != nil || !strings.Contains(out, "signature: verified") {
 		t.Fatalf("verify: %s", out)
 	}
 
-	p := startServe(t, "--bundle-url", archive, "--verify-key", keyPrefix+".pub",
+	p := serveForReload(t, "--bundle-url", archive, "--verify-key", keyPrefix+".pub",
 		"--poll-interval", "10ms", "--poll-max-backoff", "20ms")
 	if st := p.status(t).GetActive(); st.GetSequence() != 5 || st.GetRevision() != "agents-example-v1" {
 		t.Fatalf("initial status: %v", st)
 	}
 
-	writeFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
-	writeFile(t, filepath.Join(dir, "manifest.json"), `{"revision": "agents-example-v2"}`)
+	writeBundleFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
+	writeBundleFile(t, filepath.Join(dir, "manifest.json"), `{"revision": "agents-example-v2"}`)
 	publish("--sign", keyPrefix+".key", "--sequence", "6")
-	eventually(t, "the signed v2 to go live", func() bool { return p.searchCode(t).GetPolicyRevision() == "agents-example-v2" })
+	pollUntil(t, "the signed v2 to go live", func() bool { return p.searchCode(t).GetPolicyRevision() == "agents-example-v2" })
 	if r := p.searchCode(t); r.GetDecision() != pdpv1.Decision_DECISION_DENY {
 		t.Fatalf("v2 decision: %v", r)
 	}
 
-	writeFile(t, filepath.Join(dir, "manifest.json"), `{"revision": "agents-example-v3"}`)
+	writeBundleFile(t, filepath.Join(dir, "manifest.json"), `{"revision": "agents-example-v3"}`)
 	publish("--sequence", "7")
-	if out, err := runCmd(t, "bundle", "verify", "--verify-key", keyPrefix+".pub", archive); err == nil {
+	if out, err := runIntentpdp(t, "bundle", "verify", "--verify-key", keyPrefix+".pub", archive); err == nil {
 		t.Fatalf("verify accepted an unsigned bundle: %s", out)
 	}
-	eventually(t, "the unsigned bundle to be refused", func() bool {
+	pollUntil(t, "the unsigned bundle to be refused", func() bool {
 		return strings.Contains(p.status(t).GetLastAttempt().GetError(), "not signed")
 	})
 
 	publish("--sign", keyPrefix+".key", "--sequence", "4")
-	eventually(t, "the older bundle to be refused", func() bool {
+	pollUntil(t, "the older bundle to be refused", func() bool {
 		return strings.Contains(p.status(t).GetLastAttempt().GetError(), "sequence 4 is lower than the active 6")
 	})
 	if r := p.searchCode(t); r.GetPolicyRevision() != "agents-example-v2" {
@@ -264,15 +264,15 @@ func TestServePollsSignedArchive(t *testing.T) {
 // decisions change under a new revision, in responses and in GetStatus.
 func TestServeWatchesDirectory(t *testing.T) {
 	t.Parallel()
-	dir := copyExample(t)
-	p := startServe(t, "--bundle", dir, "--watch-cooldown", "20ms")
+	dir := copyExampleBundle(t)
+	p := serveForReload(t, "--bundle", dir, "--watch-cooldown", "20ms")
 	before := p.searchCode(t)
 	if before.GetDecision() != pdpv1.Decision_DECISION_ALLOW {
 		t.Fatalf("before the edit: %v", before)
 	}
-	writeFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
+	writeBundleFile(t, filepath.Join(dir, "no-search.cedar"), noSearchPolicy)
 	var after *pdpv1.AuthorizeResponse
-	eventually(t, "the edit to go live", func() bool {
+	pollUntil(t, "the edit to go live", func() bool {
 		after = p.searchCode(t)
 		return after.GetDecision() == pdpv1.Decision_DECISION_DENY
 	})
