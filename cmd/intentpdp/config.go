@@ -32,6 +32,8 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds the graceful drain of in-flight requests.
 	ShutdownTimeout time.Duration
+	// Reload configures bundle sources, hot reload and the admin API.
+	Reload ReloadConfig
 }
 
 // SetDefaults fills every unset field.
@@ -52,6 +54,7 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	c.Reload.SetDefaults()
 }
 
 // Validate reports every problem at once.
@@ -70,6 +73,7 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log-format must be text or json, not %q", c.LogFormat))
 	}
+	errs = append(errs, c.Reload.validate(c.Bundle)...)
 	return errors.Join(errs...)
 }
 
@@ -88,6 +92,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown waits for in-flight requests")
+	c.Reload.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

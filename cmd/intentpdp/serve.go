@@ -31,17 +31,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := cfg.logger(stderr)
 
-	bundle, err := loadBundle(cfg.Bundle)
+	store, reloader, err := newReloader(&cfg, log)
 	if err != nil {
 		return err
 	}
-	store := policystore.NewStore()
-	snap, err := store.Activate(ctx, bundle)
-	if err != nil {
+	// The first activation must succeed: the PDP never serves without a
+	// bundle. Later failures keep the last good one.
+	if _, err := reloader.Reload(ctx); err != nil {
 		return err
 	}
-	log.Info("policy bundle active", "revision", snap.Revision(), "source", snap.Source(),
-		"policies", snap.PolicyCount(), "entities", snap.EntityCount(), "schema", snap.Schema() != nil)
 
 	svc := server.NewService(store,
 		server.WithLimits(cfg.Limits),
@@ -60,6 +58,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reloadCtx, stopReloading := context.WithCancel(ctx)
+	defer stopReloading()
+	waitReloading, err := startReloading(reloadCtx, &cfg, log, reloader)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer func() {
+		stopReloading()
+		waitReloading()
+	}()
 	server.SetServing(health, true)
 	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
 	return runUntilDone(ctx, log, gs, lis, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
