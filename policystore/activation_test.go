@@ -90,7 +90,7 @@ func TestActivateRefusesBrokenBundles(t *testing.T) {
 	}{
 		"parse error": {
 			files: map[string]string{"policy.cedar": "permit (principal, action, resource)\n;\nforbid (principal,"},
-			want:  "parse policies",
+			want:  "policy.cedar:3:19",
 		},
 		"duplicate id": {
 			files: map[string]string{"a.cedar": `@id("x") permit (principal, action, resource);`, "b.cedar": `@id("x") forbid (principal, action, resource);`},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"google.golang.org/protobuf/proto"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -111,7 +112,7 @@ func (p *reloadPDP) searchCode(t *testing.T) *pdpv1.AuthorizeResponse {
 	t.Helper()
 	resp, err := p.authz.Authorize(t.Context(), &pdpv1.AuthorizeRequest{
 		Principal: &pdpv1.EntityRef{Type: "Agent", Id: "code-reviewer"},
-		Intent:    &pdpv1.Intent{Action: "search_code", Purpose: "code-review"},
+		Intent:    &pdpv1.Intent{Action: proto.String("search_code"), Purpose: "code-review"},
 		Resource:  &pdpv1.EntityRef{Type: "Repository", Id: "payments-api"},
 	})
 	if err != nil {
