@@ -48,6 +48,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		server.WithLogger(log),
 		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"))
 	gs, health := server.NewGRPCServer(svc)
+	stopGateways, err := startGateways(cfg, svc, gs, log)
+	if err != nil {
+		return err
+	}
+	defer stopGateways(cfg.ShutdownTimeout)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
