@@ -190,6 +190,10 @@ func TestMapping(t *testing.T) {
 		{"action properties are the intent", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_approve", "properties": {"purpose": "audit", "ticket": "CHG-7"}}`, `{}`), true},
 		{"intent without its attribute", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_approve", "properties": {"purpose": "audit"}}`, `{}`), false},
 		{"whole number is a Long", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_transfer"}`, `{"amount": 999}`), true},
+		{"entity reference escape", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_delegate"}`, `{"delegate": {"__entity": {"type": "user", "id": "alice@example.com"}}}`), true},
+		{"entity reference outside the group", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_delegate"}`, `{"delegate": {"__entity": {"type": "user", "id": "carol@example.com"}}}`), false},
+		{"extension escape", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_connect"}`, `{"source": {"__extn": {"fn": "ip", "arg": "10.1.2.3"}}}`), true},
+		{"extension outside the range", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_connect"}`, `{"source": {"__extn": {"fn": "ip", "arg": "192.0.2.1"}}}`), false},
 		{"whole number written as 1.0e3", eval(`{"type": "user", "id": "carol@example.com"}`, `{"name": "can_transfer"}`, `{"amount": 1.0e3}`), false},
 	}
 	for _, tt := range tests {
@@ -283,6 +287,7 @@ func TestErrors(t *testing.T) {
 		{"missing action", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "resource": {"type": "account", "id": "1"}}`, 400, "action.name is required"},
 		{"missing subject id", authzen.PathEvaluation, `{"subject": {"type": "user"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}}`, 400, "subject.type and subject.id"},
 		{"fractional number", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}, "context": {"amount": 1.5}}`, 400, "not a whole number"},
+		{"bad extension", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}, "context": {"x": {"__extn": {"fn": "ip", "arg": "nope"}}}}`, 400, "context.x"},
 		{"null", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}, "context": {"x": null}}`, 400, "null"},
 		{"reserved context key", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}, "context": {"now": "x"}}`, 400, "reserved"},
 		{"unknown semantic", authzen.PathEvaluations, `{"options": {"evaluations_semantic": "first_wins"}, "evaluations": [{}]}`, 400, "evaluations_semantic"},

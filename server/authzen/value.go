@@ -39,8 +39,10 @@ func (c *converter) record(what string, m map[string]any, depth int) (types.Reco
 }
 
 // value maps JSON onto Cedar: strings, booleans, whole numbers (Long),
-// arrays (Set) and objects (Record). Cedar has no floating point and no
-// null, so those are refused rather than approximated.
+// arrays (Set), objects (Record), and Cedar's JSON escapes for entity
+// references ({"__entity": {"type": …, "id": …}}) and extension values
+// ({"__extn": {"fn": "ip", "arg": "10.0.0.1"}}). Cedar has no floating
+// point and no null, so those are refused rather than approximated.
 func (c *converter) value(what string, v any, depth int) (types.Value, error) {
 	c.values++
 	if c.values > c.limits.MaxValues {
@@ -67,6 +69,9 @@ func (c *converter) value(what string, v any, depth int) (types.Value, error) {
 		}
 		return types.NewSet(vals...), nil
 	case map[string]any:
+		if isEscape(v) {
+			return escape(what, v)
+		}
 		fields, err := c.record(what, v, depth+1)
 		if err != nil {
 			return nil, err
@@ -88,4 +93,29 @@ func long(what string, n json.Number) (types.Value, error) {
 		return nil, invalid("%s: %s is not a whole number in the 64-bit range; Cedar has no floating point (send a string, or a whole number)", what, n)
 	}
 	return types.Long(int64(f)), nil
+}
+
+// isEscape reports whether an object is one of Cedar's JSON escapes, which
+// are objects with exactly one member, __entity or __extn.
+func isEscape(m map[string]any) bool {
+	if len(m) != 1 {
+		return false
+	}
+	_, entity := m["__entity"]
+	_, extn := m["__extn"]
+	return entity || extn
+}
+
+// escape decodes an escape with cedar-go's own JSON value parser, so the
+// escapes mean exactly what they mean in Cedar's entity JSON.
+func escape(what string, m map[string]any) (types.Value, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, invalid("%s: %v", what, err)
+	}
+	var v types.Value
+	if err := types.UnmarshalJSON(b, &v); err != nil {
+		return nil, invalid("%s: %v", what, err)
+	}
+	return v, nil
 }
