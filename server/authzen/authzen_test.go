@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/authzen"
@@ -28,6 +30,11 @@ func startPDP(t *testing.T, bundleDir string, opts ...authzen.Option) *pdp {
 	if bundleDir != "" {
 		activate(t, store, bundleDir)
 	}
+	return serve(t, store, opts...)
+}
+
+func serve(t *testing.T, store *policystore.Store, opts ...authzen.Option) *pdp {
+	t.Helper()
 	svc := server.NewService(store, server.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
 	mux := http.NewServeMux()
 	authzen.New(svc, opts...).Register(mux)
@@ -398,5 +405,50 @@ func TestSearchPagination(t *testing.T) {
 	code, got := page(firstToken)
 	if code != http.StatusBadRequest {
 		t.Errorf("token from an older revision: status %d (%v), want 400", code, got)
+	}
+}
+
+// TestActionSearchFiltersTools is the README's example: the tools an agent
+// of the example bundle may call, depending on its task and intent.
+func TestActionSearchFiltersTools(t *testing.T) {
+	store := policystore.NewStore()
+	b, err := policystore.LoadFS(examples.Agents())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Activate(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	p := serve(t, store)
+	task := `"context": {"task": {"__entity": {"type": "Task", "id": "T-1042"}}}`
+	tests := []struct {
+		name, request string
+		want          []string
+	}{
+		{"reviewer reads", `{"subject": {"type": "Agent", "id": "code-reviewer"}, "resource": {"type": "Repository", "id": "payments-api"}, "action": {"name": "", "properties": {"purpose": "code-review"}}}`,
+			[]string{"list_issues", "read_file", "search_code"}},
+		{"outsider gets nothing", `{"subject": {"type": "Agent", "id": "intern-bot"}, "resource": {"type": "Repository", "id": "payments-api"}}`, nil},
+		{"live task adds writes", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Repository", "id": "payments-api"}, ` + task + `}`,
+			[]string{"comment_issue", "list_issues", "open_pull_request", "read_file", "search_code", "write_file"}},
+		{"production without approval", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Environment", "id": "payments-prod"}, "action": {"name": "", "properties": {"purpose": "release"}}, ` + task + `}`,
+			[]string{"rollback_service"}},
+		{"production with approval", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Environment", "id": "payments-prod"}, "action": {"name": "", "properties": {"purpose": "release", "approval_ticket": "CHG-1"}}, ` + task + `}`,
+			[]string{"deploy_service", "rollback_service"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, got := p.post(t, authzen.PathSearchAction, tt.request)
+			if code != http.StatusOK {
+				t.Fatalf("status %d: %v", code, got)
+			}
+			var names []string
+			for _, r := range got["results"].([]any) {
+				names = append(names, r.(map[string]any)["name"].(string))
+			}
+			if !slices.Equal(names, tt.want) {
+				t.Errorf("tools %v, want %v", names, tt.want)
+			}
+		})
 	}
 }
