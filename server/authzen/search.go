@@ -2,6 +2,7 @@ package authzen
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -34,7 +35,8 @@ type searchKind struct {
 var subjectSearch = searchKind{
 	name: "subject",
 	check: func(r searchRequest) error {
-		return needs(r.Subject != nil && r.Subject.Type != "", "subject.type", r.Action != nil, "action", r.Resource != nil, "resource")
+		return errors.Join(required(r.Subject != nil && r.Subject.Type != "", "subject.type"),
+			required(r.Action != nil, "action"), required(r.Resource != nil, "resource"))
 	},
 	candidates: func(s *policystore.Snapshot, r searchRequest) []types.EntityUID {
 		return s.EntitiesOfType(types.EntityType(r.Subject.Type))
@@ -51,7 +53,8 @@ var subjectSearch = searchKind{
 var resourceSearch = searchKind{
 	name: "resource",
 	check: func(r searchRequest) error {
-		return needs(r.Subject != nil, "subject", r.Action != nil, "action", r.Resource != nil && r.Resource.Type != "", "resource.type")
+		return errors.Join(required(r.Subject != nil, "subject"),
+			required(r.Action != nil, "action"), required(r.Resource != nil && r.Resource.Type != "", "resource.type"))
 	},
 	candidates: func(s *policystore.Snapshot, r searchRequest) []types.EntityUID {
 		return s.EntitiesOfType(types.EntityType(r.Resource.Type))
@@ -69,7 +72,7 @@ var resourceSearch = searchKind{
 var actionSearch = searchKind{
 	name: "action",
 	check: func(r searchRequest) error {
-		return needs(r.Subject != nil, "subject", r.Resource != nil, "resource", true, "")
+		return errors.Join(required(r.Subject != nil, "subject"), required(r.Resource != nil, "resource"))
 	},
 	candidates: func(s *policystore.Snapshot, r searchRequest) []types.EntityUID {
 		var out []types.EntityUID
@@ -95,15 +98,11 @@ func entityResult(uid types.EntityUID) any {
 	return map[string]string{"type": string(uid.Type), "id": string(uid.ID)}
 }
 
-// needs reports the first missing member; arguments are (present, name)
-// pairs.
-func needs(pairs ...any) error {
-	for i := 0; i < len(pairs); i += 2 {
-		if !pairs[i].(bool) {
-			return invalid("%s is required", pairs[i+1])
-		}
+func required(present bool, member string) error {
+	if present {
+		return nil
 	}
-	return nil
+	return invalid("%s is required", member)
 }
 
 // search answers a search by evaluating each candidate, in a stable order,

@@ -185,7 +185,7 @@ func (c *Checker) principal(r Request) (types.EntityUID, error) {
 	if err != nil {
 		return types.EntityUID{}, err
 	}
-	return types.NewEntityUID(types.EntityType(c.cfg.Principal.Type), types.String(id)), nil
+	return types.NewEntityUID(types.EntityType(c.cfg.Principal.Type), types.String(id)), nil // type checked by Validate
 }
 
 func (c *Checker) principalID(r Request) (string, error) {

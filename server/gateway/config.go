@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/cedar-policy/cedar-go/types"
 )
 
 // Config is the gateway mapping, read from the JSON file named by
@@ -130,6 +132,9 @@ func (c *Config) SetDefaults() {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
+	if _, err := types.NewEntityType(c.Principal.Type); err != nil {
+		errs = append(errs, fmt.Errorf("principal.type %q: %w", c.Principal.Type, err))
+	}
 	for i, r := range c.Routes {
 		if _, err := compileRoute(r); err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))

@@ -83,6 +83,7 @@ func TestRouteMatch(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	cfg := Config{
+		Principal: PrincipalConfig{Type: "Agent::"},
 		Routes: []RouteConfig{
 			{Path: "/a", Resource: ResourceConfig{Type: "R"}},
 			{Path: "a", Action: "x", Resource: ResourceConfig{Type: "R"}},
@@ -106,6 +107,7 @@ func TestConfigValidate(t *testing.T) {
 		"routes[4]: path \"/a/b{x}\": segment \"b{x}\" mixes literal text and a parameter",
 		"routes[5]: resource.type is required",
 		"context_headers: \"bad header\" is not a header name",
+		"principal.type \"Agent::\"",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not report %q", err, want)
