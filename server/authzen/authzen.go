@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -179,11 +178,10 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 	for _, item := range req.Evaluations {
 		d, err := h.decide(r.Context(), snap, item.withDefaults(req.evaluation))
 		if err != nil {
-			if errors.Is(err, policystore.ErrNoSnapshot) || r.Context().Err() != nil {
-				return nil, err
+			if r.Context().Err() != nil {
+				return nil, err // the client is gone: no point deciding the rest
 			}
-			code, detail := h.errorDetail(err)
-			detail.Status = code
+			_, detail := h.errorDetail(err)
 			d = decision{Context: map[string]any{"error": detail}}
 		}
 		out.Evaluations = append(out.Evaluations, d)

@@ -85,9 +85,9 @@ func gatewayRequest(req *authv3.CheckRequest) gateway.Request {
 		out.SourceAddress = sa.GetAddress()
 	}
 	if md := attrs.GetMetadataContext().GetFilterMetadata(); len(md) > 0 {
-		out.JWTClaims = make(map[string]any, len(md))
+		out.FilterMetadata = make(map[string]any, len(md))
 		for ns, st := range md {
-			out.JWTClaims[ns] = st.AsMap()
+			out.FilterMetadata[ns] = st.AsMap()
 		}
 	}
 	return out

@@ -34,8 +34,9 @@ type Request struct {
 	SourceAddress string
 	// SPIFFEID is the mTLS peer's verified SPIFFE ID, or empty.
 	SPIFFEID string
-	// JWTClaims are verified token claims, by metadata namespace, or nil.
-	JWTClaims map[string]any
+	// FilterMetadata is Envoy's filter metadata by namespace (where
+	// jwt_authn puts the verified token's claims), or nil.
+	FilterMetadata map[string]any
 }
 
 // Answer is the outcome of a gateway check, in HTTP terms.
@@ -197,7 +198,7 @@ func (c *Checker) principalID(r Request) (string, error) {
 		}
 		return id, nil
 	}
-	if payload, ok := r.JWTClaims[pc.JWT.Namespace].(map[string]any); ok {
+	if payload, ok := r.FilterMetadata[pc.JWT.Namespace].(map[string]any); ok {
 		claims, _ := payload[pc.JWT.PayloadKey].(map[string]any)
 		if id, ok := claims[pc.JWT.Claim].(string); ok && id != "" {
 			return id, nil
