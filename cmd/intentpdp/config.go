@@ -30,6 +30,12 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
+	// HTTPListen is the HTTP listen address of the AuthZEN API and the
+	// forward-auth endpoint.
+	HTTPListen string
+	// GatewayConfig is the JSON file mapping gateway requests (Envoy
+	// ext_authz, forward-auth) to decisions; empty uses the defaults.
+	GatewayConfig string
 	// ShutdownTimeout bounds the graceful drain of in-flight requests.
 	ShutdownTimeout time.Duration
 	// Reload configures bundle sources, hot reload and the admin API.
@@ -42,6 +48,9 @@ func (c *Config) SetDefaults() {
 		c.Listen = "127.0.0.1:50051"
 	}
 	c.Limits.SetDefaults()
+	if c.HTTPListen == "" {
+		c.HTTPListen = "127.0.0.1:8181"
+	}
 	if c.EntityOverrides == "" {
 		c.EntityOverrides = "ignore"
 	}
@@ -91,6 +100,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EntityOverrides, "entity-overrides", "ignore", "request entity data the bundle contradicts: ignore (and report) or reject")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8181", "HTTP listen address of the AuthZEN API and forward-auth")
+	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "JSON file mapping gateway requests (ext_authz, forward-auth) to decisions")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown waits for in-flight requests")
 	c.Reload.bindFlags(fs)
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,14 @@ type process struct {
 	done chan error
 }
 
+// loopbackFlags puts every listener of `intentpdp serve` on a loopback port
+// the kernel chooses, so tests running side by side never collide.
+var loopbackFlags = []string{
+	"--listen", "127.0.0.1:0",
+	"--admin-listen", "127.0.0.1:0",
+	"--http-listen", "127.0.0.1:0",
+}
+
 var servingLine = regexp.MustCompile(`msg="serving gRPC" addr=(\S+)`)
 
 // startServe runs the real binary on a free loopback port and waits for it
@@ -62,7 +71,7 @@ func startServe(t *testing.T, args ...string) *process {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(bin, slices.Concat([]string{"serve"}, loopbackFlags, args)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"google.golang.org/protobuf/proto"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/intentpdp/intentpdp/examples"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
@@ -67,7 +68,7 @@ func serveForReload(t *testing.T, args ...string) *reloadPDP {
 	ctx, cancel := context.WithCancel(context.Background())
 	log := &logBuffer{}
 	done := make(chan int, 1)
-	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
+	args = slices.Concat([]string{"serve"}, loopbackFlags, args)
 	go func() { done <- run(ctx, args, log, log) }()
 	t.Cleanup(func() {
 		cancel()

@@ -54,6 +54,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcOpts = append(grpcOpts, creds)
 	}
 	gs, health := server.NewGRPCServer(svc, grpcOpts...)
+	stopGateways, err := startGateways(cfg, svc, gs, log)
+	if err != nil {
+		return err
+	}
+	defer stopGateways(cfg.ShutdownTimeout)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
