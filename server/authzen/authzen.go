@@ -124,7 +124,7 @@ func (h *Handler) decode(r *http.Request, v any) error {
 	max := int64(h.svc.Limits().MaxMessageBytes)
 	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
-		return invalid("reading the body: %v", err)
+		return server.Invalid("reading the body: %v", err)
 	}
 	if int64(len(body)) > max {
 		return fmt.Errorf("%w: body larger than %d bytes", server.ErrLimitExceeded, max)
@@ -132,10 +132,10 @@ func (h *Handler) decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return invalid("malformed JSON: %v", err)
+		return server.Invalid("malformed JSON: %v", err)
 	}
 	if dec.More() {
-		return invalid("malformed JSON: data after the request object")
+		return server.Invalid("malformed JSON: data after the request object")
 	}
 	return nil
 }
@@ -161,7 +161,7 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 	switch semantic {
 	case "", executeAll, denyOnFirstDeny, permitOnFirstPermit:
 	default:
-		return nil, invalid("options.evaluations_semantic %q: want %s, %s or %s", semantic, executeAll, denyOnFirstDeny, permitOnFirstPermit)
+		return nil, server.Invalid("options.evaluations_semantic %q: want %s, %s or %s", semantic, executeAll, denyOnFirstDeny, permitOnFirstPermit)
 	}
 	if n, max := len(req.Evaluations), h.svc.Limits().MaxBatch; n > max {
 		return nil, fmt.Errorf("%w: %d evaluations, at most %d per request", server.ErrLimitExceeded, n, max)
@@ -218,10 +218,10 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	var out policystore.Request
 	var err error
 	if e.Action == nil || e.Action.Name == "" {
-		return out, invalid("action.name is required")
+		return out, server.Invalid("action.name is required")
 	}
 	out.Action = types.NewEntityUID("Action", types.String(e.Action.Name))
-	conv := converter{limits: h.svc.Limits()}
+	conv := converter{server.NewBudget(h.svc.Limits())}
 	out.Entities = types.EntityMap{}
 	if out.Principal, err = conv.entity("subject", e.Subject, out.Entities); err != nil {
 		return out, err
@@ -245,13 +245,12 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 // authoritative for entities it defines.
 func (c *converter) entity(what string, e *entity, ents types.EntityMap) (types.EntityUID, error) {
 	if e == nil || e.Type == "" || e.ID == "" {
-		return types.EntityUID{}, invalid("%s.type and %s.id are required", what, what)
+		return types.EntityUID{}, server.Invalid("%s.type and %s.id are required", what, what)
 	}
-	t, err := types.NewEntityType(e.Type)
+	uid, err := server.EntityUID(what+".type", e.Type, e.ID)
 	if err != nil {
-		return types.EntityUID{}, invalid("%s.type: malformed entity type %q", what, e.Type)
+		return uid, err
 	}
-	uid := types.NewEntityUID(t, types.String(e.ID))
 	if len(e.Properties) == 0 {
 		return uid, nil
 	}
@@ -260,7 +259,7 @@ func (c *converter) entity(what string, e *entity, ents types.EntityMap) (types.
 		return uid, err
 	}
 	if _, dup := ents[uid]; dup {
-		return uid, invalid("subject and resource are the same entity with properties given twice")
+		return uid, server.Invalid("subject and resource are the same entity with properties given twice")
 	}
 	ents[uid] = types.Entity{UID: uid, Attributes: types.NewRecord(attrs)}
 	return uid, nil
@@ -280,7 +279,7 @@ func (c *converter) intent(props map[string]any) (policystore.Intent, error) {
 		}
 		s, isString := v.(string)
 		if !isString {
-			return in, invalid("action.properties.%s must be a string", k)
+			return in, server.Invalid("action.properties.%s must be a string", k)
 		}
 		*fields[i] = s
 		delete(rest, k)

@@ -11,6 +11,7 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server"
 )
 
 // Page sizes of the search APIs.
@@ -102,7 +103,7 @@ func required(present bool, member string) error {
 	if present {
 		return nil
 	}
-	return invalid("%s is required", member)
+	return server.Invalid("%s is required", member)
 }
 
 // search answers a search by evaluating each candidate, in a stable order,
@@ -153,7 +154,7 @@ func page(p *pageRequest, revision string) (limit, offset int, err error) {
 	limit = p.Limit
 	switch {
 	case limit < 0:
-		return 0, 0, invalid("page.limit must not be negative")
+		return 0, 0, server.Invalid("page.limit must not be negative")
 	case limit == 0:
 		limit = defaultPageLimit
 	case limit > maxPageLimit:
@@ -173,15 +174,15 @@ func pageToken(revision string, offset int) string {
 func parsePageToken(tok, revision string) (int, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return 0, invalid("page.token is not a token this PDP issued")
+		return 0, server.Invalid("page.token is not a token this PDP issued")
 	}
 	off, rev, ok := strings.Cut(string(raw), ":")
 	n, err := strconv.Atoi(off)
 	if !ok || err != nil || n < 0 {
-		return 0, invalid("page.token is not a token this PDP issued")
+		return 0, server.Invalid("page.token is not a token this PDP issued")
 	}
 	if rev != revision {
-		return 0, invalid("page.token belongs to policy revision %q, now %q: restart the search", rev, revision)
+		return 0, server.Invalid("page.token belongs to policy revision %q, now %q: restart the search", rev, revision)
 	}
 	return n, nil
 }

@@ -8,24 +8,18 @@ import (
 
 	"github.com/cedar-policy/cedar-go/types"
 
-	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/server"
 )
 
 // converter turns JSON (decoded with UseNumber) into Cedar values within
 // the service's limits.
 type converter struct {
-	limits server.Limits
-	values int
-}
-
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{policystore.ErrInvalidRequest}, args...)...)
+	*server.Budget
 }
 
 func (c *converter) record(what string, m map[string]any, depth int) (types.RecordMap, error) {
-	if depth > c.limits.MaxDepth {
-		return nil, invalid("%s: nested deeper than %d", what, c.limits.MaxDepth)
+	if err := c.Nest(what, depth); err != nil {
+		return nil, err
 	}
 	out := make(types.RecordMap, len(m)+2) // room for context.intent and context.now
 	for k, v := range m {
@@ -44,9 +38,8 @@ func (c *converter) record(what string, m map[string]any, depth int) (types.Reco
 // ({"__extn": {"fn": "ip", "arg": "10.0.0.1"}}). Cedar has no floating
 // point and no null, so those are refused rather than approximated.
 func (c *converter) value(what string, v any, depth int) (types.Value, error) {
-	c.values++
-	if c.values > c.limits.MaxValues {
-		return nil, fmt.Errorf("%w: %s: more than %d values in one request", server.ErrLimitExceeded, what, c.limits.MaxValues)
+	if err := c.Count(what); err != nil {
+		return nil, err
 	}
 	switch v := v.(type) {
 	case string:
@@ -56,8 +49,8 @@ func (c *converter) value(what string, v any, depth int) (types.Value, error) {
 	case json.Number:
 		return long(what, v)
 	case []any:
-		if depth+1 > c.limits.MaxDepth {
-			return nil, invalid("%s: nested deeper than %d", what, c.limits.MaxDepth)
+		if err := c.Nest(what, depth+1); err != nil {
+			return nil, err
 		}
 		vals := make([]types.Value, len(v))
 		for i, e := range v {
@@ -78,9 +71,9 @@ func (c *converter) value(what string, v any, depth int) (types.Value, error) {
 		}
 		return types.NewRecord(fields), nil
 	case nil:
-		return nil, invalid("%s: null has no Cedar value; leave the field out", what)
+		return nil, server.Invalid("%s: null has no Cedar value; leave the field out", what)
 	default:
-		return nil, invalid("%s: unsupported JSON value", what)
+		return nil, server.Invalid("%s: unsupported JSON value", what)
 	}
 }
 
@@ -90,7 +83,7 @@ func long(what string, n json.Number) (types.Value, error) {
 	}
 	f, err := strconv.ParseFloat(string(n), 64)
 	if err != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-		return nil, invalid("%s: %s is not a whole number in the 64-bit range; Cedar has no floating point (send a string, or a whole number)", what, n)
+		return nil, server.Invalid("%s: %s is not a whole number in the 64-bit range; Cedar has no floating point (send a string, or a whole number)", what, n)
 	}
 	return types.Long(int64(f)), nil
 }
@@ -111,11 +104,11 @@ func isEscape(m map[string]any) bool {
 func escape(what string, m map[string]any) (types.Value, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
-		return nil, invalid("%s: %v", what, err)
+		return nil, server.Invalid("%s: %v", what, err)
 	}
 	var v types.Value
 	if err := types.UnmarshalJSON(b, &v); err != nil {
-		return nil, invalid("%s: %v", what, err)
+		return nil, server.Invalid("%s: %v", what, err)
 	}
 	return v, nil
 }
