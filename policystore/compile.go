@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
@@ -163,7 +165,7 @@ func (c *compiler) policies() map[cedar.PolicyID]*cedar.Policy {
 	for _, file := range c.bundle.pathsWithSuffix(".cedar") {
 		list, err := cedar.NewPolicyListFromBytes(file, c.bundle.Files[file])
 		if err != nil {
-			c.fail("", nil, "parse policies: %v", err)
+			c.parseFailure(file, err)
 			continue
 		}
 		for _, p := range list {
@@ -183,22 +185,44 @@ func (c *compiler) policies() map[cedar.PolicyID]*cedar.Policy {
 	return out
 }
 
-// entities parses entities.json, guided by the schema when there is one, and
-// adds the action entities the schema declares (the action groups).
+// parseFailure records a Cedar parse error at the position it names.
+func (c *compiler) parseFailure(file string, err error) {
+	msg := err.Error()
+	m := parsePosition.FindStringSubmatchIndex(msg)
+	if m == nil {
+		c.fail(file, nil, "%s", msg)
+		return
+	}
+	line, _ := strconv.Atoi(msg[m[2]:m[3]])
+	col, _ := strconv.Atoi(msg[m[4]:m[5]])
+	c.fail(file, &cedar.Position{Line: line, Column: col}, "%s", strings.TrimSpace(msg[m[1]:]))
+}
+
+// parsePosition finds the position in cedar-go's parse errors, which name
+// the input "<input>".
+var parsePosition = regexp.MustCompile(`<input>:(\d+):(\d+)`)
+
+// entities parses entities.json one entity at a time, guided by the schema
+// when there is one, so that a problem names the entity; then it adds the
+// action entities the schema declares (the action groups).
 func (c *compiler) entities(sch *resolved.Schema) types.EntityMap {
 	entities := types.EntityMap{}
 	if data, ok := c.bundle.Files[EntitiesFile]; ok {
-		var err error
-		if sch != nil {
-			var em exptypes.EntityMap
-			err = em.UnmarshalJSONWithSchema(data, sch)
-			entities = types.EntityMap(em)
-		} else {
-			err = entities.UnmarshalJSON(data)
-		}
-		if err != nil {
+		var raw []json.RawMessage
+		if err := json.Unmarshal(data, &raw); err != nil {
 			c.fail(EntitiesFile, nil, "%v", err)
-			return types.EntityMap{}
+			return entities
+		}
+		for i, r := range raw {
+			e, err := parseEntity(r, sch)
+			if err != nil {
+				c.fail(EntitiesFile, nil, "entity [%d] %s: %v", i, e.UID, err)
+				continue
+			}
+			if _, dup := entities[e.UID]; dup {
+				c.fail(EntitiesFile, nil, "entity [%d]: duplicate entity %s", i, e.UID)
+			}
+			entities[e.UID] = e
 		}
 	}
 	if sch != nil {
@@ -209,6 +233,23 @@ func (c *compiler) entities(sch *resolved.Schema) types.EntityMap {
 		}
 	}
 	return entities
+}
+
+// parseEntity parses one entity; on error it still returns the entity's uid
+// where it could be read, for the message.
+func parseEntity(raw []byte, sch *resolved.Schema) (types.Entity, error) {
+	if sch == nil {
+		var e types.Entity
+		err := e.UnmarshalJSON(raw)
+		return e, err
+	}
+	var e exptypes.Entity
+	if err := e.UnmarshalJSONWithSchema(raw, sch); err != nil {
+		var plain types.Entity
+		_ = plain.UnmarshalJSON(raw)
+		return plain, err
+	}
+	return types.Entity(e), nil
 }
 
 func (c *compiler) validate(sch *resolved.Schema, mode string, policies map[cedar.PolicyID]*cedar.Policy, entities types.EntityMap) {

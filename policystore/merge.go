@@ -8,15 +8,23 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 )
 
-// layeredEntities looks entities up in the bundle first and in the request
-// second, so the bundle is authoritative without either map being copied.
+// layeredEntities looks entities up in the bundle first, then in the
+// request's entities as merge corrected them, then in the request as given,
+// so the bundle is authoritative without any map being copied.
 type layeredEntities struct {
-	bundle  types.EntityMap
-	request types.EntityMap
+	bundle    types.EntityMap
+	corrected types.EntityMap // request entities with parent edges dropped
+	request   types.EntityMap
 }
 
 func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 	if e, ok := l.bundle[uid]; ok {
+		return e, true
+	}
+	if isActionType(uid.Type) {
+		return types.Entity{}, false
+	}
+	if e, ok := l.corrected[uid]; ok {
 		return e, true
 	}
 	e, ok := l.request[uid]
@@ -24,51 +32,58 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 }
 
 // merge layers the request's entities under the bundle's and reports what
-// it had to ignore:
+// it ignores:
 //   - data about an entity the bundle defines (the bundle wins);
 //   - action entities (the action hierarchy is the policy author's);
 //   - parents that would place the principal, directly or through other
 //     request entities, under an entity the bundle defines: a caller cannot
 //     add itself to a bundle group or give itself a bundle role.
 //
-// It may replace entries of req.Entities, which belongs to the request.
+// The request's map is read, never modified.
 func (s *Snapshot) merge(req Request) (types.EntityGetter, []IgnoredEntity) {
 	if len(req.Entities) == 0 {
 		return s.entities, nil
 	}
 	var ignored []IgnoredEntity
 	for _, uid := range sortedUIDs(req.Entities) {
-		e := req.Entities[uid]
 		if own, ok := s.entities[uid]; ok {
-			delete(req.Entities, uid)
-			if !own.Equal(e) {
+			if !own.Equal(req.Entities[uid]) {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "the policy bundle defines this entity; request data ignored"})
 			}
 			continue
 		}
 		if isActionType(uid.Type) {
-			delete(req.Entities, uid)
 			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "action entities come from the policy bundle only; request data ignored"})
 		}
 	}
-	ignored = append(ignored, s.detachPrincipal(req)...)
-	return layeredEntities{bundle: s.entities, request: req.Entities}, ignored
+	corrected, detached := s.detachPrincipal(req)
+	ignored = append(ignored, detached...)
+	return layeredEntities{bundle: s.entities, corrected: corrected, request: req.Entities}, ignored
 }
 
 // detachPrincipal walks the principal's ancestry through request entities
 // and drops every parent edge that points into the bundle.
-func (s *Snapshot) detachPrincipal(req Request) []IgnoredEntity {
-	var ignored []IgnoredEntity
-	seen := map[types.EntityUID]bool{}
-	queue := []types.EntityUID{req.Principal}
+func (s *Snapshot) detachPrincipal(req Request) (types.EntityMap, []IgnoredEntity) {
+	var (
+		corrected types.EntityMap
+		ignored   []IgnoredEntity
+		seen      = map[types.EntityUID]bool{}
+		queue     = []types.EntityUID{req.Principal}
+	)
 	for len(queue) > 0 {
 		uid := queue[0]
 		queue = queue[1:]
-		e, ok := req.Entities[uid]
-		if !ok || seen[uid] {
+		if seen[uid] || isActionType(uid.Type) {
 			continue
 		}
 		seen[uid] = true
+		if _, bundleDefined := s.entities[uid]; bundleDefined {
+			continue
+		}
+		e, ok := req.Entities[uid]
+		if !ok {
+			continue
+		}
 		var kept []types.EntityUID
 		for parent := range e.Parents.All() {
 			if _, bundleDefined := s.entities[parent]; bundleDefined {
@@ -80,11 +95,14 @@ func (s *Snapshot) detachPrincipal(req Request) []IgnoredEntity {
 			queue = append(queue, parent)
 		}
 		if len(kept) != e.Parents.Len() {
+			if corrected == nil {
+				corrected = types.EntityMap{}
+			}
 			e.Parents = types.NewEntityUIDSet(kept...)
-			req.Entities[uid] = e
+			corrected[uid] = e
 		}
 	}
-	return ignored
+	return corrected, ignored
 }
 
 func isActionType(t types.EntityType) bool {

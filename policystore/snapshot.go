@@ -26,6 +26,11 @@ type Snapshot struct {
 	entities    types.EntityMap
 	schema      *resolved.Schema
 	activatedAt time.Time
+	sequence    int64 // the manifest's, for anti-rollback
+	// baseRevision (the manifest's, or the content hash) and contentHash
+	// keep revisions unique when a manifest revision is reused.
+	baseRevision string
+	contentHash  string
 }
 
 type compiledPolicy struct {

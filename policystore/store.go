@@ -2,6 +2,7 @@ package policystore
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sync"
@@ -19,6 +20,11 @@ type Store struct {
 	current atomic.Pointer[Snapshot]
 	mu      sync.Mutex // serialises activations, never held by readers
 	now     func() time.Time
+
+	keys          []ed25519.PublicKey
+	allowRollback bool
+	observers     []func(ActivationResult)
+	lastAttempt   atomic.Pointer[ActivationResult]
 }
 
 // StoreOption configures a Store.
@@ -46,19 +52,28 @@ func (s *Store) Current() (*Snapshot, error) {
 	return nil, ErrNoSnapshot
 }
 
-// Activate compiles b and, only if that fully succeeds, makes it the active
-// snapshot. On any error the previous snapshot keeps serving.
+// Activate verifies, compiles and tests b and, only if all of that
+// succeeds, makes it the active snapshot. On any error the previous snapshot
+// keeps serving. Activations are serialised; readers never wait for them.
 func (s *Store) Activate(ctx context.Context, b *Bundle) (*Snapshot, error) {
-	snap, err := Compile(b)
-	if err != nil {
-		return nil, fmt.Errorf("activate bundle: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("activate bundle: %w", err)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap.activatedAt = s.now()
-	s.current.Store(snap)
-	return snap, nil
+	res := ActivationResult{Source: b.Source, At: s.now()}
+	snap, err := s.build(b, &res)
+	if err == nil {
+		err = ctx.Err()
+	}
+	res.Duration = s.now().Sub(res.At)
+	if err != nil {
+		res.Err = fmt.Errorf("activate bundle: %w", err)
+	} else {
+		snap.activatedAt = s.now()
+		s.current.Store(snap)
+		res.Snapshot = snap
+	}
+	s.lastAttempt.Store(&res)
+	for _, fn := range s.observers {
+		fn(res)
+	}
+	return res.Snapshot, res.Err
 }

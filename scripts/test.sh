@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make lint check-generated
+./scripts/install-nginx.sh # the forward-auth integration test runs a real nginx
 go test -race -count=1 -timeout 20m ./...

@@ -52,21 +52,59 @@ func (l *Limits) SetDefaults() {
 	set(&l.MaxBatch, DefaultLimits.MaxBatch)
 }
 
-func invalid(format string, args ...any) error {
+// Invalid returns an error marking the request as malformed; ToStatus maps
+// it to InvalidArgument.
+func Invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{policystore.ErrInvalidRequest}, args...)...)
 }
 
-// decoder turns one wire request into a policystore.Request, enforcing the
-// limits as it goes so that no oversized input is ever fully materialised.
-type decoder struct {
+// Budget enforces the value-count and nesting limits while one request is
+// converted into Cedar values, whatever its wire format, so that no
+// oversized input is ever fully materialised. A Budget serves one request.
+type Budget struct {
 	limits Limits
-	values int // values decoded so far, against limits.MaxValues
+	values int // values converted so far, against limits.MaxValues
+}
+
+// NewBudget returns a fresh budget for one request.
+func NewBudget(l Limits) *Budget { return &Budget{limits: l} }
+
+// Count takes one value from the budget.
+func (b *Budget) Count(what string) error {
+	b.values++
+	if b.values > b.limits.MaxValues {
+		return fmt.Errorf("%w: %s: more than %d values in one request", ErrLimitExceeded, what, b.limits.MaxValues)
+	}
+	return nil
+}
+
+// Nest checks that a value at depth may hold nested values.
+func (b *Budget) Nest(what string, depth int) error {
+	if depth > b.limits.MaxDepth {
+		return Invalid("%s: nested deeper than %d", what, b.limits.MaxDepth)
+	}
+	return nil
+}
+
+// EntityUID checks an entity type name and builds the UID.
+func EntityUID(what, typ, id string) (types.EntityUID, error) {
+	t, err := types.NewEntityType(typ)
+	if err != nil {
+		return types.EntityUID{}, Invalid("%s: malformed entity type %q", what, typ)
+	}
+	return types.NewEntityUID(t, types.String(id)), nil
+}
+
+// decoder turns one wire request into a policystore.Request.
+type decoder struct {
+	*Budget
+	limits Limits
 }
 
 // DecodeRequest checks and converts an AuthorizeRequest. now is the value
 // given to context.now.
 func DecodeRequest(req *pdpv1.AuthorizeRequest, limits Limits, now time.Time) (policystore.Request, error) {
-	d := decoder{limits: limits}
+	d := decoder{Budget: NewBudget(limits), limits: limits}
 	return d.request(req, now)
 }
 
@@ -106,22 +144,18 @@ func (d *decoder) request(req *pdpv1.AuthorizeRequest, now time.Time) (policysto
 
 func requiredRef(what string, ref *pdpv1.EntityRef) (types.EntityUID, error) {
 	if ref == nil || ref.GetType() == "" {
-		return types.EntityUID{}, invalid("%s is required (type and id)", what)
+		return types.EntityUID{}, Invalid("%s is required (type and id)", what)
 	}
 	return entityUID(what, ref)
 }
 
 func entityUID(what string, ref *pdpv1.EntityRef) (types.EntityUID, error) {
-	t, err := types.NewEntityType(ref.GetType())
-	if err != nil {
-		return types.EntityUID{}, invalid("%s: malformed entity type %q", what, ref.GetType())
-	}
-	return types.NewEntityUID(t, types.String(ref.GetId())), nil
+	return EntityUID(what, ref.GetType(), ref.GetId())
 }
 
 func actionUID(intent *pdpv1.Intent) (types.EntityUID, error) {
-	if intent.GetAction() == "" {
-		return types.EntityUID{}, invalid("intent.action is required")
+	if intent == nil || intent.Action == nil {
+		return types.EntityUID{}, Invalid("intent.action is required")
 	}
 	typ := intent.GetActionType()
 	if typ == "" {
@@ -130,17 +164,9 @@ func actionUID(intent *pdpv1.Intent) (types.EntityUID, error) {
 	return entityUID("intent.action_type", &pdpv1.EntityRef{Type: typ, Id: intent.GetAction()})
 }
 
-func (d *decoder) count(what string) error {
-	d.values++
-	if d.values > d.limits.MaxValues {
-		return fmt.Errorf("%w: %s: more than %d values in one request", ErrLimitExceeded, what, d.limits.MaxValues)
-	}
-	return nil
-}
-
 func (d *decoder) fields(what string, in map[string]*pdpv1.Value, depth int) (types.RecordMap, error) {
-	if depth > d.limits.MaxDepth {
-		return nil, invalid("%s: nested deeper than %d", what, d.limits.MaxDepth)
+	if err := d.Nest(what, depth); err != nil {
+		return nil, err
 	}
 	out := make(types.RecordMap, len(in)+2) // room for context.intent and context.now
 	for k, v := range in {
@@ -154,7 +180,7 @@ func (d *decoder) fields(what string, in map[string]*pdpv1.Value, depth int) (ty
 }
 
 func (d *decoder) value(what string, v *pdpv1.Value, depth int) (types.Value, error) {
-	if err := d.count(what); err != nil {
+	if err := d.Count(what); err != nil {
 		return nil, err
 	}
 	switch k := v.GetKind().(type) {
@@ -167,8 +193,8 @@ func (d *decoder) value(what string, v *pdpv1.Value, depth int) (types.Value, er
 	case *pdpv1.Value_EntityValue:
 		return entityUID(what, k.EntityValue)
 	case *pdpv1.Value_SetValue:
-		if depth+1 > d.limits.MaxDepth {
-			return nil, invalid("%s: nested deeper than %d", what, d.limits.MaxDepth)
+		if err := d.Nest(what, depth+1); err != nil {
+			return nil, err
 		}
 		vals := make([]types.Value, len(k.SetValue.GetValues()))
 		for i, e := range k.SetValue.GetValues() {
@@ -188,7 +214,7 @@ func (d *decoder) value(what string, v *pdpv1.Value, depth int) (types.Value, er
 	case *pdpv1.Value_ExtensionValue:
 		return extension(what, k.ExtensionValue)
 	default:
-		return nil, invalid("%s: value has no kind", what)
+		return nil, Invalid("%s: value has no kind", what)
 	}
 }
 
@@ -207,10 +233,10 @@ func extension(what string, call *pdpv1.ExtensionCall) (types.Value, error) {
 	case "ip":
 		v, err = types.ParseIPAddr(call.GetArg())
 	default:
-		return nil, invalid("%s: unknown extension function %q (want datetime, duration, decimal or ip)", what, call.GetFn())
+		return nil, Invalid("%s: unknown extension function %q (want datetime, duration, decimal or ip)", what, call.GetFn())
 	}
 	if err != nil {
-		return nil, invalid("%s: %s(%q): %v", what, call.GetFn(), call.GetArg(), err)
+		return nil, Invalid("%s: %s(%q): %v", what, call.GetFn(), call.GetArg(), err)
 	}
 	return v, nil
 }
@@ -230,7 +256,7 @@ func (d *decoder) entities(in []*pdpv1.Entity) (types.EntityMap, error) {
 			return nil, err
 		}
 		if _, dup := out[ent.UID]; dup {
-			return nil, invalid("%s: duplicate entity %s", what, ent.UID)
+			return nil, Invalid("%s: duplicate entity %s", what, ent.UID)
 		}
 		out[ent.UID] = ent
 	}
@@ -252,7 +278,7 @@ func (d *decoder) entity(what string, e *pdpv1.Entity) (types.Entity, error) {
 	}
 	parents := make([]types.EntityUID, len(e.GetParents()))
 	for i, p := range e.GetParents() {
-		if err := d.count(what + ".parents"); err != nil {
+		if err := d.Count(what + ".parents"); err != nil {
 			return types.Entity{}, err
 		}
 		if parents[i], err = requiredRef(fmt.Sprintf("%s.parents[%d]", what, i), p); err != nil {

@@ -24,6 +24,8 @@ const (
 	ReasonCanceled        = "CANCELED"
 	ReasonInternal        = "INTERNAL"
 	ReasonEntityOverrides = "ENTITY_OVERRIDE_REJECTED"
+	ReasonUnauthenticated = "UNAUTHENTICATED"
+	ReasonNoRoute         = "NO_ROUTE"
 	ReasonNotLogged       = "DECISION_NOT_LOGGED"
 )
 
@@ -45,6 +47,10 @@ func ToStatus(log *slog.Logger, err error) error {
 		return withReason(codes.InvalidArgument, ReasonInvalidRequest, err.Error())
 	case errors.Is(err, ErrLimitExceeded):
 		return withReason(codes.ResourceExhausted, ReasonLimitExceeded, err.Error())
+	case errors.Is(err, ErrUnauthenticated):
+		return withReason(codes.Unauthenticated, ReasonUnauthenticated, err.Error())
+	case errors.Is(err, ErrNoRoute):
+		return withReason(codes.PermissionDenied, ReasonNoRoute, err.Error())
 	case errors.Is(err, policystore.ErrNoSnapshot):
 		return withReason(codes.Unavailable, ReasonNoActiveBundle, err.Error())
 	case errors.Is(err, ErrDecisionNotLogged):

@@ -19,7 +19,12 @@ import (
 const SpanName = "intentpdp.authorize"
 
 // Front ends, as recorded in metrics, spans and the decision log.
-const FrontEndGRPC = "grpc"
+const (
+	FrontEndGRPC        = "grpc"
+	FrontEndAuthZEN     = "authzen"
+	FrontEndExtAuthz    = "ext_authz"
+	FrontEndForwardAuth = "forward_auth"
+)
 
 // Span attributes of a decision span.
 const (

@@ -98,10 +98,10 @@ func (s *Service) Authorize(ctx context.Context, req *pdpv1.AuthorizeRequest) (*
 func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeRequest) (*pdpv1.BatchAuthorizeResponse, error) {
 	n := len(req.GetRequests())
 	if n == 0 {
-		return nil, ToStatus(s.log, invalid("requests is empty"))
+		return nil, ToStatus(s.log, Invalid("requests is empty"))
 	}
 	if n > s.limits.MaxBatch {
-		return nil, ToStatus(s.log, invalid("batch of %d requests exceeds the maximum of %d", n, s.limits.MaxBatch))
+		return nil, ToStatus(s.log, Invalid("batch of %d requests exceeds the maximum of %d", n, s.limits.MaxBatch))
 	}
 	snap, err := s.store.Current()
 	if err != nil {

@@ -20,6 +20,8 @@ type Config struct {
 	Bundle string
 	// Listen is the gRPC listen address.
 	Listen string
+	// TLS secures the gRPC listener; empty means plaintext.
+	TLS TLSConfig
 	// Limits bound each request.
 	Limits server.Limits
 	// EntityOverrides is what to do with request entity data that the
@@ -28,10 +30,18 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
+	// HTTPListen is the HTTP listen address of the AuthZEN API and the
+	// forward-auth endpoint.
+	HTTPListen string
+	// GatewayConfig is the JSON file mapping gateway requests (Envoy
+	// ext_authz, forward-auth) to decisions; empty uses the defaults.
+	GatewayConfig string
 	// ShutdownTimeout bounds the graceful drain of in-flight requests.
 	ShutdownTimeout time.Duration
 	// Observability configures traces, metrics and the decision log.
 	Observability ObservabilityConfig
+	// Reload configures bundle sources, hot reload and the admin API.
+	Reload ReloadConfig
 }
 
 // SetDefaults fills every unset field.
@@ -40,6 +50,9 @@ func (c *Config) SetDefaults() {
 		c.Listen = "127.0.0.1:50051"
 	}
 	c.Limits.SetDefaults()
+	if c.HTTPListen == "" {
+		c.HTTPListen = "127.0.0.1:8181"
+	}
 	if c.EntityOverrides == "" {
 		c.EntityOverrides = "ignore"
 	}
@@ -53,11 +66,15 @@ func (c *Config) SetDefaults() {
 		c.ShutdownTimeout = 15 * time.Second
 	}
 	c.Observability.SetDefaults()
+	c.Reload.SetDefaults()
 }
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.TLS.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.EntityOverrides != "ignore" && c.EntityOverrides != "reject" {
 		errs = append(errs, fmt.Errorf("entity-overrides must be ignore or reject, not %q", c.EntityOverrides))
 	}
@@ -69,12 +86,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-format must be text or json, not %q", c.LogFormat))
 	}
 	errs = append(errs, c.Observability.Validate()...)
+	errs = append(errs, c.Reload.validate(c.Bundle)...)
 	return errors.Join(errs...)
 }
 
 func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Bundle, "bundle", "", "bundle directory (default: the embedded example bundle)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM server certificate for the gRPC listener (enables TLS)")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM CAs whose client certificates are required (mutual TLS)")
 	fs.IntVar(&c.Limits.MaxMessageBytes, "max-message-bytes", server.DefaultLimits.MaxMessageBytes, "largest request message accepted")
 	fs.IntVar(&c.Limits.MaxDepth, "max-context-depth", server.DefaultLimits.MaxDepth, "deepest nesting of records and sets in a request")
 	fs.IntVar(&c.Limits.MaxValues, "max-context-values", server.DefaultLimits.MaxValues, "most values in one request (context, intent attributes, entities)")
@@ -83,8 +104,11 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EntityOverrides, "entity-overrides", "ignore", "request entity data the bundle contradicts: ignore (and report) or reject")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8181", "HTTP listen address of the AuthZEN API and forward-auth")
+	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "JSON file mapping gateway requests (ext_authz, forward-auth) to decisions")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown waits for in-flight requests")
 	c.Observability.bindFlags(fs)
+	c.Reload.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

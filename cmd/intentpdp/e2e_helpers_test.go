@@ -5,13 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,34 +28,12 @@ import (
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
-// binary is the intentpdp binary that TestMain builds for the end-to-end
-// tests.
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "intentpdp-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "intentpdp")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build intentpdp:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // startupDeadline bounds waiting for the binary to listen or exit; it is
 // not a timing assertion.
 const startupDeadline = time.Minute
 
-// process is a running `intentpdp serve`.
-type process struct {
+// obsProcess is a running `intentpdp serve` with JSON logs and /metrics.
+type obsProcess struct {
 	cmd         *exec.Cmd
 	grpcAddr    string
 	metricsAddr string
@@ -68,18 +45,22 @@ type process struct {
 }
 
 // noteworthy returns what the binary logged that a failure report needs.
-func (p *process) noteworthy() string {
+func (p *obsProcess) noteworthy() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.output.String()
 }
 
-// startServe runs the binary with args (JSON logs, loopback listeners on
-// free ports) and waits until it serves gRPC.
-func startServe(t *testing.T, env []string, args ...string) *process {
+// startObsServe runs the binary with env and args (JSON logs, every
+// listener on a loopback port the kernel chooses) and waits until it serves
+// gRPC and /metrics.
+func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 	t.Helper()
-	args = append([]string{"serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(binary, args...)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	cmd := exec.Command(bin, slices.Concat([]string{"serve", "--log-format", "json"}, loopbackFlags, args)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -88,7 +69,7 @@ func startServe(t *testing.T, env []string, args ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, exited: make(chan error, 1)}
+	p := &obsProcess{cmd: cmd, exited: make(chan error, 1)}
 	addrs := make(chan [2]string, 1)
 	go p.watchLog(stderr, addrs)
 	go func() { p.exited <- cmd.Wait() }()
@@ -115,7 +96,7 @@ func startServe(t *testing.T, env []string, args ...string) *process {
 // watchLog reads the binary's JSON log, reports the gRPC and metrics
 // addresses once both are known, and keeps warnings, errors and anything
 // unstructured for failure reports.
-func (p *process) watchLog(r io.Reader, addrs chan<- [2]string) {
+func (p *obsProcess) watchLog(r io.Reader, addrs chan<- [2]string) {
 	var grpcAddr, metricsAddr string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -139,7 +120,7 @@ func (p *process) watchLog(r io.Reader, addrs chan<- [2]string) {
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (p *process) stop(t *testing.T) {
+func (p *obsProcess) stop(t *testing.T) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -155,7 +136,7 @@ func (p *process) stop(t *testing.T) {
 }
 
 // scrape fetches /metrics and parses it.
-func (p *process) scrape(t *testing.T) map[string]*dto.MetricFamily {
+func (p *obsProcess) scrape(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
 	if err != nil {

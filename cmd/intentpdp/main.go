@@ -17,6 +17,7 @@ Usage:
   intentpdp serve [flags]                  serve decisions over gRPC
   intentpdp check DIR                      validate a bundle
   intentpdp eval --bundle DIR REQUEST.json decide one request offline
+  intentpdp bundle build|verify|keygen     build, sign and verify bundle archives
 
 Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
 through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = check(args[1:], stdout)
 	case "eval":
 		err = eval(args[1:], stdout)
+	case "bundle":
+		err = bundleCmd(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

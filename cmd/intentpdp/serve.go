@@ -42,33 +42,53 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		obs.close(sctx)
 	}()
 
-	bundle, err := loadBundle(cfg.Bundle)
+	store, reloader, err := newReloader(&cfg, log, policystore.WithActivationObserver(obs.observeActivation))
 	if err != nil {
 		return err
 	}
-	store := policystore.NewStore()
-	activating := time.Now()
-	snap, err := store.Activate(ctx, bundle)
-	obs.metrics.ObserveActivation(revisionOf(snap), err, time.Since(activating))
-	if err != nil {
+	// The first activation must succeed: the PDP never serves without a
+	// bundle. Later failures keep the last good one.
+	if _, err := reloader.Reload(ctx); err != nil {
 		return err
 	}
-	log.Info("policy bundle active", "revision", snap.Revision(), "source", snap.Source(),
-		"policies", snap.PolicyCount(), "entities", snap.EntityCount(), "schema", snap.Schema() != nil)
 
 	svc := server.NewService(store,
 		server.WithLimits(cfg.Limits),
 		server.WithLogger(log),
 		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
 		obs.serviceOption())
-	gs, health := server.NewGRPCServer(svc, obs.grpcOptions()...)
+	grpcOpts := obs.grpcOptions()
+	creds, err := cfg.TLS.serverOption()
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		grpcOpts = append(grpcOpts, creds)
+	}
+	gs, health := server.NewGRPCServer(svc, grpcOpts...)
+	stopGateways, err := startGateways(cfg, svc, gs, log)
+	if err != nil {
+		return err
+	}
+	defer stopGateways(cfg.ShutdownTimeout)
 	obs.metrics.InitializeGRPC(gs)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	reloadCtx, stopReloading := context.WithCancel(ctx)
+	defer stopReloading()
+	waitReloading, err := startReloading(reloadCtx, &cfg, log, reloader)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer func() {
+		stopReloading()
+		waitReloading()
+	}()
 	server.SetServing(health, true)
-	log.Info("serving gRPC", "addr", lis.Addr().String())
+	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
 	return runUntilDone(ctx, log, gs, lis, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
 }
 

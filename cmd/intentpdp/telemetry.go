@@ -353,10 +353,8 @@ func keyValues(s string) (map[string]string, error) {
 	return out, nil
 }
 
-// revisionOf is snap's revision, or "" when activation failed.
-func revisionOf(snap *policystore.Snapshot) string {
-	if snap == nil {
-		return ""
-	}
-	return snap.Revision()
+// observeActivation records every bundle activation attempt; it is the
+// store's activation observer.
+func (o *observability) observeActivation(r policystore.ActivationResult) {
+	o.metrics.ObserveActivation(r.Revision, r.Err, r.Duration)
 }

@@ -131,7 +131,8 @@ func (x *EntityRef) GetId() string {
 type Intent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// action is the Cedar action id, e.g. `read_file` for `Action::"read_file"`.
-	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// It is required; Cedar allows the empty id, so presence is tracked.
+	Action *string `protobuf:"bytes,1,opt,name=action,proto3,oneof" json:"action,omitempty"`
 	// purpose is why the agent acts, e.g. `incident-response`.
 	Purpose string `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// task_id binds the request to one task, e.g. a ticket or run id.
@@ -178,8 +179,8 @@ func (*Intent) Descriptor() ([]byte, []int) {
 }
 
 func (x *Intent) GetAction() string {
-	if x != nil {
-		return x.Action
+	if x != nil && x.Action != nil {
+		return *x.Action
 	}
 	return ""
 }
@@ -1039,9 +1040,9 @@ const file_intentpdp_v1_authorization_proto_rawDesc = "" +
 	" intentpdp/v1/authorization.proto\x12\fintentpdp.v1\"/\n" +
 	"\tEntityRef\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"\xa2\x02\n" +
-	"\x06Intent\x12\x16\n" +
-	"\x06action\x18\x01 \x01(\tR\x06action\x12\x18\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\xb2\x02\n" +
+	"\x06Intent\x12\x1b\n" +
+	"\x06action\x18\x01 \x01(\tH\x00R\x06action\x88\x01\x01\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04tool\x18\x04 \x01(\tR\x04tool\x12D\n" +
@@ -1052,7 +1053,8 @@ const file_intentpdp_v1_authorization_proto_rawDesc = "" +
 	"actionType\x1aR\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12)\n" +
-	"\x05value\x18\x02 \x01(\v2\x13.intentpdp.v1.ValueR\x05value:\x028\x01\"\xee\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x13.intentpdp.v1.ValueR\x05value:\x028\x01B\t\n" +
+	"\a_action\"\xee\x02\n" +
 	"\x05Value\x12\x1f\n" +
 	"\n" +
 	"bool_value\x18\x01 \x01(\bH\x00R\tboolValue\x12\x1f\n" +
@@ -1206,6 +1208,7 @@ func file_intentpdp_v1_authorization_proto_init() {
 	if File_intentpdp_v1_authorization_proto != nil {
 		return
 	}
+	file_intentpdp_v1_authorization_proto_msgTypes[1].OneofWrappers = []any{}
 	file_intentpdp_v1_authorization_proto_msgTypes[2].OneofWrappers = []any{
 		(*Value_BoolValue)(nil),
 		(*Value_LongValue)(nil),

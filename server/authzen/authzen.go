@@ -1,0 +1,291 @@
+// Package authzen serves the OpenID AuthZEN Authorization API 1.0 over
+// HTTP/JSON: access evaluation, batched evaluations, the subject, resource
+// and action search APIs, and the discovery metadata. Every decision goes
+// through Service.Evaluate, like Authorize's.
+package authzen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/cedar-policy/cedar-go/types"
+	"google.golang.org/grpc/status"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server"
+)
+
+// The API's paths.
+const (
+	PathConfiguration  = "/.well-known/authzen-configuration"
+	PathEvaluation     = "/access/v1/evaluation"
+	PathEvaluations    = "/access/v1/evaluations"
+	PathSearchSubject  = "/access/v1/search/subject"
+	PathSearchResource = "/access/v1/search/resource"
+	PathSearchAction   = "/access/v1/search/action"
+)
+
+// intentKeys are action properties lifted into the intent's own fields;
+// every other property goes to context.intent.attributes.
+var intentKeys = []string{"purpose", "task_id", "tool"}
+
+// Handler serves the AuthZEN API. It is safe for concurrent use.
+type Handler struct {
+	svc           *server.Service
+	exposeReasons bool
+	baseURL       string
+}
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithExposeReasons puts the determining policy ids into each decision's
+// context.
+func WithExposeReasons(expose bool) Option { return func(h *Handler) { h.exposeReasons = expose } }
+
+// WithBaseURL sets the URL the discovery metadata advertises; by default
+// it is derived from each request's Host.
+func WithBaseURL(u string) Option { return func(h *Handler) { h.baseURL = u } }
+
+// New returns a Handler deciding through svc.
+func New(svc *server.Service, opts ...Option) *Handler {
+	h := &Handler{svc: svc}
+	for _, opt := range opts {
+		opt(h)
+	}
+	return h
+}
+
+// Register mounts the API on mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.Handle("GET "+PathConfiguration, h.wrap(h.configuration))
+	mux.Handle("POST "+PathEvaluation, h.wrap(h.evaluation))
+	mux.Handle("POST "+PathEvaluations, h.wrap(h.evaluations))
+	mux.Handle("POST "+PathSearchSubject, h.wrap(h.search(subjectSearch)))
+	mux.Handle("POST "+PathSearchResource, h.wrap(h.search(resourceSearch)))
+	mux.Handle("POST "+PathSearchAction, h.wrap(h.search(actionSearch)))
+}
+
+// endpoint answers with a value to encode, or an error for ToStatus.
+type endpoint func(r *http.Request) (any, error)
+
+// wrap echoes X-Request-ID, as the specification asks, and writes the
+// result or the error as JSON.
+func (h *Handler) wrap(e endpoint) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get("X-Request-ID"); id != "" {
+			w.Header().Set("X-Request-ID", id)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		out, err := e(r)
+		code := http.StatusOK
+		if err != nil {
+			var d errorDetail
+			code, d = h.errorDetail(err)
+			out = errorBody{Error: d}
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(out) // the status is already sent; nothing to add on failure
+	})
+}
+
+func (h *Handler) errorDetail(err error) (int, errorDetail) {
+	st := status.Convert(server.ToStatus(h.svc.Logger(), err))
+	code := server.HTTPStatus(st.Code())
+	return code, errorDetail{Status: code, Message: st.Message()}
+}
+
+func (h *Handler) configuration(r *http.Request) (any, error) {
+	base := h.baseURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	return configuration{
+		PolicyDecisionPoint:       base,
+		AccessEvaluationEndpoint:  base + PathEvaluation,
+		AccessEvaluationsEndpoint: base + PathEvaluations,
+		SearchSubjectEndpoint:     base + PathSearchSubject,
+		SearchResourceEndpoint:    base + PathSearchResource,
+		SearchActionEndpoint:      base + PathSearchAction,
+	}, nil
+}
+
+// decode reads one JSON body within the message size limit. Numbers stay
+// json.Number so whole numbers become Longs exactly.
+func (h *Handler) decode(r *http.Request, v any) error {
+	max := int64(h.svc.Limits().MaxMessageBytes)
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return server.Invalid("reading the body: %v", err)
+	}
+	if int64(len(body)) > max {
+		return fmt.Errorf("%w: body larger than %d bytes", server.ErrLimitExceeded, max)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return server.Invalid("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return server.Invalid("malformed JSON: data after the request object")
+	}
+	return nil
+}
+
+func (h *Handler) evaluation(r *http.Request) (any, error) {
+	var req evaluation
+	if err := h.decode(r, &req); err != nil {
+		return nil, err
+	}
+	snap, err := h.svc.Store().Current()
+	if err != nil {
+		return nil, err
+	}
+	return h.decide(r.Context(), snap, req)
+}
+
+func (h *Handler) evaluations(r *http.Request) (any, error) {
+	var req evaluationsRequest
+	if err := h.decode(r, &req); err != nil {
+		return nil, err
+	}
+	semantic := req.Options.EvaluationsSemantic
+	switch semantic {
+	case "", executeAll, denyOnFirstDeny, permitOnFirstPermit:
+	default:
+		return nil, server.Invalid("options.evaluations_semantic %q: want %s, %s or %s", semantic, executeAll, denyOnFirstDeny, permitOnFirstPermit)
+	}
+	if n, max := len(req.Evaluations), h.svc.Limits().MaxBatch; n > max {
+		return nil, fmt.Errorf("%w: %d evaluations, at most %d per request", server.ErrLimitExceeded, n, max)
+	}
+	snap, err := h.svc.Store().Current()
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Evaluations) == 0 {
+		// Without items the request is a single evaluation (spec §7.1).
+		return h.decide(r.Context(), snap, req.evaluation)
+	}
+	h.svc.ObserveBatch(server.FrontEndAuthZEN, len(req.Evaluations))
+	out := evaluationsResponse{Evaluations: make([]decision, 0, len(req.Evaluations))}
+	for _, item := range req.Evaluations {
+		d, err := h.decide(r.Context(), snap, item.withDefaults(req.evaluation))
+		if err != nil {
+			if r.Context().Err() != nil {
+				return nil, err // the client is gone: no point deciding the rest
+			}
+			_, detail := h.errorDetail(err)
+			d = decision{Context: map[string]any{"error": detail}}
+		}
+		out.Evaluations = append(out.Evaluations, d)
+		if (semantic == denyOnFirstDeny && !d.Decision) || (semantic == permitOnFirstPermit && d.Decision) {
+			break
+		}
+	}
+	return out, nil
+}
+
+// decide evaluates one request against snap.
+func (h *Handler) decide(ctx context.Context, snap *policystore.Snapshot, e evaluation) (decision, error) {
+	req, err := h.request(e)
+	if err != nil {
+		return decision{}, err
+	}
+	d, id, err := h.svc.Evaluate(server.WithFrontEnd(ctx, server.FrontEndAuthZEN), snap, req)
+	if err != nil {
+		return decision{}, err
+	}
+	out := decision{Decision: d.Allow, Context: map[string]any{"decision_id": id, "policy_revision": d.Revision}}
+	if h.exposeReasons && len(d.Reasons) > 0 {
+		ids := make([]string, len(d.Reasons))
+		for i, rs := range d.Reasons {
+			ids[i] = rs.PolicyID
+		}
+		out.Context["reasons"] = ids
+	}
+	return out, nil
+}
+
+// request maps an AuthZEN evaluation onto a decision request.
+func (h *Handler) request(e evaluation) (policystore.Request, error) {
+	var out policystore.Request
+	var err error
+	if e.Action == nil || e.Action.Name == "" {
+		return out, server.Invalid("action.name is required")
+	}
+	out.Action = types.NewEntityUID("Action", types.String(e.Action.Name))
+	conv := converter{server.NewBudget(h.svc.Limits())}
+	out.Entities = types.EntityMap{}
+	if out.Principal, err = conv.entity("subject", e.Subject, out.Entities); err != nil {
+		return out, err
+	}
+	if out.Resource, err = conv.entity("resource", e.Resource, out.Entities); err != nil {
+		return out, err
+	}
+	if out.Intent, err = conv.intent(e.Action.Properties); err != nil {
+		return out, err
+	}
+	fields, err := conv.record("context", e.Context, 0)
+	if err != nil {
+		return out, err
+	}
+	out.Context, err = policystore.BuildContext(fields, out.Intent, h.svc.Now())
+	return out, err
+}
+
+// entity maps a subject or resource to its UID, and its properties, if
+// any, to a request-scoped entity added to ents. The bundle stays
+// authoritative for entities it defines.
+func (c *converter) entity(what string, e *entity, ents types.EntityMap) (types.EntityUID, error) {
+	if e == nil || e.Type == "" || e.ID == "" {
+		return types.EntityUID{}, server.Invalid("%s.type and %s.id are required", what, what)
+	}
+	uid, err := server.EntityUID(what+".type", e.Type, e.ID)
+	if err != nil {
+		return uid, err
+	}
+	if len(e.Properties) == 0 {
+		return uid, nil
+	}
+	attrs, err := c.record(what+".properties", e.Properties, 0)
+	if err != nil {
+		return uid, err
+	}
+	if _, dup := ents[uid]; dup {
+		return uid, server.Invalid("subject and resource are the same entity with properties given twice")
+	}
+	ents[uid] = types.Entity{UID: uid, Attributes: types.NewRecord(attrs)}
+	return uid, nil
+}
+
+func (c *converter) intent(props map[string]any) (policystore.Intent, error) {
+	var in policystore.Intent
+	rest := make(map[string]any, len(props))
+	for k, v := range props {
+		rest[k] = v
+	}
+	fields := []*string{&in.Purpose, &in.TaskID, &in.Tool}
+	for i, k := range intentKeys {
+		v, ok := rest[k]
+		if !ok {
+			continue
+		}
+		s, isString := v.(string)
+		if !isString {
+			return in, server.Invalid("action.properties.%s must be a string", k)
+		}
+		*fields[i] = s
+		delete(rest, k)
+	}
+	attrs, err := c.record("action.properties", rest, 1)
+	in.Attributes = attrs
+	return in, err
+}

@@ -1,0 +1,242 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/cedar-policy/cedar-go/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server"
+)
+
+// Response headers of an answered gateway request. On allow, gateways
+// pass them upstream; on deny they go back to the client.
+const (
+	HeaderDecisionID = "X-Intentpdp-Decision-Id"
+	HeaderRevision   = "X-Intentpdp-Policy-Revision"
+)
+
+// Request is what a gateway tells us about one HTTP request.
+type Request struct {
+	Method string
+	// Path is the request target as sent: escaped, possibly with a query.
+	Path   string
+	Host   string
+	Header http.Header
+	// SourceAddress is the client's IP address, or empty.
+	SourceAddress string
+	// SPIFFEID is the mTLS peer's verified SPIFFE ID, or empty.
+	SPIFFEID string
+	// FilterMetadata is Envoy's filter metadata by namespace (where
+	// jwt_authn puts the verified token's claims), or nil.
+	FilterMetadata map[string]any
+}
+
+// Answer is the outcome of a gateway check, in HTTP terms.
+type Answer struct {
+	Allow bool
+	// HTTPStatus is 200 on allow, 403 on a policy deny, else the status of
+	// the error that prevented a decision (401 without identity, 503
+	// without a bundle, ...).
+	HTTPStatus int
+	// Status is the gRPC status: OK, PermissionDenied on a policy deny, or
+	// the status ToStatus gave the error.
+	Status *status.Status
+	// Header carries the decision id and revision when a decision was made.
+	Header http.Header
+	// Body is the JSON deny body (empty on allow).
+	Body []byte
+}
+
+// Checker decides gateway requests through the service's one decision
+// path. It is safe for concurrent use.
+type Checker struct {
+	svc     *server.Service
+	cfg     Config
+	routes  []route
+	headers []string // canonical names of ContextHeaders
+}
+
+// NewChecker compiles cfg (after SetDefaults) into a Checker.
+func NewChecker(svc *server.Service, cfg Config) (*Checker, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Checker{svc: svc, cfg: cfg}
+	for _, r := range cfg.Routes {
+		cr, _ := compileRoute(r) // Validate compiled it already
+		c.routes = append(c.routes, cr)
+	}
+	for _, h := range cfg.ContextHeaders {
+		c.headers = append(c.headers, http.CanonicalHeaderKey(h))
+	}
+	return c, nil
+}
+
+// Check decides r. It never allows unless a decision allowed: a request it
+// cannot map or evaluate is denied with the error's status.
+func (c *Checker) Check(ctx context.Context, r Request) Answer {
+	snap, err := c.svc.Store().Current()
+	if err != nil {
+		return c.failed(err)
+	}
+	req, err := c.mapRequest(r)
+	if err != nil {
+		return c.failed(err)
+	}
+	d, id, err := c.svc.Evaluate(ctx, snap, req)
+	if err != nil {
+		return c.failed(err)
+	}
+	h := http.Header{}
+	h.Set(HeaderDecisionID, id)
+	h.Set(HeaderRevision, d.Revision)
+	if d.Allow {
+		return Answer{Allow: true, HTTPStatus: http.StatusOK, Status: status.New(codes.OK, ""), Header: h}
+	}
+	body := denyBody{Decision: "deny", DecisionID: id, PolicyRevision: d.Revision}
+	if c.cfg.ExposeReasons {
+		for _, rs := range d.Reasons {
+			body.Reasons = append(body.Reasons, rs.PolicyID)
+		}
+	}
+	return Answer{
+		HTTPStatus: http.StatusForbidden,
+		Status:     status.New(codes.PermissionDenied, "denied by policy"),
+		Header:     h,
+		Body:       marshal(body),
+	}
+}
+
+// denyBody is the JSON body of every deny.
+type denyBody struct {
+	Decision       string   `json:"decision"`
+	DecisionID     string   `json:"decision_id,omitempty"`
+	PolicyRevision string   `json:"policy_revision,omitempty"`
+	Reasons        []string `json:"reasons,omitempty"`
+	Error          string   `json:"error,omitempty"`
+}
+
+func (c *Checker) failed(err error) Answer {
+	st := status.Convert(server.ToStatus(c.svc.Logger(), err))
+	return Answer{
+		HTTPStatus: server.HTTPStatus(st.Code()),
+		Status:     st,
+		Header:     http.Header{},
+		Body:       marshal(denyBody{Decision: "deny", Error: st.Message()}),
+	}
+}
+
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // denyBody always marshals
+	}
+	return b
+}
+
+// mapRequest turns a gateway request into a decision request: the route
+// gives the action and resource, the identity the principal, and the
+// request itself context.http.
+func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
+	var out policystore.Request
+	path, _, _ := strings.Cut(r.Path, "?")
+	method := strings.ToUpper(r.Method)
+	rt, params, ok := c.route(method, path)
+	if !ok {
+		return out, fmt.Errorf("%w: %s %s", server.ErrNoRoute, method, path)
+	}
+	principal, err := c.principal(r)
+	if err != nil {
+		return out, err
+	}
+	out.Principal = principal
+	out.Action = rt.action
+	out.Resource = rt.resource(params)
+	out.Intent = policystore.Intent{
+		Purpose: r.Header.Get(c.cfg.Intent.PurposeHeader),
+		TaskID:  r.Header.Get(c.cfg.Intent.TaskIDHeader),
+		Tool:    r.Header.Get(c.cfg.Intent.ToolHeader),
+	}
+	fields := types.RecordMap{"http": c.httpContext(r, method, path, params)}
+	out.Context, err = policystore.BuildContext(fields, out.Intent, c.svc.Now())
+	return out, err
+}
+
+func (c *Checker) route(method, path string) (*route, map[string]string, bool) {
+	for i := range c.routes {
+		if params, ok := c.routes[i].match(method, path); ok {
+			return &c.routes[i], params, true
+		}
+	}
+	return nil, nil, false
+}
+
+// principal takes the most trustworthy identity the request carries.
+func (c *Checker) principal(r Request) (types.EntityUID, error) {
+	id, err := c.principalID(r)
+	if err != nil {
+		return types.EntityUID{}, err
+	}
+	return types.NewEntityUID(types.EntityType(c.cfg.Principal.Type), types.String(id)), nil // type checked by Validate
+}
+
+func (c *Checker) principalID(r Request) (string, error) {
+	pc := c.cfg.Principal
+	if r.SPIFFEID != "" {
+		id, ok := strings.CutPrefix(r.SPIFFEID, pc.SPIFFEPrefix)
+		if !ok || id == "" {
+			return "", fmt.Errorf("%w: SPIFFE ID %q is outside %q", server.ErrUnauthenticated, r.SPIFFEID, pc.SPIFFEPrefix)
+		}
+		return id, nil
+	}
+	if payload, ok := r.FilterMetadata[pc.JWT.Namespace].(map[string]any); ok {
+		claims, _ := payload[pc.JWT.PayloadKey].(map[string]any)
+		if id, ok := claims[pc.JWT.Claim].(string); ok && id != "" {
+			return id, nil
+		}
+	}
+	if pc.Header != "" {
+		if id := r.Header.Get(pc.Header); id != "" {
+			return id, nil
+		}
+	}
+	return "", server.ErrUnauthenticated
+}
+
+// httpContext is context.http: method, path (escaped, no query), host,
+// route parameters, allowlisted headers and, when it parses, the source
+// address as a Cedar ip.
+func (c *Checker) httpContext(r Request, method, path string, params map[string]string) types.Record {
+	headers := types.RecordMap{}
+	for _, h := range c.headers {
+		if v := r.Header.Values(h); len(v) > 0 {
+			headers[types.String(strings.ToLower(h))] = types.String(strings.Join(v, ","))
+		}
+	}
+	ps := make(types.RecordMap, len(params))
+	for k, v := range params {
+		ps[types.String(k)] = types.String(v)
+	}
+	rec := types.RecordMap{
+		"method":  types.String(method),
+		"path":    types.String(path),
+		"host":    types.String(r.Host),
+		"params":  types.NewRecord(ps),
+		"headers": types.NewRecord(headers),
+	}
+	if ip := net.ParseIP(r.SourceAddress); ip != nil {
+		if addr, err := types.ParseIPAddr(ip.String()); err == nil {
+			rec["source_ip"] = addr
+		}
+	}
+	return types.NewRecord(rec)
+}
