@@ -37,6 +37,7 @@ type obsProcess struct {
 	cmd         *exec.Cmd
 	grpcAddr    string
 	metricsAddr string
+	httpAddr    string
 	exited      chan error
 	client      pdpv1.AuthorizationServiceClient
 
@@ -70,7 +71,7 @@ func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 		t.Fatal(err)
 	}
 	p := &obsProcess{cmd: cmd, exited: make(chan error, 1)}
-	addrs := make(chan [2]string, 1)
+	addrs := make(chan [3]string, 1)
 	go p.watchLog(stderr, addrs)
 	go func() { p.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
@@ -78,7 +79,7 @@ func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 	})
 	select {
 	case a := <-addrs:
-		p.grpcAddr, p.metricsAddr = a[0], a[1]
+		p.grpcAddr, p.metricsAddr, p.httpAddr = a[0], a[1], a[2]
 	case err := <-p.exited:
 		t.Fatalf("intentpdp exited before serving: %v\n%s", err, p.noteworthy())
 	case <-time.After(startupDeadline):
@@ -93,11 +94,11 @@ func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 	return p
 }
 
-// watchLog reads the binary's JSON log, reports the gRPC and metrics
-// addresses once both are known, and keeps warnings, errors and anything
+// watchLog reads the binary's JSON log, reports the gRPC, metrics and HTTP
+// addresses once all are known, and keeps warnings, errors and anything
 // unstructured for failure reports.
-func (p *obsProcess) watchLog(r io.Reader, addrs chan<- [2]string) {
-	var grpcAddr, metricsAddr string
+func (p *obsProcess) watchLog(r io.Reader, addrs chan<- [3]string) {
+	var grpcAddr, metricsAddr, httpAddr string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		var l struct{ Level, Msg, Addr string }
@@ -111,9 +112,11 @@ func (p *obsProcess) watchLog(r io.Reader, addrs chan<- [2]string) {
 			grpcAddr = l.Addr
 		case "serving metrics":
 			metricsAddr = l.Addr
+		case "serving AuthZEN and forward-auth over HTTP":
+			httpAddr = l.Addr
 		}
-		if grpcAddr != "" && metricsAddr != "" {
-			addrs <- [2]string{grpcAddr, metricsAddr}
+		if grpcAddr != "" && metricsAddr != "" && httpAddr != "" {
+			addrs <- [3]string{grpcAddr, metricsAddr, httpAddr}
 			grpcAddr = ""
 		}
 	}
@@ -257,6 +260,7 @@ type logLine struct {
 	DecisionID string `json:"decision_id"`
 	Decision   string `json:"decision"`
 	TraceID    string `json:"trace_id"`
+	FrontEnd   string `json:"front_end"`
 	Principal  struct {
 		Type, ID string
 	} `json:"principal"`

@@ -20,7 +20,8 @@ import (
 // startGateways registers Envoy ext_authz on gs and serves AuthZEN and
 // forward-auth on cfg.HTTPListen. The returned function shuts the HTTP
 // server down, waiting at most timeout for in-flight requests.
-func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.Logger) (func(timeout time.Duration), error) {
+// wrap, when given, wraps the HTTP listener's handler (tracing).
+func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.Logger, wrap ...func(http.Handler) http.Handler) (func(timeout time.Duration), error) {
 	gcfg := gateway.Config{}
 	if cfg.GatewayConfig != "" {
 		var err error
@@ -41,7 +42,11 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	var handler http.Handler = mux
+	for _, w := range wrap {
+		handler = w(handler)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP listener failed", "err", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -87,7 +88,9 @@ func TestServeObservability(t *testing.T) {
 	for _, resp := range batch.GetResponses() {
 		decisions[resp.GetDecisionId()] = decisionName(resp.GetDecision())
 	}
-	n := len(reqs) + 3
+	httpID, httpDecision := authzenEvaluation(t, p.httpAddr)
+	decisions[httpID] = httpDecision
+	n := len(reqs) + 3 + 1
 	if len(decisions) != n {
 		t.Fatalf("%d distinct decision ids for %d decisions", len(decisions), n)
 	}
@@ -109,6 +112,9 @@ func TestServeObservability(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+	if got := sample(after, "intentpdp_decisions_total", "front_end", "authzen"); got != 1 {
+		t.Errorf("decisions_total{front_end=authzen} = %v, want 1", got)
+	}
 	if got := sample(after, "grpc_server_handled_total", "grpc_method", "Authorize", "grpc_code", "OK"); got != float64(len(reqs)) {
 		t.Errorf("grpc_server_handled_total{Authorize,OK} = %v, want %d", got, len(reqs))
 	}
@@ -120,6 +126,9 @@ func TestServeObservability(t *testing.T) {
 		t.Errorf("decision log has %d lines, want %d", len(lines), n)
 	}
 	for _, l := range lines {
+		if wantFE := map[bool]string{true: "authzen", false: "grpc"}[l.DecisionID == httpID]; l.FrontEnd != wantFE {
+			t.Errorf("log line %s: front end %q, want %q", l.DecisionID, l.FrontEnd, wantFE)
+		}
 		if decisions[l.DecisionID] != l.Decision || l.TraceID != callerTrace {
 			t.Errorf("log line %s: %s in trace %s; response said %q in trace %s", l.DecisionID, l.Decision, l.TraceID, decisions[l.DecisionID], callerTrace)
 		}
@@ -128,8 +137,37 @@ func TestServeObservability(t *testing.T) {
 	checkSpans(t, recv.spans(), decisions)
 }
 
+// authzenEvaluation asks the AuthZEN endpoint for one decision within the
+// caller's trace and returns its decision id and decision.
+func authzenEvaluation(t *testing.T, addr string) (string, string) {
+	t.Helper()
+	body := `{"subject": {"type": "Agent", "id": "code-reviewer"}, "action": {"name": "read_file"},
+		"resource": {"type": "Document", "id": "payments-api/README.md"}, "context": {"purpose": "code-review", "task_id": "PR-311"}}`
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/access/v1/evaluation", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Decision bool
+		Context  struct {
+			DecisionID string `json:"decision_id"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Context.DecisionID == "" {
+		t.Fatalf("AuthZEN evaluation: %s, %v, %+v", resp.Status, err, out)
+	}
+	return out.Context.DecisionID, map[bool]string{true: "ALLOW", false: "DENY"}[out.Decision]
+}
+
 // checkSpans asserts one decision span per decision, each the child of a
-// server span that is the child of the caller's span.
+// server span (gRPC or HTTP) that is the child of the caller's span.
 func checkSpans(t *testing.T, spans []receivedSpan, decisions map[string]string) {
 	t.Helper()
 	byID := map[string]receivedSpan{}
@@ -153,7 +191,7 @@ func checkSpans(t *testing.T, spans []receivedSpan, decisions map[string]string)
 			t.Errorf("span for decision %s lacks principal id or revision: %v", id, s.GetAttributes())
 		}
 		rpc, ok := byID[hex.EncodeToString(s.GetParentSpanId())]
-		if !ok || !strings.HasPrefix(rpc.GetName(), "intentpdp.v1.AuthorizationService/") {
+		if !ok || !(strings.HasPrefix(rpc.GetName(), "intentpdp.v1.AuthorizationService/") || rpc.GetName() == "POST /access/v1/evaluation") {
 			t.Errorf("span for decision %s: parent %x is not an RPC span", id, s.GetParentSpanId())
 			continue
 		}

@@ -66,7 +66,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcOpts = append(grpcOpts, creds)
 	}
 	gs, health := server.NewGRPCServer(svc, grpcOpts...)
-	stopGateways, err := startGateways(cfg, svc, gs, log)
+	stopGateways, err := startGateways(cfg, svc, gs, log, obs.httpHandler)
 	if err != nil {
 		return err
 	}

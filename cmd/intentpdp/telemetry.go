@@ -192,6 +192,11 @@ func (o *observability) grpcOptions() []grpc.ServerOption {
 	return append(o.metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(o.tp))
 }
 
+// httpHandler traces the HTTP front ends (AuthZEN, forward-auth).
+func (o *observability) httpHandler(h http.Handler) http.Handler {
+	return telemetry.HTTPHandler(o.tp, h)
+}
+
 // close stops in reverse order of start: it flushes the decision log, stops
 // /metrics, then flushes the trace exporter.
 func (o *observability) close(ctx context.Context) {

@@ -1,7 +1,10 @@
 package telemetry
 
 import (
+	"net/http"
+
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -18,4 +21,14 @@ func GRPCStatsHandler(tp trace.TracerProvider) grpc.ServerOption {
 		otelgrpc.WithTracerProvider(tp),
 		otelgrpc.WithPropagators(propagation.TraceContext{}),
 		otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider())))
+}
+
+// HTTPHandler traces every request to h into tp, continuing the caller's
+// W3C trace context: the HTTP front ends' counterpart of GRPCStatsHandler.
+func HTTPHandler(tp trace.TracerProvider, h http.Handler) http.Handler {
+	return otelhttp.NewHandler(h, "intentpdp.http",
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(propagation.TraceContext{}),
+		otelhttp.WithMeterProvider(noopmetric.NewMeterProvider()),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 }
