@@ -31,11 +31,20 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 //     request entities, under an entity the bundle defines: a caller cannot
 //     add itself to a bundle group or give itself a bundle role.
 //
-// It may replace entries of req.Entities, which belongs to the request.
-func (s *Snapshot) merge(req Request) (types.EntityGetter, []IgnoredEntity) {
+// It may replace entries of req.Entities, which belongs to the request. It
+// also returns how to find an entity's ancestors for the policy index.
+func (s *Snapshot) merge(req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity) {
 	if len(req.Entities) == 0 {
-		return s.entities, nil
+		return s.closed, s.bundleAncestry, nil
 	}
+	ignored := s.screen(req)
+	layered := layeredEntities{bundle: s.closed, request: req.Entities}
+	closeRequestEntities(layered)
+	return layered, layeredAncestors(layered), ignored
+}
+
+// screen removes or trims the request entity data merge must ignore.
+func (s *Snapshot) screen(req Request) []IgnoredEntity {
 	var ignored []IgnoredEntity
 	for _, uid := range sortedUIDs(req.Entities) {
 		e := req.Entities[uid]
@@ -51,8 +60,7 @@ func (s *Snapshot) merge(req Request) (types.EntityGetter, []IgnoredEntity) {
 			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "action entities come from the policy bundle only; request data ignored"})
 		}
 	}
-	ignored = append(ignored, s.detachPrincipal(req)...)
-	return layeredEntities{bundle: s.entities, request: req.Entities}, ignored
+	return append(ignored, s.detachPrincipal(req)...)
 }
 
 // detachPrincipal walks the principal's ancestry through request entities

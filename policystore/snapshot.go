@@ -20,12 +20,17 @@ var ErrInvalidRequest = errors.New("invalid request")
 // Snapshot is an immutable, compiled policy bundle. It is safe for
 // concurrent use: nothing in it changes after Compile returns it.
 type Snapshot struct {
-	revision    string
-	source      string
-	policies    []compiledPolicy // sorted by id, so reasons come out sorted
-	entities    types.EntityMap
-	schema      *resolved.Schema
-	activatedAt time.Time
+	revision string
+	source   string
+	policies []compiledPolicy // sorted by id, so reasons come out sorted
+	entities types.EntityMap
+	closed   types.EntityMap // entities with ancestor closures as parents, for evaluation
+	index    policyIndex
+	// bundleAncestry serves the index from closed when a request brings no
+	// entities; built once so that Decide does not allocate it.
+	bundleAncestry ancestryFunc
+	schema         *resolved.Schema
+	activatedAt    time.Time
 }
 
 type compiledPolicy struct {
@@ -44,6 +49,9 @@ func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Pol
 		}
 		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
 	}
+	s.closed = closeEntities(entities)
+	s.index = newPolicyIndex(s.policies)
+	s.bundleAncestry = bundleAncestors(s.closed)
 	return s
 }
 
@@ -182,14 +190,16 @@ func (e *EntityOverrideError) Error() string {
 
 func (e *EntityOverrideError) Unwrap() error { return ErrInvalidRequest }
 
-// Decide evaluates req against the snapshot with Cedar. It returns an error
+// Decide evaluates req against the snapshot with Cedar, evaluating only the
+// policies whose scope the index says can apply. It returns an error
 // only when the request cannot be evaluated; a deny is a Decision.
 func (s *Snapshot) Decide(req Request) (Decision, error) {
-	entities, ignored := s.merge(req)
+	entities, ancestors, ignored := s.merge(req)
 	if len(ignored) > 0 && req.RejectOverrides {
 		return Decision{Revision: s.revision}, &EntityOverrideError{Ignored: ignored}
 	}
-	allow, diag := cedar.Authorize(s, entities, cedar.Request{
+	sel := &selection{policies: s.policies, indexes: s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)}
+	allow, diag := cedar.Authorize(sel, entities, cedar.Request{
 		Principal: req.Principal,
 		Action:    req.Action,
 		Resource:  req.Resource,

@@ -1,0 +1,408 @@
+package policystore
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// The index and the ancestor closures must not change any decision: these
+// tests run the same requests through Decide and through flat evaluation
+// (every policy, the entities as given) and require identical results.
+
+// flatDecide is Decide without the index and the closures.
+func flatDecide(s *Snapshot, req Request) Decision {
+	var entities types.EntityGetter = s.entities
+	var ignored []IgnoredEntity
+	if len(req.Entities) > 0 {
+		ignored = s.screen(req)
+		entities = layeredEntities{bundle: s.entities, request: req.Entities}
+	}
+	allow, diag := cedar.Authorize(s, entities, cedar.Request{
+		Principal: req.Principal, Action: req.Action, Resource: req.Resource, Context: req.Context,
+	})
+	d := Decision{Allow: allow == cedar.Allow, Revision: s.revision, Ignored: ignored}
+	for _, r := range diag.Reasons {
+		d.Reasons = append(d.Reasons, Reason{PolicyID: string(r.PolicyID), Annotations: s.annotations(r.PolicyID)})
+	}
+	for _, e := range diag.Errors {
+		d.Errors = append(d.Errors, EvalError{PolicyID: string(e.PolicyID), Message: e.Message})
+	}
+	return d
+}
+
+// summary renders a decision for comparison.
+func summary(d Decision) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "allow=%v reasons=", d.Allow)
+	for _, r := range d.Reasons {
+		fmt.Fprintf(&b, "%s,", r.PolicyID)
+	}
+	b.WriteString(" errors=")
+	for _, e := range d.Errors {
+		// cedar-go evaluates set elements in map order, so which of several
+		// failing elements a message describes varies between runs; its
+		// kind before the first colon does not.
+		kind, _, _ := strings.Cut(e.Message, ":")
+		fmt.Fprintf(&b, "%s:%s,", e.PolicyID, kind)
+	}
+	// merge reports ignored parents in set order, which varies.
+	var ignored []string
+	for _, ig := range d.Ignored {
+		ignored = append(ignored, fmt.Sprintf("%s:%s", ig.UID, ig.Detail))
+	}
+	slices.Sort(ignored)
+	fmt.Fprintf(&b, " ignored=%s", strings.Join(ignored, ","))
+	return b.String()
+}
+
+// compareDecide decides req both ways, each on its own copy of the request
+// entities (merge may rewrite them), and fails on any difference.
+func compareDecide(t *testing.T, s *Snapshot, req Request, what string) Decision {
+	t.Helper()
+	flatReq := req
+	flatReq.Entities = cloneEntities(req.Entities)
+	want := flatDecide(s, flatReq)
+	req.Entities = cloneEntities(req.Entities)
+	got, err := s.Decide(req)
+	if err != nil {
+		t.Fatalf("%s: Decide: %v", what, err)
+	}
+	if g, w := summary(got), summary(want); g != w {
+		t.Fatalf("%s: indexed and flat evaluation differ\nindexed: %s\nflat:    %s", what, g, w)
+	}
+	return got
+}
+
+func cloneEntities(m types.EntityMap) types.EntityMap {
+	if m == nil {
+		return nil
+	}
+	out := make(types.EntityMap, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func snapshotOf(t *testing.T, policyText []byte, entities types.EntityMap) *Snapshot {
+	t.Helper()
+	list, err := cedar.NewPolicyListFromBytes("policies.cedar", policyText)
+	if err != nil {
+		t.Fatalf("parse policies: %v", err)
+	}
+	policies := map[cedar.PolicyID]*cedar.Policy{}
+	for i, p := range list {
+		// The corpus names policies as cedar.NewPolicySetFromBytes does.
+		policies[cedar.PolicyID(fmt.Sprintf("policy%d", i))] = p
+	}
+	return newSnapshot("test", "test", policies, entities, nil)
+}
+
+type corpusCase struct {
+	Policies string `json:"policies"`
+	Entities string `json:"entities"`
+	Requests []struct {
+		Desc      string          `json:"description"`
+		Principal types.EntityUID `json:"principal"`
+		Action    types.EntityUID `json:"action"`
+		Resource  types.EntityUID `json:"resource"`
+		Context   types.Record    `json:"context"`
+		Decision  cedar.Decision  `json:"decision"`
+		Reasons   []string        `json:"reason"`
+	} `json:"requests"`
+}
+
+// readCorpus reads the Cedar conformance corpus shipped in the cedar-go
+// module, once, into memory.
+func readCorpus(t *testing.T) map[string][]byte {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cedar-policy/cedar-go").Output()
+	if err != nil {
+		t.Fatalf("locate cedar-go module: %v", err)
+	}
+	f, err := os.Open(filepath.Join(strings.TrimSpace(string(out)), "corpus-tests.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = data
+	}
+}
+
+func TestIndexMatchesFlatEvaluationOnCorpus(t *testing.T) {
+	t.Parallel()
+	files := readCorpus(t)
+	var names []string
+	for name := range files {
+		if strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".entities.json") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if len(names) < 1000 {
+		t.Fatalf("corpus has only %d cases; expected thousands", len(names))
+	}
+	// Shards keep the subtest count, and so the test's overhead, small.
+	const shards = 8
+	for shard := range shards {
+		t.Run(fmt.Sprintf("shard%d", shard), func(t *testing.T) {
+			t.Parallel()
+			for i := shard * corpusStride; i < len(names); i += shards * corpusStride {
+				runCorpusCase(t, files, names[i])
+			}
+		})
+	}
+}
+
+func runCorpusCase(t *testing.T, files map[string][]byte, name string) {
+	t.Helper()
+	var c corpusCase
+	if err := json.Unmarshal(files[name], &c); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var entities types.EntityMap
+	if err := entities.UnmarshalJSON(files[c.Entities]); err != nil {
+		t.Fatalf("%s: entities: %v", name, err)
+	}
+	s := snapshotOf(t, files[c.Policies], entities)
+	for _, r := range c.Requests {
+		got := compareDecide(t, s, Request{Principal: r.Principal, Action: r.Action, Resource: r.Resource, Context: r.Context},
+			name+": "+r.Desc)
+		// Agreement alone could hide a shared mistake: check the corpus's
+		// expected decision too.
+		if got.Allow != (r.Decision == cedar.Allow) {
+			t.Fatalf("%s: %s: allow=%v, corpus expects %v", name, r.Desc, got.Allow, r.Decision)
+		}
+	}
+}
+
+func TestIndexMatchesFlatEvaluationOnRandomSets(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(64) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			g := newGen(seed)
+			s := snapshotOf(t, []byte(g.policies(60)), g.entities())
+			for i := range 60 {
+				compareDecide(t, s, g.request(), fmt.Sprintf("seed %d request %d", seed, i))
+			}
+		})
+	}
+}
+
+// gen makes small random entity graphs, policy sets and requests over a
+// few types, so that scopes, groups and request entities collide often.
+type gen struct{ r *rand.Rand }
+
+func newGen(seed uint64) gen { return gen{rand.New(rand.NewPCG(seed, 0x1d3))} }
+
+var (
+	genTypes   = []string{"User", "Group", "Doc", "Folder"}
+	genActions = []string{"read", "write", "delete", "readOnly", "all"}
+)
+
+func (g gen) uid(typ string) types.EntityUID {
+	return types.NewEntityUID(types.EntityType(typ), types.String(fmt.Sprint(g.r.IntN(6))))
+}
+
+func (g gen) anyUID() types.EntityUID { return g.uid(genTypes[g.r.IntN(len(genTypes))]) }
+
+func (g gen) action() types.EntityUID {
+	return types.NewEntityUID("Action", types.String(genActions[g.r.IntN(len(genActions))]))
+}
+
+// entities defines most, not all, of the possible entities, with random
+// parents (cycles included) and an owner attribute.
+func (g gen) entities() types.EntityMap {
+	m := types.EntityMap{}
+	for _, typ := range genTypes {
+		for id := range 6 {
+			if g.r.IntN(5) == 0 {
+				continue
+			}
+			uid := types.NewEntityUID(types.EntityType(typ), types.String(fmt.Sprint(id)))
+			m[uid] = g.entity(uid)
+		}
+	}
+	groups := map[string][]string{"read": {"readOnly", "all"}, "write": {"all"}, "delete": {"all"}, "readOnly": {"all"}}
+	for a, parents := range groups {
+		var ps []types.EntityUID
+		for _, p := range parents {
+			ps = append(ps, types.NewEntityUID("Action", types.String(p)))
+		}
+		uid := types.NewEntityUID("Action", types.String(a))
+		m[uid] = types.Entity{UID: uid, Parents: types.NewEntityUIDSet(ps...)}
+	}
+	return m
+}
+
+func (g gen) entity(uid types.EntityUID) types.Entity {
+	var parents []types.EntityUID
+	for range g.r.IntN(3) {
+		parents = append(parents, g.uid(genTypes[1+g.r.IntN(3)]))
+	}
+	return types.Entity{
+		UID:        uid,
+		Parents:    types.NewEntityUIDSet(parents...),
+		Attributes: types.NewRecord(types.RecordMap{"owner": g.uid("User"), "level": types.Long(g.r.IntN(3))}),
+	}
+}
+
+func (g gen) scope(v string, action bool) string {
+	pick := g.anyUID
+	if action {
+		pick = g.action
+	}
+	switch g.r.IntN(6) {
+	case 0:
+		return v
+	case 1:
+		return fmt.Sprintf("%s == %s", v, pick())
+	case 2:
+		if action {
+			return fmt.Sprintf("%s in [%s, %s]", v, pick(), pick())
+		}
+		return fmt.Sprintf("%s is %s", v, genTypes[g.r.IntN(len(genTypes))])
+	case 3:
+		if action {
+			return fmt.Sprintf("%s in []", v)
+		}
+		return fmt.Sprintf("%s is %s in %s", v, genTypes[g.r.IntN(len(genTypes))], pick())
+	default:
+		return fmt.Sprintf("%s in %s", v, pick())
+	}
+}
+
+var genConditions = []string{
+	"",
+	" when { principal in resource }",
+	" when { resource.owner == principal }",
+	" when { resource.level > 0 }", // errors where resource has no level
+	" when { context.n == 1 }",
+	" unless { principal in resource.owner }",
+	" when { principal.owner in resource }",
+}
+
+func (g gen) policies(n int) string {
+	var b strings.Builder
+	for range n {
+		effect := "permit"
+		if g.r.IntN(4) == 0 {
+			effect = "forbid"
+		}
+		fmt.Fprintf(&b, "%s(%s, %s, %s)%s;\n", effect, g.scope("principal", false), g.scope("action", true),
+			g.scope("resource", false), genConditions[g.r.IntN(len(genConditions))])
+	}
+	return b.String()
+}
+
+// request sometimes brings entities: new ones, ones the bundle defines, and
+// parents that reach into the bundle.
+func (g gen) request() Request {
+	req := Request{
+		Principal: g.anyUID(),
+		Action:    g.action(),
+		Resource:  g.anyUID(),
+		Context:   types.NewRecord(types.RecordMap{"n": types.Long(g.r.IntN(2)), "now": types.NewDatetime(time.Unix(0, 0))}),
+	}
+	if g.r.IntN(2) == 0 {
+		req.Entities = types.EntityMap{}
+		for range 1 + g.r.IntN(4) {
+			uid := g.anyUID()
+			if g.r.IntN(3) == 0 {
+				uid = types.NewEntityUID(types.EntityType(genTypes[g.r.IntN(len(genTypes))]), "req")
+			}
+			req.Entities[uid] = g.entity(uid)
+		}
+		if g.r.IntN(4) == 0 {
+			uid := g.action()
+			req.Entities[uid] = types.Entity{UID: uid, Parents: types.NewEntityUIDSet(g.action())}
+		}
+	}
+	return req
+}
+
+func TestCloseEntitiesHandlesCycles(t *testing.T) {
+	t.Parallel()
+	a, b, c := types.NewEntityUID("G", "a"), types.NewEntityUID("G", "b"), types.NewEntityUID("G", "c")
+	m := types.EntityMap{
+		a: {UID: a, Parents: types.NewEntityUIDSet(b)},
+		b: {UID: b, Parents: types.NewEntityUIDSet(a, c)},
+		c: {UID: c},
+	}
+	closed := closeEntities(m)
+	for _, uid := range []types.EntityUID{a, b} {
+		got := closed[uid].Parents
+		if !got.Contains(c) || !got.Contains(a) && uid != a || !got.Contains(b) && uid != b {
+			t.Errorf("closure of %s = %v, want a, b and c", uid, slices.Collect(got.All()))
+		}
+	}
+	if closed[c].Parents.Len() != 0 {
+		t.Errorf("closure of c = %v, want none", slices.Collect(closed[c].Parents.All()))
+	}
+	if m[a].Parents.Len() != 1 {
+		t.Errorf("closeEntities modified its input")
+	}
+}
+
+// TestIndexSelectsFewPolicies guards the point of the index: a request
+// about one tenant does not evaluate the other tenants' policies.
+func TestIndexSelectsFewPolicies(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	entities := types.EntityMap{}
+	for i := range 200 {
+		tenant := types.NewEntityUID("Tenant", types.String(fmt.Sprint(i)))
+		agent := types.NewEntityUID("Agent", types.String(fmt.Sprint(i)))
+		entities[tenant] = types.Entity{UID: tenant}
+		entities[agent] = types.Entity{UID: agent, Parents: types.NewEntityUIDSet(tenant)}
+		fmt.Fprintf(&b, "permit(principal in %s, action, resource in %s);\n", tenant, tenant)
+	}
+	b.WriteString("forbid(principal, action, resource) when { context.n == 1 };\n")
+	s := snapshotOf(t, b.Bytes(), entities)
+	req := Request{Principal: types.NewEntityUID("Agent", "7"), Action: types.NewEntityUID("Action", "read"), Resource: types.NewEntityUID("Tenant", "7")}
+	got := s.index.candidates(s.bundleAncestry, req.Principal, req.Action, req.Resource)
+	if len(got) != 2 {
+		t.Fatalf("candidates = %v, want tenant 7's policy and the unconstrained forbid", got)
+	}
+	d := compareDecide(t, s, req, "tenant 7")
+	if !d.Allow {
+		t.Fatalf("tenant 7's agent denied: %s", summary(d))
+	}
+}
