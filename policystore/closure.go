@@ -33,26 +33,17 @@ func closureOf(m types.EntityMap, done map[types.EntityUID][]types.EntityUID, ui
 	if c, ok := done[uid]; ok {
 		return c
 	}
-	var out []types.EntityUID
-	seen := map[types.EntityUID]bool{}
-	visit := func(a types.EntityUID) bool {
-		if seen[a] {
-			return false
-		}
-		seen[a] = true
-		out = append(out, a)
-		return true
-	}
+	var acc ancestorSet
 	queue := slices.Collect(m[uid].Parents.All())
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		if !visit(p) {
+		if !acc.add(p) {
 			continue
 		}
 		if c, ok := done[p]; ok {
 			for _, a := range c {
-				visit(a)
+				acc.add(a)
 			}
 			continue
 		}
@@ -60,30 +51,57 @@ func closureOf(m types.EntityMap, done map[types.EntityUID][]types.EntityUID, ui
 			queue = append(queue, slices.Collect(e.Parents.All())...)
 		}
 	}
-	done[uid] = out
-	return out
+	done[uid] = acc.list
+	return acc.list
+}
+
+// ancestorSet collects distinct ancestors in order. Most entities have a
+// handful, for which a linear scan beats allocating a map; the map is
+// built only past smallSet.
+type ancestorSet struct {
+	list []types.EntityUID
+	seen map[types.EntityUID]bool
+}
+
+const smallSet = 16
+
+func (s *ancestorSet) add(uid types.EntityUID) bool {
+	switch {
+	case s.seen != nil:
+		if s.seen[uid] {
+			return false
+		}
+		s.seen[uid] = true
+	case slices.Contains(s.list, uid):
+		return false
+	case len(s.list) == smallSet:
+		s.seen = make(map[types.EntityUID]bool, 2*smallSet)
+		for _, a := range s.list {
+			s.seen[a] = true
+		}
+		s.seen[uid] = true
+	}
+	s.list = append(s.list, uid)
+	return true
 }
 
 // walkAncestors returns every ancestor of uid reachable through g.
 func walkAncestors(g types.EntityGetter, uid types.EntityUID) []types.EntityUID {
-	var out []types.EntityUID
-	seen := map[types.EntityUID]bool{}
-	queue := []types.EntityUID{uid}
-	for len(queue) > 0 {
-		e, ok := g.Get(queue[0])
-		queue = queue[1:]
+	var acc ancestorSet
+	for i := -1; i < len(acc.list); i++ {
+		from := uid
+		if i >= 0 {
+			from = acc.list[i]
+		}
+		e, ok := g.Get(from)
 		if !ok {
 			continue
 		}
 		for p := range e.Parents.All() {
-			if !seen[p] {
-				seen[p] = true
-				out = append(out, p)
-				queue = append(queue, p)
-			}
+			acc.add(p)
 		}
 	}
-	return out
+	return acc.list
 }
 
 // closeRequestEntities replaces each request entity's parents with its

@@ -406,3 +406,28 @@ func TestIndexSelectsFewPolicies(t *testing.T) {
 		t.Fatalf("tenant 7's agent denied: %s", summary(d))
 	}
 }
+
+// TestClosureOfLongChain covers ancestor sets past the small-set size.
+func TestClosureOfLongChain(t *testing.T) {
+	t.Parallel()
+	const n = 3 * smallSet
+	m := types.EntityMap{}
+	uid := func(i int) types.EntityUID { return types.NewEntityUID("G", types.String(fmt.Sprint(i))) }
+	for i := range n {
+		e := types.Entity{UID: uid(i)}
+		if i+1 < n {
+			// Two edges to the same parent and one skipping ahead.
+			e.Parents = types.NewEntityUIDSet(uid(i+1), uid(min(i+2, n-1)))
+		}
+		m[e.UID] = e
+	}
+	closed := closeEntities(m)
+	for i := range n {
+		if got := closed[uid(i)].Parents.Len(); got != n-1-i {
+			t.Fatalf("entity %d has %d ancestors, want %d", i, got, n-1-i)
+		}
+	}
+	if got := len(walkAncestors(m, uid(0))); got != n-1 {
+		t.Fatalf("walkAncestors found %d ancestors, want %d", got, n-1)
+	}
+}
