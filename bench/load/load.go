@@ -39,6 +39,8 @@ type Result struct {
 	P999     time.Duration
 	// FirstError is an example failure, for the report.
 	FirstError error
+	// Latencies are every call's latency, sorted.
+	Latencies []time.Duration
 }
 
 // Throughput is completed calls per second.
@@ -132,19 +134,33 @@ func (w *worker) run(ctx, stop context.Context, call Call, counted bool) {
 }
 
 func summarise(workers []worker, elapsed time.Duration) Result {
-	var all []time.Duration
-	r := Result{Elapsed: elapsed}
-	for _, w := range workers {
-		all = append(all, w.latencies...)
-		r.Errors += w.errors
-		if r.FirstError == nil {
-			r.FirstError = w.firstErr
+	parts := make([]Result, len(workers))
+	for i, w := range workers {
+		parts[i] = Result{Latencies: w.latencies, Errors: w.errors, FirstError: w.firstErr}
+	}
+	r := Combine(parts...)
+	r.Elapsed = elapsed
+	return r
+}
+
+// Combine merges results, such as several rounds of one measurement
+// interleaved with another's so that both see the same machine load: calls,
+// errors and elapsed time add up, and percentiles cover every call.
+func Combine(rs ...Result) Result {
+	var out Result
+	for _, r := range rs {
+		out.Latencies = append(out.Latencies, r.Latencies...)
+		out.Errors += r.Errors
+		out.Elapsed += r.Elapsed
+		if out.FirstError == nil {
+			out.FirstError = r.FirstError
 		}
 	}
-	slices.Sort(all)
-	r.Calls = len(all)
-	r.P50, r.P90, r.P99, r.P999 = Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 99.9)
-	return r
+	slices.Sort(out.Latencies)
+	all := out.Latencies
+	out.Calls = len(all)
+	out.P50, out.P90, out.P99, out.P999 = Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 99.9)
+	return out
 }
 
 // Percentile returns the p-th percentile of sorted (nearest rank), or zero

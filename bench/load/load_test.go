@@ -81,3 +81,16 @@ func TestPercentile(t *testing.T) {
 		t.Error("percentile of nothing is not zero")
 	}
 }
+
+func TestCombineAddsUp(t *testing.T) {
+	t.Parallel()
+	a := load.Result{Latencies: []time.Duration{1, 2}, Elapsed: time.Second, Errors: 1}
+	b := load.Result{Latencies: []time.Duration{4, 3}, Elapsed: time.Second, FirstError: errors.New("x")}
+	r := load.Combine(a, b)
+	if r.Calls != 4 || r.Errors != 1 || r.Elapsed != 2*time.Second || r.FirstError == nil || r.P50 != 2 || r.P999 != 4 {
+		t.Fatalf("combined %+v", r)
+	}
+	if r.Throughput() != 2 {
+		t.Fatalf("throughput %v, want 2/s", r.Throughput())
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,6 +44,7 @@ type config struct {
 	duration    time.Duration
 	rate        float64
 	batch       int
+	rounds      int
 	writeBundle string
 }
 
@@ -64,9 +66,13 @@ func parse(args []string) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "duration of each measurement")
 	fs.Float64Var(&c.rate, "rate", 0, "calls per second in total; 0 runs closed-loop, as fast as possible")
 	fs.IntVar(&c.batch, "batch", 0, "send BatchAuthorize with this many requests instead of Authorize")
+	fs.IntVar(&c.rounds, "rounds", 5, "alternate echo and intentpdp this many times per level, so both see the same machine load")
 	fs.StringVar(&c.writeBundle, "write-bundle", "", "write the scenario's bundle to this directory and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.rounds < 1 {
+		return c, fmt.Errorf("rounds must be at least 1, not %d", c.rounds)
 	}
 	for _, l := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(l))
@@ -128,20 +134,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer echoConn.Close()
-	fmt.Fprintf(out, "scenario %s: %d tenants, %d entities, %d queries; target %s; duration %s per row\n",
-		spec.Name, sc.Tenants, sc.Entities, len(sc.Queries), addr, cfg.duration)
+	fmt.Fprintf(out, "scenario %s: %d tenants, %d entities, %d queries; target %s; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
+		spec.Name, sc.Tenants, sc.Entities, len(sc.Queries), addr, cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
 	pdpCall, echoCall, per := calls(client, echoConn, sc.Queries, cfg.batch)
 	for _, c := range cfg.concurrency {
-		opts := load.Options{Concurrency: c, Duration: cfg.duration, Rate: cfg.rate}
-		floor, err := load.Run(ctx, echoCall, opts)
-		if err != nil {
-			return err
+		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
+		var floors, gots []load.Result
+		for range cfg.rounds {
+			floor, err := load.Run(ctx, echoCall, opts)
+			if err != nil {
+				return err
+			}
+			got, err := load.Run(ctx, pdpCall, opts)
+			if err != nil {
+				return err
+			}
+			floors, gots = append(floors, floor), append(gots, got)
 		}
-		got, err := load.Run(ctx, pdpCall, opts)
-		if err != nil {
-			return err
-		}
-		report(out, c, per, floor, got)
+		report(out, c, per, load.Combine(floors...), load.Combine(gots...))
 	}
 	return nil
 }
