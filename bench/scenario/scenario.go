@@ -33,6 +33,7 @@ var Specs = []Spec{
 	{Name: "p10-e1k", Policies: 10, Entities: 1_000},
 	{Name: "p1k-e1k", Policies: 1_000, Entities: 1_000},
 	{Name: "p1k-e100k", Policies: 1_000, Entities: 100_000},
+	{Name: "p10k-e1k", Policies: 10_000, Entities: 1_000}, // the tenants alone bring 16,000
 	{Name: "p10k-e100k", Policies: 10_000, Entities: 100_000},
 	{Name: "p10k-e100k-ctx50", Policies: 10_000, Entities: 100_000, ContextFields: 50},
 	{Name: "p100k-e100k", Policies: 100_000, Entities: 100_000},
