@@ -36,18 +36,24 @@ type fixture struct {
 }
 
 var (
-	fixturesMu sync.Mutex
-	fixtures   = map[string]*fixture{}
+	fixtureMu sync.Mutex
+	current   *fixture
 )
 
-// fixtureFor builds (once per process) and checks the scenario named name.
+// fixtureFor builds and checks the scenario named name. Only the latest
+// fixture is kept: the large ones hold hundreds of megabytes, and a live
+// heap of several would make the garbage collector part of every result.
+// Benchmarks ask for their scenarios in order, so each is built once per
+// benchmark function.
 func fixtureFor(b *testing.B, name string) *fixture {
 	b.Helper()
-	fixturesMu.Lock()
-	defer fixturesMu.Unlock()
-	if f, ok := fixtures[name]; ok {
-		return f
+	fixtureMu.Lock()
+	defer fixtureMu.Unlock()
+	if current != nil && current.sc.Spec.Name == name {
+		return current
 	}
+	current = nil
+	runtime.GC()
 	spec, ok := scenario.Find(name)
 	if !ok {
 		b.Fatalf("no scenario %q", name)
@@ -69,7 +75,7 @@ func fixtureFor(b *testing.B, name string) *fixture {
 		}
 		f.decoded = append(f.decoded, req)
 	}
-	fixtures[name] = f
+	current = f
 	return f
 }
 
