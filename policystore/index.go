@@ -28,9 +28,13 @@ type policyIndex struct {
 	byUID  [dimCount]map[types.EntityUID][]int32
 	byType [dimCount]map[types.EntityType][]int32
 	always []int32 // policies whose scope constrains nothing indexable
+	// reached holds, per dimension, what each bundle entity reaches.
+	reached [dimCount]map[types.EntityUID][]int32
 }
 
-func newPolicyIndex(policies []compiledPolicy) policyIndex {
+// newPolicyIndex indexes policies; closed is the bundle's entities with
+// their ancestor closures.
+func newPolicyIndex(policies []compiledPolicy, closed types.EntityMap) policyIndex {
 	var ix policyIndex
 	for d := range dimCount {
 		ix.byUID[d] = map[types.EntityUID][]int32{}
@@ -39,6 +43,7 @@ func newPolicyIndex(policies []compiledPolicy) policyIndex {
 	for i, p := range policies {
 		ix.add(int32(i), (*expast.Policy)(p.policy.AST()))
 	}
+	ix.precompute(closed)
 	return ix
 }
 
@@ -98,25 +103,85 @@ func scopeType(scope any) (types.EntityType, bool) {
 // ancestryFunc yields an entity's ancestors.
 type ancestryFunc func(types.EntityUID) iter.Seq[types.EntityUID]
 
-// candidates returns the ascending indexes of the policies whose scope can
-// match a request for principal, action and resource. When a single bucket
-// matches (the common case) it is returned as is, without copying.
-func (ix *policyIndex) candidates(ancestors ancestryFunc, principal, action, resource types.EntityUID) []int32 {
-	var buf [8][]int32 // enough for typical hierarchies without allocating
-	buckets := buf[:0]
+// reach appends to buckets the non-empty buckets of dimension d that uid
+// reaches: its type's, its own and its ancestors'.
+func (ix *policyIndex) reach(buckets [][]int32, d int, uid types.EntityUID, ancestors ancestryFunc) [][]int32 {
 	add := func(b []int32) {
 		if len(b) > 0 {
 			buckets = append(buckets, b)
 		}
 	}
-	add(ix.always)
-	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
-		add(ix.byType[d][uid.Type])
-		add(ix.byUID[d][uid])
-		for a := range ancestors(uid) {
-			add(ix.byUID[d][a])
+	add(ix.byType[d][uid.Type])
+	add(ix.byUID[d][uid])
+	for a := range ancestors(uid) {
+		add(ix.byUID[d][a])
+	}
+	return buckets
+}
+
+// precompute records, for every bundle entity and dimension, the merged
+// buckets it reaches, so that a request that brings no entities of its own
+// costs one lookup per dimension however deep the hierarchy and however
+// large the bundle.
+func (ix *policyIndex) precompute(closed types.EntityMap) {
+	ancestors := bundleAncestors(closed)
+	for d := range dimCount {
+		ix.reached[d] = map[types.EntityUID][]int32{}
+	}
+	var buf [8][]int32
+	for uid := range closed {
+		for d := range dimCount {
+			if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
+				continue // nothing to reach: the lookup falls through cheaply
+			}
+			if l := mergeBuckets(ix.reach(buf[:0], d, uid, ancestors)); len(l) > 0 {
+				ix.reached[d][uid] = l
+			}
 		}
 	}
+}
+
+// candidates returns the ascending indexes of the policies whose scope can
+// match a request for principal, action and resource, whose entities'
+// ancestors are found through ancestors.
+func (ix *policyIndex) candidates(ancestors ancestryFunc, principal, action, resource types.EntityUID) []int32 {
+	var buf [8][]int32 // enough for typical hierarchies without allocating
+	buckets := buf[:0]
+	if len(ix.always) > 0 {
+		buckets = append(buckets, ix.always)
+	}
+	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
+		buckets = ix.reach(buckets, d, uid, ancestors)
+	}
+	return mergeBuckets(buckets)
+}
+
+// candidatesInBundle is candidates for a request that brings no entities,
+// from the lists precompute made. An entity the bundle does not define has
+// no ancestors, so its type's and its own bucket are all it reaches.
+func (ix *policyIndex) candidatesInBundle(principal, action, resource types.EntityUID) []int32 {
+	var buf [4][]int32
+	buckets := buf[:0]
+	if len(ix.always) > 0 {
+		buckets = append(buckets, ix.always)
+	}
+	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
+		if l, ok := ix.reached[d][uid]; ok {
+			buckets = append(buckets, l)
+			continue
+		}
+		buckets = ix.reach(buckets, d, uid, noAncestors)
+	}
+	return mergeBuckets(buckets)
+}
+
+func noAncestors(types.EntityUID) iter.Seq[types.EntityUID] {
+	return func(func(types.EntityUID) bool) {}
+}
+
+// mergeBuckets returns the union of ascending buckets, ascending. A single
+// bucket (the common case) is returned as is, without copying.
+func mergeBuckets(buckets [][]int32) []int32 {
 	switch len(buckets) {
 	case 0:
 		return nil

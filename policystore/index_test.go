@@ -397,9 +397,13 @@ func TestIndexSelectsFewPolicies(t *testing.T) {
 	b.WriteString("forbid(principal, action, resource) when { context.n == 1 };\n")
 	s := snapshotOf(t, b.Bytes(), entities)
 	req := Request{Principal: types.NewEntityUID("Agent", "7"), Action: types.NewEntityUID("Action", "read"), Resource: types.NewEntityUID("Tenant", "7")}
-	got := s.index.candidates(s.bundleAncestry, req.Principal, req.Action, req.Resource)
-	if len(got) != 2 {
-		t.Fatalf("candidates = %v, want tenant 7's policy and the unconstrained forbid", got)
+	for name, got := range map[string][]int32{
+		"walked":      s.index.candidates(bundleAncestors(s.closed), req.Principal, req.Action, req.Resource),
+		"precomputed": s.index.candidatesInBundle(req.Principal, req.Action, req.Resource),
+	} {
+		if len(got) != 2 {
+			t.Fatalf("%s candidates = %v, want tenant 7's policy and the unconstrained forbid", name, got)
+		}
 	}
 	d := compareDecide(t, s, req, "tenant 7")
 	if !d.Allow {

@@ -32,10 +32,11 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 //     add itself to a bundle group or give itself a bundle role.
 //
 // It may replace entries of req.Entities, which belongs to the request. It
-// also returns how to find an entity's ancestors for the policy index.
+// also returns how to find an entity's ancestors for the policy index, or
+// nil when the bundle's own closures answer that.
 func (s *Snapshot) merge(req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity) {
 	if len(req.Entities) == 0 {
-		return s.closed, s.bundleAncestry, nil
+		return s.closed, nil, nil
 	}
 	ignored := s.screen(req)
 	layered := layeredEntities{bundle: s.closed, request: req.Entities}

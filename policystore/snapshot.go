@@ -50,8 +50,7 @@ func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Pol
 		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
 	}
 	s.closed = closeEntities(entities)
-	s.index = newPolicyIndex(s.policies)
-	s.bundleAncestry = bundleAncestors(s.closed)
+	s.index = newPolicyIndex(s.policies, s.closed)
 	return s
 }
 
@@ -198,7 +197,13 @@ func (s *Snapshot) Decide(req Request) (Decision, error) {
 	if len(ignored) > 0 && req.RejectOverrides {
 		return Decision{Revision: s.revision}, &EntityOverrideError{Ignored: ignored}
 	}
-	sel := &selection{policies: s.policies, indexes: s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)}
+	var candidates []int32
+	if ancestors == nil {
+		candidates = s.index.candidatesInBundle(req.Principal, req.Action, req.Resource)
+	} else {
+		candidates = s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)
+	}
+	sel := &selection{policies: s.policies, indexes: candidates}
 	allow, diag := cedar.Authorize(sel, entities, cedar.Request{
 		Principal: req.Principal,
 		Action:    req.Action,
