@@ -20,17 +20,17 @@ var ErrInvalidRequest = errors.New("invalid request")
 // Snapshot is an immutable, compiled policy bundle. It is safe for
 // concurrent use: nothing in it changes after Compile returns it.
 type Snapshot struct {
-	revision string
-	source   string
-	policies []compiledPolicy // sorted by id, so reasons come out sorted
-	entities types.EntityMap
-	closed   types.EntityMap // entities with ancestor closures as parents, for evaluation
-	index    policyIndex
-	// bundleAncestry serves the index from closed when a request brings no
-	// entities; built once so that Decide does not allocate it.
-	bundleAncestry ancestryFunc
-	schema         *resolved.Schema
-	activatedAt    time.Time
+	revision    string
+	source      string
+	policies    []compiledPolicy // sorted by id, so reasons come out sorted
+	entities    types.EntityMap
+	schema      *resolved.Schema
+	activatedAt time.Time
+
+	// closed holds the entities with their ancestor closures as parents;
+	// decisions evaluate against it (see closure.go).
+	closed types.EntityMap
+	index  policyIndex
 }
 
 type compiledPolicy struct {
