@@ -226,6 +226,21 @@ func TestIndexMatchesFlatEvaluationOnRandomSets(t *testing.T) {
 	}
 }
 
+// FuzzIndexMatchesFlatEvaluation explores generated policy sets beyond the
+// fixed seeds: go test -fuzz FuzzIndexMatchesFlatEvaluation ./policystore
+func FuzzIndexMatchesFlatEvaluation(f *testing.F) {
+	for seed := range uint64(4) {
+		f.Add(seed + 1000)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		g := newGen(seed)
+		s := snapshotOf(t, []byte(g.policies(40)), g.entities())
+		for i := range 20 {
+			compareDecide(t, s, g.request(), fmt.Sprintf("seed %d request %d", seed, i))
+		}
+	})
+}
+
 // gen makes small random entity graphs, policy sets and requests over a
 // few types, so that scopes, groups and request entities collide often.
 type gen struct{ r *rand.Rand }
