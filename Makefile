@@ -3,7 +3,7 @@ BIN          := $(CURDIR)/.bin
 BUF_VERSION  := 1.75.0
 BUF          := $(BIN)/node_modules/.bin/buf
 
-.PHONY: build test generate lint check-generated ci bench tools
+.PHONY: build test generate lint check-generated ci bench tools benchstat
 
 build:
 	go build -o $(BIN)/intentpdp ./cmd/intentpdp
@@ -33,3 +33,25 @@ check-generated: $(BUF)
 	test "$$(find $(BIN)/gen/proto -name '*.go' | wc -l)" = "$$(find proto -name '*.pb.go' | wc -l)" || { echo "generated file set differs (run make generate)"; exit 1; }
 
 ci: lint check-generated test
+
+# bench runs the Go benchmark suite (bench/) and the load generator against
+# an in-process server with its gRPC echo floor; results land in
+# .bin/bench/. Narrow with BENCH='Decide' or shorten with COUNT=1.
+BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
+BENCHSTAT := $(BIN)/benchstat
+BENCH     ?= .
+BENCHTIME ?= 1s
+COUNT     ?= 6
+LOADFLAGS ?= -scenario p10k-e100k -concurrency 1,32,64 -duration 5s
+
+bench:
+	mkdir -p $(BIN)/bench
+	bash -o pipefail -c "go test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./bench/ | tee $(BIN)/bench/new.txt"
+	bash -o pipefail -c "go run ./bench/cmd/load $(LOADFLAGS) | tee $(BIN)/bench/load.txt"
+
+$(BENCHSTAT):
+	GOBIN=$(BIN) go install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+
+# benchstat summarises the last `make bench`, or compares OLD=file with it.
+benchstat: $(BENCHSTAT)
+	$(BENCHSTAT) $(OLD) $(BIN)/bench/new.txt

@@ -8,23 +8,16 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 )
 
-// layeredEntities looks entities up in the bundle first, then in the
-// request's entities as merge corrected them, then in the request as given,
-// so the bundle is authoritative without any map being copied.
+// layeredEntities looks entities up in the bundle first and in the request
+// second, so the bundle is authoritative without the bundle's map being
+// copied.
 type layeredEntities struct {
-	bundle    types.EntityMap
-	corrected types.EntityMap // request entities with parent edges dropped
-	request   types.EntityMap
+	bundle  types.EntityMap
+	request types.EntityMap
 }
 
 func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 	if e, ok := l.bundle[uid]; ok {
-		return e, true
-	}
-	if isActionType(uid.Type) {
-		return types.Entity{}, false
-	}
-	if e, ok := l.corrected[uid]; ok {
 		return e, true
 	}
 	e, ok := l.request[uid]
@@ -39,53 +32,65 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 //     request entities, under an entity the bundle defines: a caller cannot
 //     add itself to a bundle group or give itself a bundle role.
 //
-// The request's map is read, never modified.
-func (s *Snapshot) merge(req Request) (types.EntityGetter, []IgnoredEntity) {
+// The request's map is read, never modified. merge also returns how to find
+// an entity's ancestors for the policy index, or nil when the bundle's own
+// closures answer that.
+func (s *Snapshot) merge(req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity) {
 	if len(req.Entities) == 0 {
-		return s.entities, nil
+		return s.closed, nil, nil
 	}
+	used, ignored := s.screen(req)
+	layered := layeredEntities{bundle: s.closed, request: used}
+	closeRequestEntities(layered)
+	return layered, layeredAncestors(layered), ignored
+}
+
+// screen returns the request entities merge uses, in a map of their own,
+// and what it ignored.
+func (s *Snapshot) screen(req Request) (types.EntityMap, []IgnoredEntity) {
+	used := make(types.EntityMap, len(req.Entities))
 	var ignored []IgnoredEntity
 	for _, uid := range sortedUIDs(req.Entities) {
+		e := req.Entities[uid]
 		if own, ok := s.entities[uid]; ok {
-			if !own.Equal(req.Entities[uid]) {
+			if !own.Equal(e) {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "the policy bundle defines this entity; request data ignored"})
 			}
 			continue
 		}
 		if isActionType(uid.Type) {
 			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "action entities come from the policy bundle only; request data ignored"})
+			continue
 		}
+		used[uid] = e
 	}
-	corrected, detached := s.detachPrincipal(req)
-	ignored = append(ignored, detached...)
-	return layeredEntities{bundle: s.entities, corrected: corrected, request: req.Entities}, ignored
+	return used, append(ignored, s.detachPrincipal(req.Principal, used)...)
 }
 
-// detachPrincipal walks the principal's ancestry through request entities
-// and drops every parent edge that points into the bundle.
-func (s *Snapshot) detachPrincipal(req Request) (types.EntityMap, []IgnoredEntity) {
-	var (
-		corrected types.EntityMap
-		ignored   []IgnoredEntity
-		seen      = map[types.EntityUID]bool{}
-		queue     = []types.EntityUID{req.Principal}
-	)
+// detachPrincipal walks the principal's ancestry, through the bundle's
+// entities and the used request entities, and drops every edge from a
+// request entity into the bundle.
+func (s *Snapshot) detachPrincipal(principal types.EntityUID, used types.EntityMap) []IgnoredEntity {
+	var ignored []IgnoredEntity
+	seen := map[types.EntityUID]bool{}
+	queue := []types.EntityUID{principal}
 	for len(queue) > 0 {
 		uid := queue[0]
 		queue = queue[1:]
-		if seen[uid] || isActionType(uid.Type) {
+		if seen[uid] {
 			continue
 		}
 		seen[uid] = true
-		if _, bundleDefined := s.entities[uid]; bundleDefined {
+		if own, ok := s.entities[uid]; ok {
+			queue = slices.AppendSeq(queue, own.Parents.All())
 			continue
 		}
-		e, ok := req.Entities[uid]
+		e, ok := used[uid]
 		if !ok {
 			continue
 		}
 		var kept []types.EntityUID
-		for parent := range e.Parents.All() {
+		for _, parent := range slices.SortedFunc(e.Parents.All(), compareUIDs) {
 			if _, bundleDefined := s.entities[parent]; bundleDefined {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
 					"parent %s ignored: a request cannot place the principal under an entity of the policy bundle", parent)})
@@ -95,25 +100,24 @@ func (s *Snapshot) detachPrincipal(req Request) (types.EntityMap, []IgnoredEntit
 			queue = append(queue, parent)
 		}
 		if len(kept) != e.Parents.Len() {
-			if corrected == nil {
-				corrected = types.EntityMap{}
-			}
 			e.Parents = types.NewEntityUIDSet(kept...)
-			corrected[uid] = e
+			used[uid] = e
 		}
 	}
-	return corrected, ignored
+	return ignored
 }
 
 func isActionType(t types.EntityType) bool {
 	return t == "Action" || strings.HasSuffix(string(t), "::Action")
 }
 
+func compareUIDs(a, b types.EntityUID) int { return strings.Compare(a.String(), b.String()) }
+
 func sortedUIDs(m types.EntityMap) []types.EntityUID {
 	uids := make([]types.EntityUID, 0, len(m))
 	for uid := range m {
 		uids = append(uids, uid)
 	}
-	slices.SortFunc(uids, func(a, b types.EntityUID) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(uids, compareUIDs)
 	return uids
 }

@@ -31,6 +31,11 @@ type Snapshot struct {
 	// keep revisions unique when a manifest revision is reused.
 	baseRevision string
 	contentHash  string
+
+	// closed holds the entities with their ancestor closures as parents;
+	// decisions evaluate against it (see closure.go).
+	closed types.EntityMap
+	index  policyIndex
 }
 
 type compiledPolicy struct {
@@ -49,6 +54,8 @@ func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Pol
 		}
 		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
 	}
+	s.closed = closeEntities(entities)
+	s.index = newPolicyIndex(s.policies, s.closed)
 	return s
 }
 
@@ -187,14 +194,22 @@ func (e *EntityOverrideError) Error() string {
 
 func (e *EntityOverrideError) Unwrap() error { return ErrInvalidRequest }
 
-// Decide evaluates req against the snapshot with Cedar. It returns an error
+// Decide evaluates req against the snapshot with Cedar, evaluating only the
+// policies whose scope the index says can apply. It returns an error
 // only when the request cannot be evaluated; a deny is a Decision.
 func (s *Snapshot) Decide(req Request) (Decision, error) {
-	entities, ignored := s.merge(req)
+	entities, ancestors, ignored := s.merge(req)
 	if len(ignored) > 0 && req.RejectOverrides {
 		return Decision{Revision: s.revision}, &EntityOverrideError{Ignored: ignored}
 	}
-	allow, diag := cedar.Authorize(s, entities, cedar.Request{
+	var candidates []int32
+	if ancestors == nil {
+		candidates = s.index.candidatesInBundle(req.Principal, req.Action, req.Resource)
+	} else {
+		candidates = s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)
+	}
+	sel := &selection{policies: s.policies, indexes: candidates}
+	allow, diag := cedar.Authorize(sel, entities, cedar.Request{
 		Principal: req.Principal,
 		Action:    req.Action,
 		Resource:  req.Resource,

@@ -155,6 +155,7 @@ func TestDecideRequestEntities(t *testing.T) {
 		"entities.json": `[
   {"uid": {"type": "Role", "id": "admin"}, "attrs": {}, "parents": []},
   {"uid": {"type": "User", "id": "alice"}, "attrs": {"level": 1}, "parents": []},
+  {"uid": {"type": "User", "id": "bob"}, "attrs": {}, "parents": [{"type": "Group", "id": "ext"}]},
   {"uid": {"type": "Action", "id": "read"}, "attrs": {}, "parents": []}
 ]`,
 	}))
@@ -187,6 +188,10 @@ func TestDecideRequestEntities(t *testing.T) {
 		{"nor through a request group", policystore.Request{
 			Principal: mallory, Action: uid("Action", "x"), Resource: doc,
 			Entities: types.EntityMap{mallory: ent(mallory, tmp), tmp: ent(tmp, admin)},
+		}, false, 1},
+		{"nor through a group the bundle names but leaves undefined", policystore.Request{
+			Principal: uid("User", "bob"), Action: uid("Action", "x"), Resource: doc,
+			Entities: types.EntityMap{uid("Group", "ext"): ent(uid("Group", "ext"), admin)},
 		}, false, 1},
 		{"request cannot put an action in a group", policystore.Request{
 			Principal: mallory, Action: uid("Action", "delete"), Resource: doc,

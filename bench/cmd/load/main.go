@@ -1,0 +1,263 @@
+// Command load drives an intentpdp server over gRPC with a benchmark
+// scenario's queries and, in the same run, a bare gRPC echo of the same
+// message sizes: the transport floor. It prints throughput and latency
+// percentiles for both and their ratios, which stay meaningful on a noisy
+// machine where absolute numbers do not.
+//
+//	go run ./bench/cmd/load -scenario p10k-e100k -concurrency 1,32,64
+//	go run ./bench/cmd/load -write-bundle /tmp/b -scenario p10k-e100k   # for `intentpdp serve --bundle /tmp/b`
+//	go run ./bench/cmd/load -addr 127.0.0.1:50051 -scenario p10k-e100k
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/intentpdp/intentpdp/bench/echo"
+	"github.com/intentpdp/intentpdp/bench/load"
+	"github.com/intentpdp/intentpdp/bench/scenario"
+	"github.com/intentpdp/intentpdp/policystore"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server"
+)
+
+type config struct {
+	addr        string
+	scenario    string
+	concurrency []int
+	duration    time.Duration
+	rate        float64
+	batch       int
+	rounds      int
+	writeBundle string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+func parse(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.StringVar(&c.addr, "addr", "", "intentpdp gRPC address; empty starts one in process on loopback with the scenario's bundle")
+	fs.StringVar(&c.scenario, "scenario", "p10k-e100k", "scenario name: "+specNames())
+	levels := fs.String("concurrency", "1,32,64", "comma-separated concurrency levels (calls in flight)")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "duration of each measurement")
+	fs.Float64Var(&c.rate, "rate", 0, "calls per second in total; 0 runs closed-loop, as fast as possible")
+	fs.IntVar(&c.batch, "batch", 0, "send BatchAuthorize with this many requests instead of Authorize")
+	fs.IntVar(&c.rounds, "rounds", 5, "alternate echo and intentpdp this many times per level, so both see the same machine load")
+	fs.StringVar(&c.writeBundle, "write-bundle", "", "write the scenario's bundle to this directory and exit")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.rounds < 1 {
+		return c, fmt.Errorf("rounds must be at least 1, not %d", c.rounds)
+	}
+	for _, l := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(l))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("concurrency: %q is not a positive number", l)
+		}
+		c.concurrency = append(c.concurrency, n)
+	}
+	return c, nil
+}
+
+func specNames() string {
+	var names []string
+	for _, s := range scenario.Specs {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	cfg, err := parse(args)
+	if err != nil {
+		return err
+	}
+	spec, ok := scenario.Find(cfg.scenario)
+	if !ok {
+		return fmt.Errorf("unknown scenario %q (have %s)", cfg.scenario, specNames())
+	}
+	sc := scenario.Build(spec)
+	if cfg.writeBundle != "" {
+		return writeBundle(cfg.writeBundle, sc.Bundle)
+	}
+	addr := cfg.addr
+	if addr == "" {
+		stopServer, a, err := startServer(ctx, sc.Bundle)
+		if err != nil {
+			return err
+		}
+		defer stopServer()
+		addr = a
+	}
+	pdp, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer pdp.Close()
+	client := pdpv1.NewAuthorizationServiceClient(pdp)
+	resp, err := checkQueries(ctx, client, sc.Queries)
+	if err != nil {
+		return err
+	}
+	echoAddr, stopEcho, err := startEcho(resp)
+	if err != nil {
+		return err
+	}
+	defer stopEcho()
+	echoConn, err := grpc.NewClient(echoAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer echoConn.Close()
+	fmt.Fprintf(out, "scenario %s: %d tenants, %d entities, %d queries; target %s; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
+		spec.Name, sc.Tenants, sc.Entities, len(sc.Queries), addr, cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
+	pdpCall, echoCall, per := calls(client, echoConn, sc.Queries, cfg.batch)
+	for _, c := range cfg.concurrency {
+		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
+		var floors, gots []load.Result
+		for range cfg.rounds {
+			floor, err := load.Run(ctx, echoCall, opts)
+			if err != nil {
+				return err
+			}
+			got, err := load.Run(ctx, pdpCall, opts)
+			if err != nil {
+				return err
+			}
+			floors, gots = append(floors, floor), append(gots, got)
+		}
+		report(out, c, per, load.Combine(floors...), load.Combine(gots...))
+	}
+	return nil
+}
+
+// calls returns the PDP call, the echo call with the same request size,
+// and the decisions per call.
+func calls(client pdpv1.AuthorizationServiceClient, echoConn *grpc.ClientConn, queries []scenario.Query, batch int) (pdp, floor load.Call, per int) {
+	var next atomic.Uint64
+	pick := func() *pdpv1.AuthorizeRequest { return queries[next.Add(1)%uint64(len(queries))].Request }
+	if batch > 0 {
+		breq := &pdpv1.BatchAuthorizeRequest{}
+		for i := range batch {
+			breq.Requests = append(breq.Requests, queries[i%len(queries)].Request)
+		}
+		payload, _ := proto.Marshal(breq) // a valid message always marshals
+		return func(ctx context.Context) error {
+				_, err := client.BatchAuthorize(ctx, breq)
+				return err
+			}, func(ctx context.Context) error {
+				return echo.Call(ctx, echoConn, payload)
+			}, batch
+	}
+	payload, _ := proto.Marshal(queries[0].Request)
+	return func(ctx context.Context) error {
+			_, err := client.Authorize(ctx, pick())
+			return err
+		}, func(ctx context.Context) error {
+			return echo.Call(ctx, echoConn, payload)
+		}, 1
+}
+
+func report(out io.Writer, concurrency, per int, floor, got load.Result) {
+	fmt.Fprintf(out, "\nconcurrency %d\n  echo      %s\n  intentpdp %s\n", concurrency, floor, got)
+	if per > 1 {
+		fmt.Fprintf(out, "  decisions/s %.0f (batches of %d)\n", got.Throughput()*float64(per), per)
+	}
+	fmt.Fprintf(out, "  p50 over echo %+v   throughput %.0f%% of echo\n",
+		got.P50-floor.P50, 100*got.Throughput()/floor.Throughput())
+	for _, r := range []load.Result{floor, got} {
+		if r.FirstError != nil {
+			fmt.Fprintf(out, "  first error: %v\n", r.FirstError)
+		}
+	}
+}
+
+// checkQueries asks every query once and compares the decision with the
+// scenario's, so that a server with the wrong bundle is caught before
+// anything is measured. It returns a response to size the echo reply.
+func checkQueries(ctx context.Context, client pdpv1.AuthorizationServiceClient, queries []scenario.Query) ([]byte, error) {
+	var sample []byte
+	for _, q := range queries {
+		resp, err := client.Authorize(ctx, q.Request)
+		if err != nil {
+			return nil, fmt.Errorf("query %s: %w", q.Name, err)
+		}
+		if allow := resp.GetDecision() == pdpv1.Decision_DECISION_ALLOW; allow != q.Allow {
+			return nil, fmt.Errorf("query %s: allow=%v, the scenario expects %v: is the server serving the scenario's bundle?", q.Name, allow, q.Allow)
+		}
+		if sample == nil {
+			sample, _ = proto.Marshal(resp)
+		}
+	}
+	return sample, nil
+}
+
+// startServer serves bundle with intentpdp's own gRPC server on loopback.
+func startServer(ctx context.Context, bundle *policystore.Bundle) (stop func(), addr string, err error) {
+	store := policystore.NewStore()
+	if _, err := store.Activate(ctx, bundle); err != nil {
+		return nil, "", err
+	}
+	gs, _ := server.NewGRPCServer(server.NewService(store))
+	return serveLoopback(gs)
+}
+
+func startEcho(reply []byte) (addr string, stop func(), err error) {
+	gs := grpc.NewServer(echo.ServerOption())
+	echo.Register(gs, reply)
+	stop, addr, err = serveLoopback(gs)
+	return addr, stop, err
+}
+
+func serveLoopback(gs *grpc.Server) (stop func(), addr string, err error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- gs.Serve(lis) }()
+	return func() {
+		gs.Stop()
+		if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			fmt.Fprintln(os.Stderr, "load: server:", err)
+		}
+	}, lis.Addr().String(), nil
+}
+
+func writeBundle(dir string, b *policystore.Bundle) error {
+	for name, data := range b.Files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/intentpdp/intentpdp/bench/scenario"
+	"github.com/intentpdp/intentpdp/policystore"
+)
+
+// TestRunAgainstInProcessServer drives a real server over loopback TCP,
+// with the echo floor, for a moment, and checks the report.
+func TestRunAgainstInProcessServer(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-concurrency", "1,4", "-duration", "100ms", "-rounds", "2"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := out.String()
+	for _, want := range []string{"scenario p10-e1k", "concurrency 1\n", "concurrency 4\n", "  echo ", "  intentpdp ", "of echo"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "first error") {
+		t.Errorf("calls failed:\n%s", report)
+	}
+}
+
+func TestRunBatch(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-concurrency", "2", "-duration", "100ms", "-rounds", "1", "-batch", "10"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "(batches of 10)") || strings.Contains(out.String(), "first error") {
+		t.Errorf("unexpected report:\n%s", out.String())
+	}
+}
+
+func TestWriteBundleServesTheScenario(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := run(context.Background(), []string{"-scenario", "p10-e1k", "-write-bundle", dir}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := policystore.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := scenario.Find("p10-e1k")
+	if got, want := b.ContentHash(), scenario.Build(spec).Bundle.ContentHash(); got != want {
+		t.Fatalf("written bundle hashes to %s, the scenario to %s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "policies.cedar")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-scenario", "nope"},
+		{"-concurrency", "0"},
+		{"-concurrency", "x"},
+		{"-rounds", "0"},
+	} {
+		if err := run(context.Background(), args, &bytes.Buffer{}); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package policystore
+
+import (
+	"iter"
+	"slices"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+	expast "github.com/cedar-policy/cedar-go/x/exp/ast"
+)
+
+// The three scope dimensions of a policy and of a request.
+const (
+	dimPrincipal = iota
+	dimAction
+	dimResource
+	dimCount
+)
+
+// policyIndex maps scope constraints to the policies (indexes into
+// Snapshot.policies, ascending) that carry them. Each policy is filed under
+// exactly one dimension, the most selective one it constrains, so a request
+// collects a policy at most once per matching key. A policy is a candidate
+// when its key is the request's entity, one of its ancestors or its type;
+// cedar-go still evaluates the full scope, so the index only has to be
+// complete, never exact.
+type policyIndex struct {
+	byUID  [dimCount]map[types.EntityUID][]int32
+	byType [dimCount]map[types.EntityType][]int32
+	always []int32 // policies whose scope constrains nothing indexable
+	// reached holds, per dimension, what each bundle entity reaches.
+	reached [dimCount]map[types.EntityUID][]int32
+}
+
+// newPolicyIndex indexes policies; closed is the bundle's entities with
+// their ancestor closures.
+func newPolicyIndex(policies []compiledPolicy, closed types.EntityMap) policyIndex {
+	var ix policyIndex
+	for d := range dimCount {
+		ix.byUID[d] = map[types.EntityUID][]int32{}
+		ix.byType[d] = map[types.EntityType][]int32{}
+	}
+	for i, p := range policies {
+		ix.add(int32(i), (*expast.Policy)(p.policy.AST()))
+	}
+	ix.precompute(closed)
+	return ix
+}
+
+// add files policy i under its most selective constraint: an entity in the
+// principal, resource or action scope, else a principal or resource type.
+func (ix *policyIndex) add(i int32, p *expast.Policy) {
+	uids := [dimCount][]types.EntityUID{
+		dimPrincipal: scopeUIDs(p.Principal),
+		dimAction:    scopeUIDs(p.Action),
+		dimResource:  scopeUIDs(p.Resource),
+	}
+	for _, d := range []int{dimPrincipal, dimResource, dimAction} {
+		if len(uids[d]) == 0 {
+			continue
+		}
+		for _, uid := range uids[d] {
+			if bucket := ix.byUID[d][uid]; len(bucket) == 0 || bucket[len(bucket)-1] != i {
+				ix.byUID[d][uid] = append(bucket, i)
+			}
+		}
+		return
+	}
+	for d, scope := range []any{dimPrincipal: p.Principal, dimResource: p.Resource} {
+		if t, ok := scopeType(scope); ok {
+			ix.byType[d][t] = append(ix.byType[d][t], i)
+			return
+		}
+	}
+	ix.always = append(ix.always, i)
+}
+
+// scopeUIDs returns the entities a scope requires the request's entity to
+// equal or descend from; none for unconstrained and type-only scopes, and
+// none for `in []`, which is then treated as unconstrained (never wrong,
+// since the scope is evaluated anyway).
+func scopeUIDs(scope any) []types.EntityUID {
+	switch s := scope.(type) {
+	case expast.ScopeTypeEq:
+		return []types.EntityUID{s.Entity}
+	case expast.ScopeTypeIn:
+		return []types.EntityUID{s.Entity}
+	case expast.ScopeTypeIsIn:
+		return []types.EntityUID{s.Entity}
+	case expast.ScopeTypeInSet:
+		return s.Entities
+	}
+	return nil
+}
+
+func scopeType(scope any) (types.EntityType, bool) {
+	if s, ok := scope.(expast.ScopeTypeIs); ok {
+		return s.Type, true
+	}
+	return "", false
+}
+
+// ancestryFunc yields an entity's ancestors.
+type ancestryFunc func(types.EntityUID) iter.Seq[types.EntityUID]
+
+// reach appends to buckets the non-empty buckets of dimension d that uid
+// reaches: its type's, its own and its ancestors'.
+func (ix *policyIndex) reach(buckets [][]int32, d int, uid types.EntityUID, ancestors ancestryFunc) [][]int32 {
+	add := func(b []int32) {
+		if len(b) > 0 {
+			buckets = append(buckets, b)
+		}
+	}
+	add(ix.byType[d][uid.Type])
+	add(ix.byUID[d][uid])
+	for a := range ancestors(uid) {
+		add(ix.byUID[d][a])
+	}
+	return buckets
+}
+
+// precompute records, for every bundle entity and dimension, the merged
+// buckets it reaches, so that a request that brings no entities of its own
+// costs one lookup per dimension however deep the hierarchy and however
+// large the bundle.
+func (ix *policyIndex) precompute(closed types.EntityMap) {
+	ancestors := bundleAncestors(closed)
+	for d := range dimCount {
+		ix.reached[d] = map[types.EntityUID][]int32{}
+	}
+	var buf [8][]int32
+	for uid := range closed {
+		for d := range dimCount {
+			if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
+				continue // nothing to reach: the lookup falls through cheaply
+			}
+			if l := mergeBuckets(ix.reach(buf[:0], d, uid, ancestors)); len(l) > 0 {
+				ix.reached[d][uid] = l
+			}
+		}
+	}
+}
+
+// candidates returns the ascending indexes of the policies whose scope can
+// match a request for principal, action and resource, whose entities'
+// ancestors are found through ancestors.
+func (ix *policyIndex) candidates(ancestors ancestryFunc, principal, action, resource types.EntityUID) []int32 {
+	var buf [8][]int32 // enough for typical hierarchies without allocating
+	buckets := buf[:0]
+	if len(ix.always) > 0 {
+		buckets = append(buckets, ix.always)
+	}
+	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
+		buckets = ix.reach(buckets, d, uid, ancestors)
+	}
+	return mergeBuckets(buckets)
+}
+
+// candidatesInBundle is candidates for a request that brings no entities,
+// from the lists precompute made. An entity the bundle does not define has
+// no ancestors, so its type's and its own bucket are all it reaches.
+func (ix *policyIndex) candidatesInBundle(principal, action, resource types.EntityUID) []int32 {
+	var buf [4][]int32
+	buckets := buf[:0]
+	if len(ix.always) > 0 {
+		buckets = append(buckets, ix.always)
+	}
+	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
+		if l, ok := ix.reached[d][uid]; ok {
+			buckets = append(buckets, l)
+			continue
+		}
+		buckets = ix.reach(buckets, d, uid, noAncestors)
+	}
+	return mergeBuckets(buckets)
+}
+
+func noAncestors(types.EntityUID) iter.Seq[types.EntityUID] {
+	return func(func(types.EntityUID) bool) {}
+}
+
+// mergeBuckets returns the union of ascending buckets, ascending. A single
+// bucket (the common case) is returned as is, without copying.
+func mergeBuckets(buckets [][]int32) []int32 {
+	switch len(buckets) {
+	case 0:
+		return nil
+	case 1:
+		return buckets[0]
+	}
+	var out []int32
+	for _, b := range buckets {
+		out = append(out, b...)
+	}
+	slices.Sort(out)
+	// An `action in [a, b]` policy sits in two buckets that one request can
+	// both reach.
+	return slices.Compact(out)
+}
+
+// selection is the subset of a snapshot's policies one request evaluates;
+// it is a cedar.PolicyIterator yielding them in id order, so reasons and
+// errors come out sorted exactly as when every policy is evaluated.
+type selection struct {
+	policies []compiledPolicy
+	indexes  []int32
+}
+
+func (sel *selection) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
+	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+		for _, i := range sel.indexes {
+			p := &sel.policies[i]
+			if !yield(p.id, p.policy) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package policystore
+
+const corpusStride = 1
