@@ -32,30 +32,35 @@ import (
 // not a timing assertion.
 const startupDeadline = time.Minute
 
-// obsProcess is a running `intentpdp serve` with JSON logs and /metrics.
-type obsProcess struct {
+// servedBinary is a running `intentpdp serve` (the real binary) with JSON
+// logs and every listener on loopback.
+type servedBinary struct {
 	cmd         *exec.Cmd
 	grpcAddr    string
 	metricsAddr string
 	httpAddr    string
 	exited      chan error
+	conn        *grpc.ClientConn
 	client      pdpv1.AuthorizationServiceClient
 
 	mu     sync.Mutex
-	output bytes.Buffer // warnings, errors and unstructured output (panics)
+	output bytes.Buffer // everything the binary logged
 }
 
-// noteworthy returns what the binary logged that a failure report needs.
-func (p *obsProcess) noteworthy() string {
+// logs returns what the binary has logged so far.
+func (p *servedBinary) logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.output.String()
 }
 
-// startObsServe runs the binary with env and args (JSON logs, every
+// startServe runs the binary with env and args (JSON logs, every
 // listener on a loopback port the kernel chooses) and waits until it serves
 // gRPC and /metrics.
-func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
+func startServe(t *testing.T, env []string, args ...string) *servedBinary {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
@@ -70,7 +75,7 @@ func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &obsProcess{cmd: cmd, exited: make(chan error, 1)}
+	p := &servedBinary{cmd: cmd, exited: make(chan error, 1)}
 	addrs := make(chan [3]string, 1)
 	go p.watchLog(stderr, addrs)
 	go func() { p.exited <- cmd.Wait() }()
@@ -81,7 +86,7 @@ func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 	case a := <-addrs:
 		p.grpcAddr, p.metricsAddr, p.httpAddr = a[0], a[1], a[2]
 	case err := <-p.exited:
-		t.Fatalf("intentpdp exited before serving: %v\n%s", err, p.noteworthy())
+		t.Fatalf("intentpdp exited before serving: %v\n%s", err, p.logs())
 	case <-time.After(startupDeadline):
 		t.Fatal("intentpdp did not start serving")
 	}
@@ -90,23 +95,22 @@ func startObsServe(t *testing.T, env []string, args ...string) *obsProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	p.conn = conn
 	p.client = pdpv1.NewAuthorizationServiceClient(conn)
 	return p
 }
 
-// watchLog reads the binary's JSON log, reports the gRPC, metrics and HTTP
-// addresses once all are known, and keeps warnings, errors and anything
-// unstructured for failure reports.
-func (p *obsProcess) watchLog(r io.Reader, addrs chan<- [3]string) {
+// watchLog reads the binary's JSON log, keeps it, and reports the gRPC,
+// metrics and HTTP addresses once all are known.
+func (p *servedBinary) watchLog(r io.Reader, addrs chan<- [3]string) {
 	var grpcAddr, metricsAddr, httpAddr string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		var l struct{ Level, Msg, Addr string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Level == "WARN" || l.Level == "ERROR" {
-			p.mu.Lock()
-			p.output.Write(append(sc.Bytes(), '\n'))
-			p.mu.Unlock()
-		}
+		_ = json.Unmarshal(sc.Bytes(), &l) // unstructured output (a panic) is kept too
+		p.mu.Lock()
+		p.output.Write(append(sc.Bytes(), '\n'))
+		p.mu.Unlock()
 		switch l.Msg {
 		case "serving gRPC":
 			grpcAddr = l.Addr
@@ -123,7 +127,7 @@ func (p *obsProcess) watchLog(r io.Reader, addrs chan<- [3]string) {
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (p *obsProcess) stop(t *testing.T) {
+func (p *servedBinary) stop(t *testing.T) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -131,7 +135,7 @@ func (p *obsProcess) stop(t *testing.T) {
 	select {
 	case err := <-p.exited:
 		if err != nil {
-			t.Fatalf("intentpdp exited with %v after SIGTERM\n%s", err, p.noteworthy())
+			t.Fatalf("intentpdp exited with %v after SIGTERM\n%s", err, p.logs())
 		}
 	case <-time.After(startupDeadline):
 		t.Fatal("intentpdp did not exit after SIGTERM")
@@ -139,7 +143,7 @@ func (p *obsProcess) stop(t *testing.T) {
 }
 
 // scrape fetches /metrics and parses it.
-func (p *obsProcess) scrape(t *testing.T) map[string]*dto.MetricFamily {
+func (p *servedBinary) scrape(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
 	if err != nil {

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +14,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -41,15 +36,6 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// process is a running `intentpdp serve`.
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *strings.Builder
-	mu   *sync.Mutex
-	done chan error
-}
-
 // loopbackFlags puts every listener of `intentpdp serve` on a loopback port
 // the kernel chooses, so tests running side by side never collide.
 var loopbackFlags = []string{
@@ -57,71 +43,6 @@ var loopbackFlags = []string{
 	"--admin-listen", "127.0.0.1:0",
 	"--http-listen", "127.0.0.1:0",
 	"--metrics-listen", "127.0.0.1:0",
-}
-
-var servingLine = regexp.MustCompile(`msg="serving gRPC" addr=(\S+)`)
-
-// startServe runs the real binary on a free loopback port and waits for it
-// to log the address it serves on.
-func startServe(t *testing.T, args ...string) *process {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test skipped in -short mode")
-	}
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	cmd := exec.Command(bin, slices.Concat([]string{"serve"}, loopbackFlags, args)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-	})
-	select {
-	case p.addr = <-addr:
-	case err := <-p.done:
-		t.Fatalf("intentpdp exited before serving: %v\n%s", err, p.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("intentpdp did not start serving\n%s", p.output())
-	}
-	return p
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-func (p *process) dial(t *testing.T) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 func readFile(id string) *pdpv1.AuthorizeRequest {
@@ -133,8 +54,8 @@ func readFile(id string) *pdpv1.AuthorizeRequest {
 }
 
 func TestServeEndToEnd(t *testing.T) {
-	p := startServe(t)
-	conn := p.dial(t)
+	p := startServe(t, nil)
+	conn := p.conn
 	ctx := context.Background()
 
 	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -169,8 +90,8 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("reflection lists %s; want %s", services, want)
 		}
 	}
-	if !strings.Contains(p.output(), `msg="policy bundle active" revision=agents-example-v1`) {
-		t.Errorf("startup log does not name the bundle:\n%s", p.output())
+	if !strings.Contains(p.logs(), `"msg":"policy bundle active","revision":"agents-example-v1"`) {
+		t.Errorf("startup log does not name the bundle:\n%s", p.logs())
 	}
 }
 
@@ -199,8 +120,8 @@ func listServices(t *testing.T, conn *grpc.ClientConn) string {
 // TestGracefulShutdown sends SIGTERM under load: every request the server
 // accepted gets its decision, and the process exits cleanly.
 func TestGracefulShutdown(t *testing.T) {
-	p := startServe(t)
-	client := pdpv1.NewAuthorizationServiceClient(p.dial(t))
+	p := startServe(t, nil)
+	client := p.client
 	var (
 		wg               sync.WaitGroup
 		mu               sync.Mutex
@@ -242,9 +163,9 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
+	case err := <-p.exited:
 		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.output())
+			t.Fatalf("exit: %v\n%s", err, p.logs())
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("no exit after SIGTERM")
@@ -253,7 +174,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if len(unexpected) > 0 || decided == 0 {
 		t.Fatalf("decided %d, refused %d, unexpected errors %v", decided, refused, unexpected)
 	}
-	if !strings.Contains(p.output(), "draining in-flight requests") || !strings.Contains(p.output(), `msg=stopped`) {
-		t.Errorf("shutdown not logged:\n%s", p.output())
+	if !strings.Contains(p.logs(), "draining in-flight requests") || !strings.Contains(p.logs(), `"msg":"stopped"`) {
+		t.Errorf("shutdown not logged:\n%s", p.logs())
 	}
 }

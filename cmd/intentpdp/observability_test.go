@@ -60,7 +60,7 @@ func TestServeObservability(t *testing.T) {
 	t.Parallel()
 	recv := startReceiver(t)
 	logPath := filepath.Join(t.TempDir(), "decisions.log")
-	p := startObsServe(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + recv.addr, "OTEL_SERVICE_NAME=intentpdp-e2e"},
+	p := startServe(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + recv.addr, "OTEL_SERVICE_NAME=intentpdp-e2e"},
 		"--decision-log", logPath, "--trace-identifiers", "principal")
 
 	before := p.scrape(t)
@@ -210,7 +210,7 @@ func checkSpans(t *testing.T, spans []receivedSpan, decisions map[string]string)
 func TestSIGTERMUnderLoadLosesNoDecision(t *testing.T) {
 	t.Parallel()
 	logPath := filepath.Join(t.TempDir(), "decisions.log")
-	p := startObsServe(t, nil, "--decision-log", logPath, "--decision-log-queue", "8", "--decision-log-full", "block")
+	p := startServe(t, nil, "--decision-log", logPath, "--decision-log-queue", "8", "--decision-log-full", "block")
 	reqs := exampleRequests(t)
 
 	const workers = 4
@@ -287,7 +287,7 @@ func TestServeTracesOverOTLPHTTP(t *testing.T) {
 		_, _ = w.Write(b)
 	}))
 	t.Cleanup(recv.Close)
-	p := startObsServe(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT="}, "--otlp-protocol", "http/protobuf", "--otlp-endpoint", recv.URL+"/v1/traces", "--otlp-headers", "x-tenant=a")
+	p := startServe(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT="}, "--otlp-protocol", "http/protobuf", "--otlp-endpoint", recv.URL+"/v1/traces", "--otlp-headers", "x-tenant=a")
 	ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
 	resp, err := p.client.Authorize(ctx, exampleRequests(t)[0])
 	if err != nil {

@@ -95,12 +95,12 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 
 func TestServeMutualTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	p := startServe(t, "--tls-cert", pki.path("server.pem"), "--tls-key", pki.path("server-key.pem"),
+	p := startServe(t, nil, "--tls-cert", pki.path("server.pem"), "--tls-key", pki.path("server-key.pem"),
 		"--tls-client-ca", pki.path("ca.pem"))
 
 	authorize := func(certs ...tls.Certificate) error {
 		creds := credentials.NewTLS(&tls.Config{RootCAs: pki.pool, Certificates: certs, MinVersion: tls.VersionTLS12})
-		conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(creds))
+		conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return err
 		}
