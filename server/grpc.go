@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 
 	"google.golang.org/grpc"
@@ -14,11 +15,18 @@ import (
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
+// streamWorkersPerCPU sizes the pool of goroutines that run calls; calls
+// beyond it still get goroutines of their own.
+const streamWorkersPerCPU = 16
+
 // NewGRPCServer returns a gRPC server carrying svc, health and reflection,
 // with panic recovery outermost. Health starts NOT_SERVING: call
 // health.SetServingStatus("", SERVING) once a bundle is active.
 func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	opts := append([]grpc.ServerOption{
+		// Long-lived workers keep the stacks a decision grows to; a fresh
+		// goroutine per call would grow and copy its stack every time.
+		grpc.NumStreamWorkers(uint32(streamWorkersPerCPU * runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(svc.limits.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(recoverUnary(svc.log)),
 		grpc.ChainStreamInterceptor(recoverStream(svc.log)),

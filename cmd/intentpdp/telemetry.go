@@ -156,6 +156,7 @@ func (c *ObservabilityConfig) tracingEnabled() bool {
 // providers, the decision log and the /metrics server, and their shutdown.
 type observability struct {
 	tp          trace.TracerProvider
+	tracing     bool // tp exports spans
 	metrics     *telemetry.Metrics
 	decisionLog *decisionlog.Writer // nil when off
 	svcOpts     []server.Option
@@ -186,10 +187,15 @@ func (o *observability) serviceOption() server.Option {
 	}
 }
 
-// grpcOptions add transport spans that continue the caller's W3C trace
-// context, and the gRPC server metrics.
+// grpcOptions add the gRPC server metrics and, when tracing is on,
+// transport spans that continue the caller's W3C trace context. With
+// tracing off the stats handler would only cost time on every call.
 func (o *observability) grpcOptions() []grpc.ServerOption {
-	return append(o.metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(o.tp))
+	opts := o.metrics.GRPCServerOptions()
+	if o.tracing {
+		opts = append(opts, telemetry.GRPCStatsHandler(o.tp))
+	}
+	return opts
 }
 
 // httpHandler traces the HTTP front ends (AuthZEN, forward-auth).
@@ -227,7 +233,7 @@ func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
-	o.tp = tp
+	o.tp, o.tracing = tp, true
 	o.closers = append(o.closers, tp.Shutdown)
 	o.log.Info("tracing on", "protocol", c.protocol(), "endpoint", c.OTLPEndpoint)
 	return nil

@@ -46,6 +46,8 @@ type config struct {
 	batch       int
 	rounds      int
 	writeBundle string
+	echoAddr    string
+	serveEcho   string
 }
 
 func main() {
@@ -68,6 +70,9 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.batch, "batch", 0, "send BatchAuthorize with this many requests instead of Authorize")
 	fs.IntVar(&c.rounds, "rounds", 5, "alternate echo and intentpdp this many times per level, so both see the same machine load")
 	fs.StringVar(&c.writeBundle, "write-bundle", "", "write the scenario's bundle to this directory and exit")
+	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
+	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
+		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -105,6 +110,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cfg.writeBundle != "" {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
 	}
+	if cfg.serveEcho != "" {
+		return serveEcho(ctx, sc, cfg.serveEcho, out)
+	}
 	addr := cfg.addr
 	if addr == "" {
 		stopServer, a, err := startServer(ctx, sc.Bundle)
@@ -124,11 +132,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	echoAddr, stopEcho, err := startEcho(resp)
-	if err != nil {
-		return err
+	echoAddr := cfg.echoAddr
+	if echoAddr == "" {
+		a, stopEcho, err := startEcho(resp, "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer stopEcho()
+		echoAddr = a
 	}
-	defer stopEcho()
 	echoConn, err := grpc.NewClient(echoAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -224,18 +236,46 @@ func startServer(ctx context.Context, bundle *policystore.Bundle) (stop func(), 
 		return nil, "", err
 	}
 	gs, _ := server.NewGRPCServer(server.NewService(store))
-	return serveLoopback(gs)
+	return serveLoopback(gs, "127.0.0.1:0")
 }
 
-func startEcho(reply []byte) (addr string, stop func(), err error) {
+func startEcho(reply []byte, listen string) (addr string, stop func(), err error) {
 	gs := grpc.NewServer(echo.ServerOption())
 	echo.Register(gs, reply)
-	stop, addr, err = serveLoopback(gs)
+	stop, addr, err = serveLoopback(gs, listen)
 	return addr, stop, err
 }
 
-func serveLoopback(gs *grpc.Server) (stop func(), addr string, err error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+// serveEcho serves the echo floor on listen, its reply sized by a decision
+// of the scenario, until ctx ends.
+func serveEcho(ctx context.Context, sc *scenario.Scenario, listen string, out io.Writer) error {
+	stopServer, addr, err := startServer(ctx, sc.Bundle)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		stopServer()
+		return err
+	}
+	reply, err := checkQueries(ctx, pdpv1.NewAuthorizationServiceClient(conn), sc.Queries)
+	conn.Close()
+	stopServer()
+	if err != nil {
+		return err
+	}
+	echoAddr, stop, err := startEcho(reply, listen)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(out, "serving echo on %s\n", echoAddr)
+	<-ctx.Done()
+	return nil
+}
+
+func serveLoopback(gs *grpc.Server, listen string) (stop func(), addr string, err error) {
+	lis, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, "", err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/intentpdp/intentpdp/bench/scenario"
@@ -75,4 +76,62 @@ func TestRejectsBadFlags(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
+}
+
+// TestSeparateEchoProcess runs the echo floor as `-serve-echo` would in a
+// process of its own and measures against it with -echo-addr.
+func TestSeparateEchoProcess(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{written: make(chan struct{}, 1)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-scenario", "p10-e1k", "-serve-echo", "127.0.0.1:0"}, out) }()
+	var addr string
+	for addr == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("echo server stopped: %v", err)
+		case <-out.written:
+		}
+		if _, a, ok := strings.Cut(out.String(), "serving echo on "); ok {
+			addr = strings.TrimSpace(a)
+		}
+	}
+	var report bytes.Buffer
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-echo-addr", addr, "-concurrency", "2", "-duration", "100ms", "-rounds", "1"}, &report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(report.String(), "of echo") || strings.Contains(report.String(), "first error") {
+		t.Errorf("unexpected report:\n%s", report.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("echo server: %v", err)
+	}
+}
+
+// syncBuffer is a buffer one goroutine writes while another reads, with a
+// signal per write.
+type syncBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	written chan struct{} // buffered, of capacity 1
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, err := b.buf.Write(p)
+	select {
+	case b.written <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
