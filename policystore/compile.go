@@ -92,8 +92,14 @@ func Compile(b *Bundle) (*Snapshot, error) {
 	c := &compiler{bundle: b}
 	manifest := c.manifest()
 	sch := c.schema()
-	policies := c.policies()
-	entities := c.entities(sch)
+	// Policies and entities parse independently: do both at once.
+	pc := &compiler{bundle: b}
+	parsed := make(chan map[cedar.PolicyID]*cedar.Policy)
+	go func() { parsed <- pc.policies() }()
+	ec := &compiler{bundle: b}
+	entities := ec.entities(sch)
+	policies := <-parsed
+	c.problems = slices.Concat(c.problems, pc.problems, ec.problems)
 	if sch != nil && manifest.Validation != ValidationOff {
 		c.validate(sch, manifest.Validation, policies, entities)
 	}
