@@ -98,13 +98,12 @@ func EntityUID(what, typ, id string) (types.EntityUID, error) {
 // decoder turns one wire request into a policystore.Request.
 type decoder struct {
 	*Budget
-	limits Limits
 }
 
 // DecodeRequest checks and converts an AuthorizeRequest. now is the value
 // given to context.now.
 func DecodeRequest(req *pdpv1.AuthorizeRequest, limits Limits, now time.Time) (policystore.Request, error) {
-	d := decoder{Budget: NewBudget(limits), limits: limits}
+	d := decoder{NewBudget(limits)}
 	return d.request(req, now)
 }
 
@@ -168,7 +167,7 @@ func (d *decoder) fields(what string, in map[string]*pdpv1.Value, depth int) (ty
 	if err := d.Nest(what, depth); err != nil {
 		return nil, err
 	}
-	out := make(types.RecordMap, len(in)+2) // room for context.intent and context.now
+	out := make(types.RecordMap, len(in))
 	for k, v := range in {
 		val, err := d.value(what+"."+k, v, depth)
 		if err != nil {

@@ -99,12 +99,10 @@ func FrontEnd(ctx context.Context) string {
 // ObserveBatch records the size of a batch call from a front end.
 func (s *Service) ObserveBatch(frontEnd string, n int) { s.metrics.ObserveBatch(frontEnd, n) }
 
-// observed wraps one decision with its span, log record and metrics.
-func (s *Service) observed(ctx context.Context, req policystore.Request, decide func(context.Context) (policystore.Decision, string, error)) (policystore.Decision, string, error) {
-	start := time.Now()
-	ctx, span := s.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindInternal))
-	defer span.End()
-	d, id, err := decide(ctx)
+// observe gives one decision, started at start under span, its log record,
+// metrics and span attributes; it returns what the caller may answer.
+func (s *Service) observe(ctx context.Context, span trace.Span, start time.Time, req policystore.Request,
+	d policystore.Decision, id string, err error) (policystore.Decision, string, error) {
 	latency := time.Since(start)
 	// Looked up once: gRPC contexts are deep, and each lookup walks them.
 	frontEnd := FrontEnd(ctx)

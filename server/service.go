@@ -142,9 +142,11 @@ func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *p
 // ends must then deny (fail closed). Each decision gets a span, metrics and
 // a decision log record; tag ctx with WithFrontEnd to say who asked.
 func (s *Service) Evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {
-	return s.observed(ctx, req, func(ctx context.Context) (policystore.Decision, string, error) {
-		return s.evaluate(ctx, snap, req)
-	})
+	start := time.Now()
+	ctx, span := s.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	d, id, err := s.evaluate(ctx, snap, req)
+	return s.observe(ctx, span, start, req, d, id, err)
 }
 
 func (s *Service) evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {

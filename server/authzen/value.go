@@ -21,7 +21,7 @@ func (c *converter) record(what string, m map[string]any, depth int) (types.Reco
 	if err := c.Nest(what, depth); err != nil {
 		return nil, err
 	}
-	out := make(types.RecordMap, len(m)+2) // room for context.intent and context.now
+	out := make(types.RecordMap, len(m))
 	for k, v := range m {
 		val, err := c.value(what+"."+k, v, depth)
 		if err != nil {
