@@ -129,11 +129,7 @@ func bundleVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := readBundle(pos[0])
-	if err != nil {
-		return err
-	}
-	snap, err := policystore.NewStore(policystore.WithVerificationKeys(keys...)).Activate(ctx, b)
+	snap, err := activateOffline(ctx, pos[0], keys, stdout)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,9 +11,9 @@ import (
 	"github.com/intentpdp/intentpdp/policystore"
 )
 
-// check validates a bundle directory and prints a summary, or every problem
-// with its file:line.
-func check(args []string, stdout io.Writer) error {
+// check runs a bundle's whole activation offline and prints a summary, or
+// every problem with its file:line.
+func check(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	if err := parseFlags(fs, args); err != nil {
@@ -20,22 +22,31 @@ func check(args []string, stdout io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("usage: intentpdp check DIR")
 	}
-	b, err := policystore.LoadDir(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	snap, err := policystore.Compile(b)
-	var verr *policystore.ValidationError
-	if errors.As(err, &verr) {
-		for _, p := range verr.Problems {
-			fmt.Fprintln(stdout, p)
-		}
-		return fmt.Errorf("%s: %d problem(s)", fs.Arg(0), len(verr.Problems))
-	}
+	snap, err := activateOffline(ctx, fs.Arg(0), nil, stdout)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok\n  revision: %s\n  policies: %d\n  entities: %d\n  schema:   %t\n",
 		fs.Arg(0), snap.Revision(), snap.PolicyCount(), snap.EntityCount(), snap.Schema() != nil)
 	return nil
+}
+
+// activateOffline activates the bundle at path (a directory or an archive)
+// in a store of its own, exactly as serve would: signature when keys are
+// given, parse, schema, ids and the bundle's tests/ cases. Each problem is
+// printed on its own line.
+func activateOffline(ctx context.Context, path string, keys []ed25519.PublicKey, stdout io.Writer) (*policystore.Snapshot, error) {
+	b, err := readBundle(path)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := policystore.NewStore(policystore.WithVerificationKeys(keys...)).Activate(ctx, b)
+	var verr *policystore.ValidationError
+	if errors.As(err, &verr) {
+		for _, p := range verr.Problems {
+			fmt.Fprintln(stdout, p)
+		}
+		return nil, fmt.Errorf("%s: %d problem(s)", path, len(verr.Problems))
+	}
+	return snap, err
 }

@@ -33,6 +33,22 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestCheckRunsBundleTests(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.cedar"), `@id("all") permit (principal, action, resource);`)
+	if err := os.Mkdir(filepath.Join(dir, "tests"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "tests", "cases.json"), `[{"name": "nobody may read", "now": "2026-01-01T00:00:00Z",
+  "principal": {"type": "User", "id": "a"}, "action": {"type": "Action", "id": "read"}, "resource": {"type": "Doc", "id": "d"},
+  "expect": {"decision": "deny"}}]`)
+	code, out := runCommand(t, "check", dir)
+	if code != 1 || !strings.Contains(out, `tests/cases.json: case "nobody may read"`) {
+		t.Fatalf("check with a failing bundle test: exit %d\n%s", code, out)
+	}
+}
+
 func TestEval(t *testing.T) {
 	t.Parallel()
 	code, out := runCommand(t, "eval", "--bundle", "../../examples/agents", "../../examples/agents/requests/secret-without-approved-purpose-denied.json")

@@ -15,7 +15,7 @@ const usage = `intentpdp: a Cedar policy decision point for agents' tool calls.
 
 Usage:
   intentpdp serve [flags]                  serve decisions over gRPC
-  intentpdp check DIR                      validate a bundle
+  intentpdp check DIR                      run a bundle's activation offline (parse, schema, ids, tests/)
   intentpdp eval --bundle DIR REQUEST.json decide one request offline
   intentpdp bundle build|verify|keygen     build, sign and verify bundle archives
 
@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(ctx, args[1:], stderr)
 	case "check":
-		err = check(args[1:], stdout)
+		err = check(ctx, args[1:], stdout)
 	case "eval":
 		err = eval(args[1:], stdout)
 	case "bundle":
