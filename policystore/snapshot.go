@@ -160,6 +160,15 @@ type Decision struct {
 	Ignored []IgnoredEntity
 }
 
+// PolicyIDs are the ids of the determining policies, in order.
+func (d Decision) PolicyIDs() []string {
+	ids := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		ids[i] = r.PolicyID
+	}
+	return ids
+}
+
 // Reason is a determining policy.
 type Reason struct {
 	PolicyID    string

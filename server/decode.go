@@ -38,6 +38,15 @@ var DefaultLimits = Limits{
 	MaxBatch:        100,
 }
 
+// CheckBatch refuses a batch of n requests that exceeds MaxBatch, the same
+// way for every front end that takes batches.
+func (l Limits) CheckBatch(n int) error {
+	if n > l.MaxBatch {
+		return Invalid("batch of %d requests exceeds the maximum of %d", n, l.MaxBatch)
+	}
+	return nil
+}
+
 // SetDefaults fills unset limits from DefaultLimits.
 func (l *Limits) SetDefaults() {
 	set := func(v *int, def int) {

@@ -1,9 +1,6 @@
 package server
 
-import (
-	"errors"
-	"log/slog"
-)
+import "errors"
 
 // Errors of the gateway front ends (Envoy ext_authz, forward-auth), mapped
 // by ToStatus like every other decision-path error.
@@ -14,7 +11,3 @@ var (
 	// an action; it is denied without evaluation.
 	ErrNoRoute = errors.New("no route maps the request to an action")
 )
-
-// Logger returns the service's logger, for front ends that report errors
-// through ToStatus or HTTPStatus.
-func (s *Service) Logger() *slog.Logger { return s.log }

@@ -4,7 +4,15 @@ import (
 	"net/http"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
+
+// HTTPError maps an error from the decision path, through ToStatus, to the
+// HTTP status an HTTP front end answers with and the status it came from.
+func (s *Service) HTTPError(err error) (int, *status.Status) {
+	st := status.Convert(ToStatus(s.log, err))
+	return HTTPStatus(st.Code()), st
+}
 
 // HTTPStatus maps the code of a status made by ToStatus to the HTTP status
 // an HTTP front end answers with, so HTTP and gRPC callers see the same

@@ -100,8 +100,8 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 	if n == 0 {
 		return nil, ToStatus(s.log, Invalid("requests is empty"))
 	}
-	if n > s.limits.MaxBatch {
-		return nil, ToStatus(s.log, Invalid("batch of %d requests exceeds the maximum of %d", n, s.limits.MaxBatch))
+	if err := s.limits.CheckBatch(n); err != nil {
+		return nil, ToStatus(s.log, err)
 	}
 	snap, err := s.store.Current()
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 
 	"github.com/cedar-policy/cedar-go/types"
-	"google.golang.org/grpc/status"
 
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/server"
@@ -37,7 +36,6 @@ var intentKeys = []string{"purpose", "task_id", "tool"}
 type Handler struct {
 	svc           *server.Service
 	exposeReasons bool
-	baseURL       string
 }
 
 // Option configures a Handler.
@@ -46,10 +44,6 @@ type Option func(*Handler)
 // WithExposeReasons puts the determining policy ids into each decision's
 // context.
 func WithExposeReasons(expose bool) Option { return func(h *Handler) { h.exposeReasons = expose } }
-
-// WithBaseURL sets the URL the discovery metadata advertises; by default
-// it is derived from each request's Host.
-func WithBaseURL(u string) Option { return func(h *Handler) { h.baseURL = u } }
 
 // New returns a Handler deciding through svc.
 func New(svc *server.Service, opts ...Option) *Handler {
@@ -94,20 +88,16 @@ func (h *Handler) wrap(e endpoint) http.Handler {
 }
 
 func (h *Handler) errorDetail(err error) (int, errorDetail) {
-	st := status.Convert(server.ToStatus(h.svc.Logger(), err))
-	code := server.HTTPStatus(st.Code())
+	code, st := h.svc.HTTPError(err)
 	return code, errorDetail{Status: code, Message: st.Message()}
 }
 
 func (h *Handler) configuration(r *http.Request) (any, error) {
-	base := h.baseURL
-	if base == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
+	base := scheme + "://" + r.Host
 	return configuration{
 		PolicyDecisionPoint:       base,
 		AccessEvaluationEndpoint:  base + PathEvaluation,
@@ -134,7 +124,7 @@ func (h *Handler) decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return server.Invalid("malformed JSON: %v", err)
 	}
-	if dec.More() {
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
 		return server.Invalid("malformed JSON: data after the request object")
 	}
 	return nil
@@ -163,8 +153,8 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 	default:
 		return nil, server.Invalid("options.evaluations_semantic %q: want %s, %s or %s", semantic, executeAll, denyOnFirstDeny, permitOnFirstPermit)
 	}
-	if n, max := len(req.Evaluations), h.svc.Limits().MaxBatch; n > max {
-		return nil, fmt.Errorf("%w: %d evaluations, at most %d per request", server.ErrLimitExceeded, n, max)
+	if err := h.svc.Limits().CheckBatch(len(req.Evaluations)); err != nil {
+		return nil, err
 	}
 	snap, err := h.svc.Store().Current()
 	if err != nil {
@@ -193,23 +183,24 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 	return out, nil
 }
 
-// decide evaluates one request against snap.
+// decide converts one evaluation and evaluates it against snap.
 func (h *Handler) decide(ctx context.Context, snap *policystore.Snapshot, e evaluation) (decision, error) {
 	req, err := h.request(e)
 	if err != nil {
 		return decision{}, err
 	}
+	return h.evaluate(ctx, snap, req)
+}
+
+// evaluate decides a converted request against snap.
+func (h *Handler) evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (decision, error) {
 	d, id, err := h.svc.Evaluate(server.WithFrontEnd(ctx, server.FrontEndAuthZEN), snap, req)
 	if err != nil {
 		return decision{}, err
 	}
 	out := decision{Decision: d.Allow, Context: map[string]any{"decision_id": id, "policy_revision": d.Revision}}
 	if h.exposeReasons && len(d.Reasons) > 0 {
-		ids := make([]string, len(d.Reasons))
-		for i, rs := range d.Reasons {
-			ids[i] = rs.PolicyID
-		}
-		out.Context["reasons"] = ids
+		out.Context["reasons"] = d.PolicyIDs()
 	}
 	return out, nil
 }

@@ -291,6 +291,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{"malformed JSON", authzen.PathEvaluation, `{"subject": `, 400, "malformed JSON"},
 		{"trailing data", authzen.PathEvaluation, `{} {}`, 400, "data after"},
+		{"trailing close brace", authzen.PathEvaluation, `{"subject": {"type": "Agent", "id": "a"}} }`, 400, "data after"},
 		{"missing action", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "resource": {"type": "account", "id": "1"}}`, 400, "action.name is required"},
 		{"missing subject id", authzen.PathEvaluation, `{"subject": {"type": "user"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}}`, 400, "subject.type and subject.id"},
 		{"fractional number", authzen.PathEvaluation, `{"subject": {"type": "user", "id": "a"}, "action": {"name": "can_read"}, "resource": {"type": "account", "id": "1"}, "context": {"amount": 1.5}}`, 400, "not a whole number"},

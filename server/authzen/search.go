@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,12 +23,15 @@ const (
 
 // searchKind is what differs between the subject, resource and action
 // searches: which member is searched for, where its candidates come from,
-// and how a hit is reported.
+// how a candidate fills the request, and how a hit is reported. The search
+// request is converted once, filled with the first candidate; swap then
+// puts each further candidate into the converted request.
 type searchKind struct {
 	name       string
 	check      func(searchRequest) error
 	candidates func(*policystore.Snapshot, searchRequest) []types.EntityUID
 	fill       func(evaluation, types.EntityUID) evaluation
+	swap       func(policystore.Request, types.EntityUID) policystore.Request
 	result     func(types.EntityUID) any
 }
 
@@ -46,6 +50,10 @@ var subjectSearch = searchKind{
 		e.Subject = &entity{Type: string(uid.Type), ID: string(uid.ID)}
 		return e
 	},
+	swap: func(r policystore.Request, uid types.EntityUID) policystore.Request {
+		r.Principal = uid
+		return r
+	},
 	result: entityResult,
 }
 
@@ -63,6 +71,18 @@ var resourceSearch = searchKind{
 	fill: func(e evaluation, uid types.EntityUID) evaluation {
 		e.Resource = &entity{Type: string(uid.Type), ID: string(uid.ID), Properties: e.Resource.Properties}
 		return e
+	},
+	swap: func(r policystore.Request, uid types.EntityUID) policystore.Request {
+		// The resource's properties, if any, move to the new candidate.
+		if e, ok := r.Entities[r.Resource]; ok {
+			ents := maps.Clone(r.Entities)
+			delete(ents, r.Resource)
+			e.UID = uid
+			ents[uid] = e
+			r.Entities = ents
+		}
+		r.Resource = uid
+		return r
 	},
 	result: entityResult,
 }
@@ -91,6 +111,10 @@ var actionSearch = searchKind{
 		}
 		e.Action = &action{Name: string(uid.ID), Properties: props}
 		return e
+	},
+	swap: func(r policystore.Request, uid types.EntityUID) policystore.Request {
+		r.Action = uid
+		return r
 	},
 	result: func(uid types.EntityUID) any { return map[string]string{"name": string(uid.ID)} },
 }
@@ -129,9 +153,15 @@ func (h *Handler) search(k searchKind) endpoint {
 		}
 		cands := k.candidates(snap, req)
 		out := searchResponse{Results: []any{}}
+		var base policystore.Request
+		if offset < len(cands) {
+			if base, err = h.request(k.fill(req.evaluation, cands[offset])); err != nil {
+				return nil, fmt.Errorf("%s search: %w", k.name, err)
+			}
+		}
 		i := offset
 		for ; i < len(cands) && len(out.Results) < limit; i++ {
-			d, err := h.decide(r.Context(), snap, k.fill(req.evaluation, cands[i]))
+			d, err := h.evaluate(r.Context(), snap, k.swap(base, cands[i]))
 			if err != nil {
 				return nil, fmt.Errorf("%s search: %w", k.name, err)
 			}

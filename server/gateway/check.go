@@ -67,14 +67,11 @@ type Checker struct {
 // NewChecker compiles cfg (after SetDefaults) into a Checker.
 func NewChecker(svc *server.Service, cfg Config) (*Checker, error) {
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	routes, err := cfg.compile()
+	if err != nil {
 		return nil, err
 	}
-	c := &Checker{svc: svc, cfg: cfg}
-	for _, r := range cfg.Routes {
-		cr, _ := compileRoute(r) // Validate compiled it already
-		c.routes = append(c.routes, cr)
-	}
+	c := &Checker{svc: svc, cfg: cfg, routes: routes}
 	for _, h := range cfg.ContextHeaders {
 		c.headers = append(c.headers, http.CanonicalHeaderKey(h))
 	}
@@ -104,9 +101,7 @@ func (c *Checker) Check(ctx context.Context, r Request) Answer {
 	}
 	body := denyBody{Decision: "deny", DecisionID: id, PolicyRevision: d.Revision}
 	if c.cfg.ExposeReasons {
-		for _, rs := range d.Reasons {
-			body.Reasons = append(body.Reasons, rs.PolicyID)
-		}
+		body.Reasons = d.PolicyIDs()
 	}
 	return Answer{
 		HTTPStatus: http.StatusForbidden,
@@ -126,9 +121,9 @@ type denyBody struct {
 }
 
 func (c *Checker) failed(err error) Answer {
-	st := status.Convert(server.ToStatus(c.svc.Logger(), err))
+	code, st := c.svc.HTTPError(err)
 	return Answer{
-		HTTPStatus: server.HTTPStatus(st.Code()),
+		HTTPStatus: code,
 		Status:     st,
 		Header:     http.Header{},
 		Body:       marshal(denyBody{Decision: "deny", Error: st.Message()}),
@@ -172,8 +167,12 @@ func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 }
 
 func (c *Checker) route(method, path string) (*route, map[string]string, bool) {
+	parts, ok := splitPath(path)
+	if !ok {
+		return nil, nil, false
+	}
 	for i := range c.routes {
-		if params, ok := c.routes[i].match(method, path); ok {
+		if params, ok := c.routes[i].match(method, parts); ok {
 			return &c.routes[i], params, true
 		}
 	}

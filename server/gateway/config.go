@@ -123,27 +123,33 @@ func (c *Config) SetDefaults() {
 	def(&c.Intent.PurposeHeader, "X-Intent-Purpose")
 	def(&c.Intent.TaskIDHeader, "X-Intent-Task-Id")
 	def(&c.Intent.ToolHeader, "X-Intent-Tool")
-	for i := range c.Routes {
-		def(&c.Routes[i].ActionType, "Action")
-		def(&c.Routes[i].Method, "*")
-	}
 }
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
+// compile checks the configuration and compiles its routes, reporting
+// every problem at once.
+func (c *Config) compile() ([]route, error) {
 	var errs []error
 	if _, err := types.NewEntityType(c.Principal.Type); err != nil {
 		errs = append(errs, fmt.Errorf("principal.type %q: %w", c.Principal.Type, err))
 	}
+	routes := make([]route, 0, len(c.Routes))
 	for i, r := range c.Routes {
-		if _, err := compileRoute(r); err != nil {
+		cr, err := compileRoute(r)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))
 		}
+		routes = append(routes, cr)
 	}
 	for _, h := range c.ContextHeaders {
 		if h == "" || strings.ContainsAny(h, " :\t") {
 			errs = append(errs, fmt.Errorf("context_headers: %q is not a header name", h))
 		}
 	}
-	return errors.Join(errs...)
+	return routes, errors.Join(errs...)
 }

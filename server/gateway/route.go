@@ -121,16 +121,23 @@ func compileTemplate(tmpl string, params map[string]bool) ([]segment, error) {
 	return out, nil
 }
 
-// match reports whether the route matches method and the escaped path
-// (no query), and returns the path parameters, unescaped per segment so
-// that an escaped slash stays inside its segment.
-func (r *route) match(method, escapedPath string) (map[string]string, bool) {
-	if r.method != "*" && r.method != method {
-		return nil, false
-	}
+// splitPath splits an escaped path (no query) into its segments, once per
+// request. An unnormalised path, with . or .. segments, matches no route:
+// the gateway must clean it.
+func splitPath(escapedPath string) ([]string, bool) {
 	parts := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
 	if slices.Contains(parts, "..") || slices.Contains(parts, ".") {
-		return nil, false // unnormalised paths never match: the gateway must clean them
+		return nil, false
+	}
+	return parts, true
+}
+
+// match reports whether the route matches method and the path's escaped
+// segments, and returns the path parameters, unescaped per segment so that
+// an escaped slash stays inside its segment.
+func (r *route) match(method string, parts []string) (map[string]string, bool) {
+	if r.method != "*" && r.method != method {
+		return nil, false
 	}
 	if len(parts) < len(r.segments) || (r.rest == "" && len(parts) != len(r.segments)) {
 		return nil, false
