@@ -34,25 +34,35 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 	req := &r.Request
 	b = append(b, `,"principal":`...)
 	b = appendRef(b, req.Principal)
+	// The intent is logged as its own field but redacted as what policies
+	// see, context.intent: "intent", "intent.purpose", "intent.attributes.x".
+	intentRed, whole := red.child(policystore.ContextIntent)
+	if whole {
+		intentRed = redactAll
+	}
 	b = append(b, `,"intent":{"action":`...)
 	b = appendString(b, string(req.Action.ID))
 	for _, f := range [...]struct{ k, v string }{{"purpose", req.Intent.Purpose}, {"task_id", req.Intent.TaskID}, {"tool", req.Intent.Tool}} {
-		if f.v != "" {
-			b = append(b, ',', '"')
-			b = append(b, f.k...)
-			b = append(b, '"', ':')
-			b = appendString(b, f.v)
+		if f.v == "" {
+			continue
 		}
+		b = append(b, ',', '"')
+		b = append(b, f.k...)
+		b = append(b, '"', ':')
+		if _, whole := intentRed.child(types.String(f.k)); whole {
+			f.v = Redacted
+		}
+		b = appendString(b, f.v)
 	}
 	b = append(b, `,"attributes":`...)
 	var attrs, ctx fields = recordMap(req.Intent.Attributes), req.Context
 	if encodeErr != "" {
 		attrs, ctx = recordMap(nil), recordMap(nil)
 	}
-	attrRed, _ := red.child(policystore.ContextIntent)
-	attrRed, _ = attrRed.child("attributes")
-	b, err := appendRecord(b, attrs, attrRed, nil)
-	if err != nil {
+	var err error
+	if attrRed, whole := intentRed.child("attributes"); whole {
+		b = appendString(b, Redacted)
+	} else if b, err = appendRecord(b, attrs, attrRed, nil); err != nil {
 		return nil, err
 	}
 	b = append(b, `},"resource":`...)
@@ -197,7 +207,8 @@ func appendValue(b []byte, v types.Value, red *redactor) ([]byte, error) {
 				b = append(b, ',')
 			}
 			i++
-			if b, err = appendValue(b, e, nil); err != nil {
+			// A path through a set applies to each of its elements.
+			if b, err = appendValue(b, e, red); err != nil {
 				return nil, err
 			}
 		}

@@ -16,7 +16,13 @@ type redactor struct {
 	// next maps a key to the paths below it; a nil redactor for a key means
 	// the key itself is redacted.
 	next map[types.String]*redactor
+	// all redacts every key below, for a value redacted as a whole that is
+	// nonetheless logged field by field (the intent).
+	all bool
 }
+
+// redactAll redacts every key it is asked about.
+var redactAll = &redactor{all: true}
 
 // newRedactor parses dotted paths. Empty segments are an error so that a
 // typo does not silently log what was meant to be hidden.
@@ -59,6 +65,9 @@ func (r *redactor) add(segs []string) {
 func (r *redactor) child(k types.String) (sub *redactor, whole bool) {
 	if r == nil {
 		return nil, false
+	}
+	if r.all {
+		return nil, true
 	}
 	sub, hit := r.next[k]
 	return sub, hit && sub == nil

@@ -164,6 +164,42 @@ func TestRedaction(t *testing.T) {
 	}
 }
 
+// TestRedactionPathShapes covers each shape of path: the whole intent, one
+// of its fields, all its attributes, and a field inside a set's records.
+func TestRedactionPathShapes(t *testing.T) {
+	t.Parallel()
+	list := types.NewSet(types.NewRecord(types.RecordMap{"secret": types.String("s1"), "id": types.Long(1)}))
+	cases := []struct {
+		path, field, want string
+	}{
+		{"intent", "intent", `{"action":"read_file","attributes":"[REDACTED]","purpose":"[REDACTED]","task_id":"[REDACTED]","tool":"[REDACTED]"}`},
+		{"intent.purpose", "intent", `{"action":"read_file","attributes":{"prompt":"p"},"purpose":"[REDACTED]","task_id":"T-1","tool":"shell"}`},
+		{"intent.attributes", "intent", `{"action":"read_file","attributes":"[REDACTED]","purpose":"incident","task_id":"T-1","tool":"shell"}`},
+		{"list.secret", "context", `{"list":[{"id":1,"secret":"[REDACTED]"}]}`},
+	}
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			w, err := decisionlog.New(&buf, decisionlog.WithRedact([]string{c.path}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := record(t, "d1", types.RecordMap{"list": list}, types.RecordMap{"prompt": types.String("p")})
+			if err := w.Log(t.Context(), r); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.Marshal(lines(t, buf.Bytes())[0][c.field])
+			if string(got) != c.want {
+				t.Errorf("%s = %s, want %s", c.field, got, c.want)
+			}
+		})
+	}
+}
+
 func TestBadRedactPath(t *testing.T) {
 	t.Parallel()
 	if _, err := decisionlog.New(&bytes.Buffer{}, decisionlog.WithRedact([]string{"a..b"})); err == nil {
