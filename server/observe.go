@@ -83,30 +83,15 @@ func WithMetrics(m DecisionObserver) Option { return func(s *Service) { s.metric
 // has been queued to it, except a deny caused by the log refusing it.
 func WithDecisionLog(l DecisionLogger) Option { return func(s *Service) { s.decisionLog = l } }
 
-type frontEndKey struct{}
-
-// WithFrontEnd tags ctx with the front end that asks for decisions.
-func WithFrontEnd(ctx context.Context, name string) context.Context {
-	return context.WithValue(ctx, frontEndKey{}, name)
-}
-
-// FrontEnd is the front end ctx was tagged with, or "".
-func FrontEnd(ctx context.Context) string {
-	name, _ := ctx.Value(frontEndKey{}).(string)
-	return name
-}
-
 // ObserveBatch records the size of a batch call from a front end.
 func (s *Service) ObserveBatch(frontEnd string, n int) { s.metrics.ObserveBatch(frontEnd, n) }
 
 // observe gives one decision, started at start under span, its log record,
 // metrics and span attributes; it returns what the caller may answer.
-func (s *Service) observe(ctx context.Context, span trace.Span, start time.Time, req policystore.Request,
+func (s *Service) observe(ctx context.Context, span trace.Span, start time.Time, frontEnd string, req policystore.Request,
 	d policystore.Decision, id string, err error) (policystore.Decision, string, error) {
 	latency := time.Since(start)
-	// Looked up once: gRPC contexts are deep, and each lookup walks them.
-	frontEnd := FrontEnd(ctx)
-	if err == nil {
+	if err == nil && s.decisionLog != nil {
 		rec := decisionlog.Record{
 			DecisionID: id, Time: start, FrontEnd: frontEnd,
 			Request: req, Decision: d, Latency: latency,
@@ -187,12 +172,8 @@ func (s *Service) annotate(span trace.Span, frontEnd string, req policystore.Req
 	)...)
 }
 
-// Defaults when no observability is configured.
-type (
-	noMetrics     struct{}
-	noDecisionLog struct{}
-)
+// noMetrics is the default when no metrics are configured.
+type noMetrics struct{}
 
 func (noMetrics) ObserveDecision(string, policystore.Decision, error, time.Duration) {}
 func (noMetrics) ObserveBatch(string, int)                                           {}
-func (noDecisionLog) Log(context.Context, decisionlog.Record) error                  { return nil }

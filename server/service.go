@@ -34,7 +34,7 @@ type Service struct {
 	tracer          trace.Tracer
 	tracedIDs       TracedIdentifiers
 	metrics         DecisionObserver
-	decisionLog     DecisionLogger
+	decisionLog     DecisionLogger // nil: no decision log
 }
 
 // Option configures a Service.
@@ -69,7 +69,7 @@ func NewService(store SnapshotSource, opts ...Option) *Service {
 		now:    time.Now,
 		newID:  newDecisionID,
 	}
-	s.tracer, s.metrics, s.decisionLog = noop.NewTracerProvider().Tracer(""), noMetrics{}, noDecisionLog{}
+	s.tracer, s.metrics = noop.NewTracerProvider().Tracer(""), noMetrics{}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -129,7 +129,7 @@ func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *p
 	if err != nil {
 		return nil, err
 	}
-	d, id, err := s.Evaluate(WithFrontEnd(ctx, FrontEndGRPC), snap, preq)
+	d, id, err := s.Evaluate(ctx, FrontEndGRPC, snap, preq)
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +140,13 @@ func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *p
 // AuthZEN, forward-auth) goes through: it decides a checked request against
 // snap and assigns the decision id. Errors mean no decision was made; front
 // ends must then deny (fail closed). Each decision gets a span, metrics and
-// a decision log record; tag ctx with WithFrontEnd to say who asked.
-func (s *Service) Evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {
+// a decision log record, all naming frontEnd (FrontEndGRPC, ...), who asked.
+func (s *Service) Evaluate(ctx context.Context, frontEnd string, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {
 	start := time.Now()
 	ctx, span := s.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
 	d, id, err := s.evaluate(ctx, snap, req)
-	return s.observe(ctx, span, start, req, d, id, err)
+	return s.observe(ctx, span, start, frontEnd, req, d, id, err)
 }
 
 func (s *Service) evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Decision, string, error) {

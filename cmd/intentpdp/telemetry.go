@@ -198,8 +198,12 @@ func (o *observability) grpcOptions() []grpc.ServerOption {
 	return opts
 }
 
-// httpHandler traces the HTTP front ends (AuthZEN, forward-auth).
+// httpHandler traces the HTTP front ends (AuthZEN, forward-auth) when
+// tracing is on; off, the wrapper would only cost time on every request.
 func (o *observability) httpHandler(h http.Handler) http.Handler {
+	if !o.tracing {
+		return h
+	}
 	return telemetry.HTTPHandler(o.tp, h)
 }
 

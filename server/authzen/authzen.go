@@ -194,7 +194,7 @@ func (h *Handler) decide(ctx context.Context, snap *policystore.Snapshot, e eval
 
 // evaluate decides a converted request against snap.
 func (h *Handler) evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (decision, error) {
-	d, id, err := h.svc.Evaluate(server.WithFrontEnd(ctx, server.FrontEndAuthZEN), snap, req)
+	d, id, err := h.svc.Evaluate(ctx, server.FrontEndAuthZEN, snap, req)
 	if err != nil {
 		return decision{}, err
 	}

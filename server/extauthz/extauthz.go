@@ -37,7 +37,7 @@ func Register(gs *grpc.Server, checker *gateway.Checker) {
 // failure_mode_allow through, whereas a non-OK status in the response is a
 // denial whatever Envoy's configuration.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	a := s.checker.Check(server.WithFrontEnd(ctx, server.FrontEndExtAuthz), gatewayRequest(req))
+	a := s.checker.Check(ctx, gatewayRequest(req))
 	if a.Allow {
 		return &authv3.CheckResponse{
 			Status: a.Status.Proto(),
@@ -65,6 +65,7 @@ func gatewayRequest(req *authv3.CheckRequest) gateway.Request {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	out := gateway.Request{
+		FrontEnd: server.FrontEndExtAuthz,
 		Method:   h.GetMethod(),
 		Path:     h.GetPath(),
 		Host:     h.GetHost(),

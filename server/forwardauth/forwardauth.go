@@ -36,7 +36,7 @@ type Handler struct {
 func New(checker *gateway.Checker) *Handler { return &Handler{checker: checker} }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a := h.checker.Check(server.WithFrontEnd(r.Context(), server.FrontEndForwardAuth), original(r))
+	a := h.checker.Check(r.Context(), original(r))
 	for k, vs := range a.Header {
 		w.Header()[k] = vs
 	}
@@ -58,6 +58,7 @@ func original(r *http.Request) gateway.Request {
 		host = r.Host
 	}
 	return gateway.Request{
+		FrontEnd:      server.FrontEndForwardAuth,
 		Method:        first(r.Header, methodHeaders),
 		Path:          first(r.Header, uriHeaders),
 		Host:          host,

@@ -25,7 +25,9 @@ const (
 
 // Request is what a gateway tells us about one HTTP request.
 type Request struct {
-	Method string
+	// FrontEnd is the hook that asks (server.FrontEndExtAuthz, ...).
+	FrontEnd string
+	Method   string
 	// Path is the request target as sent: escaped, possibly with a query.
 	Path   string
 	Host   string
@@ -89,7 +91,7 @@ func (c *Checker) Check(ctx context.Context, r Request) Answer {
 	if err != nil {
 		return c.failed(err)
 	}
-	d, id, err := c.svc.Evaluate(ctx, snap, req)
+	d, id, err := c.svc.Evaluate(ctx, r.FrontEnd, snap, req)
 	if err != nil {
 		return c.failed(err)
 	}
