@@ -78,7 +78,7 @@ func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	uniqueRevision(snap, b, s.current.Load())
+	s.uniqueRevision(snap)
 	res.Revision = snap.revision
 	if problems := RunCases(b, snap); len(problems) > 0 {
 		return nil, &ValidationError{Problems: problems}
@@ -87,21 +87,20 @@ func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	return snap, nil
 }
 
-// uniqueRevision keeps "a revision names one content": when snap reuses the
-// active bundle's manifest revision for different content (a policy file
-// edited without bumping the manifest), the content hash is appended, so
-// that no decision ever reports a revision that another content also had.
-func uniqueRevision(snap *Snapshot, b *Bundle, active *Snapshot) {
-	snap.baseRevision, snap.contentHash = snap.revision, b.ContentHash()
-	if active == nil || active.baseRevision != snap.baseRevision {
-		return
+// uniqueRevision keeps "a revision names one content": when snap reuses a
+// manifest revision that went live with different content before (a policy
+// file edited without bumping the manifest), the content hash is appended,
+// so that no decision ever reports a revision another content also had.
+// s.mu is held.
+func (s *Store) uniqueRevision(snap *Snapshot) {
+	snap.baseRevision = snap.revision
+	if first, seen := s.contents[snap.baseRevision]; seen && first != snap.contentHash {
+		snap.revision = snap.baseRevision + "+" + snap.contentHash
 	}
-	if active.contentHash == snap.contentHash {
-		snap.revision = active.revision
-		return
-	}
-	snap.revision = snap.baseRevision + "+" + snap.contentHash
 }
+
+// ContentHash is the digest of the bundle the snapshot was built from.
+func (s *Snapshot) ContentHash() string { return s.contentHash }
 
 // Sequence is the manifest sequence of the bundle (0 when it has none).
 func (s *Snapshot) Sequence() int64 { return s.sequence }

@@ -303,6 +303,36 @@ func TestReusedRevisionStaysUnique(t *testing.T) {
 	}
 }
 
+// TestRevisionNamesOneContentAcrossHistory: a revision that went live once
+// keeps naming that content, even after another revision was in between.
+func TestRevisionNamesOneContentAcrossHistory(t *testing.T) {
+	t.Parallel()
+	s := policystore.NewStore()
+	allow := revisionBundle(true, "")
+	first := mustActivate(t, s, allow)
+	mustActivate(t, s, revisionBundle(false, ""))
+	deny := revisionBundle(false, "")
+	deny.Files["manifest.json"] = allow.Files["manifest.json"]
+	if later := mustActivate(t, s, deny); later.Revision() == first.Revision() {
+		t.Fatalf("two contents both report revision %q", first.Revision())
+	}
+}
+
+// TestActivateAfterCancellation: a caller that gave up before activation
+// started gets nothing, and the same bundle activates on the next call.
+func TestActivateAfterCancellation(t *testing.T) {
+	t.Parallel()
+	s := policystore.NewStore()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Activate(ctx, revisionBundle(true, "")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled activation: err = %v", err)
+	}
+	if snap := mustActivate(t, s, revisionBundle(true, "")); snap.Revision() != "allow-rev" {
+		t.Fatalf("revision %q", snap.Revision())
+	}
+}
+
 func TestParseCasesRequiresFields(t *testing.T) {
 	t.Parallel()
 	full := `{"name": "n", "principal": {"type": "A", "id": "a"}, "action": {"type": "Action", "id": "r"},

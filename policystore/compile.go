@@ -106,11 +106,14 @@ func Compile(b *Bundle) (*Snapshot, error) {
 	if len(c.problems) > 0 {
 		return nil, &ValidationError{Problems: c.problems}
 	}
+	hash := b.ContentHash()
 	revision := manifest.Revision
 	if revision == "" {
-		revision = b.ContentHash()
+		revision = hash
 	}
-	return newSnapshot(revision, b.Source, policies, entities, sch), nil
+	snap := newSnapshot(revision, b.Source, policies, entities, sch)
+	snap.contentHash = hash
+	return snap, nil
 }
 
 func (c *compiler) manifest() Manifest {

@@ -25,6 +25,9 @@ type Store struct {
 	allowRollback bool
 	observers     []func(ActivationResult)
 	lastAttempt   atomic.Pointer[ActivationResult]
+	// contents maps each manifest revision that went live to the content
+	// hash it first named, so that a revision never names two contents.
+	contents map[string]string
 }
 
 // StoreOption configures a Store.
@@ -37,7 +40,7 @@ func WithClock(now func() time.Time) StoreOption {
 
 // NewStore returns an empty Store; Current fails until the first Activate.
 func NewStore(opts ...StoreOption) *Store {
-	s := &Store{now: time.Now}
+	s := &Store{now: time.Now, contents: map[string]string{}}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -59,9 +62,13 @@ func (s *Store) Activate(ctx context.Context, b *Bundle) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := ActivationResult{Source: b.Source, At: s.now()}
-	snap, err := s.build(b, &res)
+	// A caller that gave up before the work started gets nothing; once a
+	// bundle has passed every check, swapping it in costs nothing, so a
+	// late cancellation does not throw that work away.
+	err := ctx.Err()
+	var snap *Snapshot
 	if err == nil {
-		err = ctx.Err()
+		snap, err = s.build(b, &res)
 	}
 	res.Duration = s.now().Sub(res.At)
 	if err != nil {
@@ -69,11 +76,28 @@ func (s *Store) Activate(ctx context.Context, b *Bundle) (*Snapshot, error) {
 	} else {
 		snap.activatedAt = s.now()
 		s.current.Store(snap)
+		if _, seen := s.contents[snap.baseRevision]; !seen {
+			s.contents[snap.baseRevision] = snap.contentHash
+		}
 		res.Snapshot = snap
 	}
-	s.lastAttempt.Store(&res)
-	for _, fn := range s.observers {
-		fn(res)
-	}
+	s.record(&res)
 	return res.Snapshot, res.Err
+}
+
+// RecordFailure records an attempt that failed before reaching Activate
+// (a bundle that could not be fetched), so that status and the activation
+// observers see it like any refused bundle.
+func (s *Store) RecordFailure(source string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.record(&ActivationResult{Source: source, At: s.now(), Err: err})
+}
+
+// record publishes an attempt to status and the observers; s.mu is held.
+func (s *Store) record(res *ActivationResult) {
+	s.lastAttempt.Store(res)
+	for _, fn := range s.observers {
+		fn(*res)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/intentpdp/intentpdp/policystore"
@@ -15,6 +14,7 @@ import (
 // Activator is the part of policystore.Store the reloader drives.
 type Activator interface {
 	Activate(ctx context.Context, b *policystore.Bundle) (*policystore.Snapshot, error)
+	RecordFailure(source string, err error)
 	Status() policystore.Status
 }
 
@@ -25,12 +25,8 @@ type Reloader struct {
 	store   Activator
 	fetcher Fetcher
 	log     *slog.Logger
-	now     func() time.Time
 
 	mu sync.Mutex // one fetch-and-activate at a time
-	// fetchFailure is the last fetch that failed before reaching the
-	// store, cleared by the next fetch that succeeds.
-	fetchFailure atomic.Pointer[policystore.ActivationResult]
 }
 
 // ReloaderOption configures a Reloader.
@@ -39,12 +35,9 @@ type ReloaderOption func(*Reloader)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) ReloaderOption { return func(r *Reloader) { r.log = l } }
 
-// WithClock sets the clock that stamps fetch failures.
-func WithClock(now func() time.Time) ReloaderOption { return func(r *Reloader) { r.now = now } }
-
 // NewReloader returns a Reloader activating fetcher's bundles in store.
 func NewReloader(store Activator, fetcher Fetcher, opts ...ReloaderOption) *Reloader {
-	r := &Reloader{store: store, fetcher: fetcher, log: slog.New(slog.DiscardHandler), now: time.Now}
+	r := &Reloader{store: store, fetcher: fetcher, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(r)
 	}
@@ -52,23 +45,24 @@ func NewReloader(store Activator, fetcher Fetcher, opts ...ReloaderOption) *Relo
 }
 
 // Reload fetches the source and activates what it yields. changed is false
-// when the source was unchanged (no error) or when the fetch or activation
-// failed (err says why; the active snapshot is untouched).
+// when the source was unchanged (no error: the source said so, or its
+// content is the active snapshot's) or when the fetch or activation failed
+// (err says why; the active snapshot is untouched).
 func (r *Reloader) Reload(ctx context.Context) (changed bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	at := r.now()
 	b, err := r.fetcher.Fetch(ctx)
 	if errors.Is(err, ErrNotModified) {
-		r.fetchFailure.Store(nil)
 		return false, nil
 	}
 	if err != nil {
-		r.fetchFailure.Store(&policystore.ActivationResult{Source: r.fetcher.Source(), At: at, Duration: r.now().Sub(at), Err: err})
+		r.store.RecordFailure(r.fetcher.Source(), err)
 		r.log.Error("policy bundle fetch failed; the active bundle keeps serving", "err", err)
 		return false, err
 	}
-	r.fetchFailure.Store(nil)
+	if active := r.store.Status().Active; active != nil && active.ContentHash() == b.ContentHash() {
+		return false, nil
+	}
 	snap, err := r.store.Activate(ctx, b)
 	if err != nil {
 		r.log.Error("policy bundle refused; the active bundle keeps serving", "source", b.Source, "err", err)
@@ -79,15 +73,8 @@ func (r *Reloader) Reload(ctx context.Context) (changed bool, err error) {
 	return true, nil
 }
 
-// Status is the store's status, with a failed fetch shown as the last
-// attempt when it is more recent than the store's last activation.
-func (r *Reloader) Status() policystore.Status {
-	st := r.store.Status()
-	if f := r.fetchFailure.Load(); f != nil && (st.LastAttempt == nil || f.At.After(st.LastAttempt.At)) {
-		st.LastAttempt = f
-	}
-	return st
-}
+// Status is the store's status, fetch failures included.
+func (r *Reloader) Status() policystore.Status { return r.store.Status() }
 
 // Run reloads once per signal on trigger until ctx ends.
 func (r *Reloader) Run(ctx context.Context, trigger <-chan struct{}) {

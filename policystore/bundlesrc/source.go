@@ -3,7 +3,6 @@ package bundlesrc
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -45,9 +44,8 @@ func (d *Dir) Fetch(context.Context) (*policystore.Bundle, error) {
 }
 
 // Archive fetches a .tar.gz bundle from a local path or an http(s) URL. It
-// remembers the last archive's ETag and digest, so an unchanged archive is
-// ErrNotModified and is not activated again. Archive is safe for
-// concurrent use.
+// remembers the last ETag, so an unchanged remote archive costs a 304 and
+// is ErrNotModified. Archive is safe for concurrent use.
 type Archive struct {
 	location string // a path, or an http(s) URL
 	source   string // location with any password redacted
@@ -55,9 +53,8 @@ type Archive struct {
 	client   *http.Client
 	maxBytes int64
 
-	mu     sync.Mutex
-	etag   string
-	digest [sha256.Size]byte
+	mu   sync.Mutex
+	etag string
 }
 
 // ArchiveOption configures an Archive.
@@ -119,17 +116,12 @@ func (a *Archive) Fetch(ctx context.Context) (*policystore.Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", a.source, err)
 	}
-	digest := sha256.Sum256(data)
-	if digest == a.digest {
-		a.etag = etag
-		return nil, ErrNotModified
-	}
 	b, err := ReadTarGz(bytes.NewReader(data), a.maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", a.source, err)
 	}
 	b.Source = a.source
-	a.etag, a.digest = etag, digest
+	a.etag = etag
 	return b, nil
 }
 
