@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"slices"
 	"strings"
 )
@@ -97,12 +96,9 @@ func (b *Bundle) paths() []string {
 func (b *Bundle) pathsWithSuffix(suffix string) []string {
 	var out []string
 	for _, p := range b.paths() {
-		if strings.HasSuffix(p, suffix) && !strings.HasPrefix(p, "tests/") {
+		if strings.HasSuffix(p, suffix) && !strings.HasPrefix(p, TestsDir) {
 			out = append(out, p)
 		}
 	}
 	return out
 }
-
-// isTopLevel reports whether p is a file in the bundle's root directory.
-func isTopLevel(p string) bool { return path.Dir(p) == "." }

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/cedar-policy/cedar-go/types"
-	"github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
 // EntitiesOfType returns the UIDs of the bundle's entities of type t,
@@ -43,7 +42,7 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 			}
 		}
 		for _, p := range s.policies {
-			for _, uid := range scopeActions(p.policy.AST().Action) {
+			for _, uid := range scopeUIDs(p.policy.AST().Action) {
 				set[uid] = struct{}{}
 			}
 		}
@@ -58,17 +57,4 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 
 func admits(allowed []types.EntityType, t types.EntityType) bool {
 	return t == "" || slices.Contains(allowed, t)
-}
-
-func scopeActions(scope ast.IsActionScopeNode) []types.EntityUID {
-	switch sc := scope.(type) {
-	case ast.ScopeTypeEq:
-		return []types.EntityUID{sc.Entity}
-	case ast.ScopeTypeIn:
-		return []types.EntityUID{sc.Entity}
-	case ast.ScopeTypeInSet:
-		return sc.Entities
-	default:
-		return nil
-	}
 }

@@ -59,7 +59,7 @@ func readManifestMeta(b *Bundle) (manifestMeta, error) {
 		return m, nil
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("%s: %w", ManifestFile, err)
+		return m, err // the caller names the file
 	}
 	return m, nil
 }
@@ -161,7 +161,7 @@ func verifyManifestSignature(b *Bundle, keys []ed25519.PublicKey) error {
 func verifyDigests(b *Bundle) error {
 	m, err := readManifestMeta(b)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", ManifestFile, err)
 	}
 	var problems []string
 	actual := digests(b)

@@ -36,11 +36,8 @@ func NewAdminService(admin PolicyAdmin) *AdminService {
 
 // NewAdminGRPCServer returns a gRPC server carrying only the admin service,
 // with panic recovery, for the admin listener.
-func NewAdminGRPCServer(admin PolicyAdmin, log *slog.Logger, extra ...grpc.ServerOption) *grpc.Server {
-	opts := append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverUnary(log)),
-	}, extra...)
-	gs := grpc.NewServer(opts...)
+func NewAdminGRPCServer(admin PolicyAdmin, log *slog.Logger) *grpc.Server {
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverUnary(log)))
 	pdpv1.RegisterPolicyAdminServiceServer(gs, NewAdminService(admin))
 	return gs
 }

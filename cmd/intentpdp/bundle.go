@@ -95,7 +95,7 @@ func bundleBuild(ctx context.Context, args []string, stdout io.Writer) error {
 	if key != nil {
 		keys = append(keys, key.Public().(ed25519.PublicKey))
 	}
-	snap, err := policystore.NewStore(policystore.WithVerificationKeys(keys...)).Activate(ctx, b)
+	snap, err := activateBundle(ctx, pos[0], b, keys, stdout)
 	if err != nil {
 		return err
 	}
@@ -143,25 +143,19 @@ func bundleVerify(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // readBundle reads a bundle directory or .tar.gz archive.
-func readBundle(path string) (*policystore.Bundle, error) {
+func readBundle(ctx context.Context, path string) (*policystore.Bundle, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if info.IsDir() {
-		return policystore.LoadDir(path)
+		return bundlesrc.NewDir(path).Fetch(ctx)
 	}
-	f, err := os.Open(path)
+	a, err := bundlesrc.NewArchive(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b, err := bundlesrc.ReadTarGz(f, bundlesrc.DefaultMaxBytes)
-	if err != nil {
-		return nil, err
-	}
-	b.Source = path
-	return b, nil
+	return a.Fetch(ctx)
 }
 
 // bundleKeygen writes a new ed25519 key pair as PEM, the private key

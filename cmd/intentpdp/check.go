@@ -36,10 +36,15 @@ func check(ctx context.Context, args []string, stdout io.Writer) error {
 // given, parse, schema, ids and the bundle's tests/ cases. Each problem is
 // printed on its own line.
 func activateOffline(ctx context.Context, path string, keys []ed25519.PublicKey, stdout io.Writer) (*policystore.Snapshot, error) {
-	b, err := readBundle(path)
+	b, err := readBundle(ctx, path)
 	if err != nil {
 		return nil, err
 	}
+	return activateBundle(ctx, path, b, keys, stdout)
+}
+
+// activateBundle activates b, read from path, in a store of its own.
+func activateBundle(ctx context.Context, path string, b *policystore.Bundle, keys []ed25519.PublicKey, stdout io.Writer) (*policystore.Snapshot, error) {
 	snap, err := policystore.NewStore(policystore.WithVerificationKeys(keys...)).Activate(ctx, b)
 	var verr *policystore.ValidationError
 	if errors.As(err, &verr) {

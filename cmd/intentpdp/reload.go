@@ -67,7 +67,7 @@ func newFetcher(cfg *Config) (bundlesrc.Fetcher, error) {
 type embeddedFetcher struct{}
 
 func (embeddedFetcher) Fetch(context.Context) (*policystore.Bundle, error) { return loadBundle("") }
-func (embeddedFetcher) Source() string                                     { return "embedded:examples/agents" }
+func (embeddedFetcher) Source() string                                     { return embeddedSource }
 
 func readPublicKeys(files []string) ([]ed25519.PublicKey, error) {
 	keys := make([]ed25519.PublicKey, 0, len(files))
@@ -117,7 +117,7 @@ func startReloading(ctx context.Context, cfg *Config, log *slog.Logger, r *bundl
 	wg.Go(func() { forwardSIGHUP(ctx, log, hup, trigger) })
 	wg.Go(func() { r.Run(ctx, trigger) })
 	if watcher != nil {
-		wg.Go(func() { _ = watcher.Run(ctx, func() { notify(trigger) }) })
+		wg.Go(func() { watcher.Run(ctx, func() { notify(trigger) }) })
 	}
 	if cfg.Reload.BundleURL != "" {
 		wg.Go(func() {

@@ -122,6 +122,9 @@ func runUntilDone(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis ne
 	return nil
 }
 
+// embeddedSource names the example bundle built into the binary.
+const embeddedSource = "embedded:examples/agents"
+
 // loadBundle reads the bundle directory, or the embedded example when dir
 // is empty.
 func loadBundle(dir string) (*policystore.Bundle, error) {
@@ -132,6 +135,6 @@ func loadBundle(dir string) (*policystore.Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load embedded example bundle: %w", err)
 	}
-	b.Source = "embedded:examples/agents"
+	b.Source = embeddedSource
 	return b, nil
 }

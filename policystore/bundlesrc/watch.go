@@ -55,7 +55,7 @@ func (d *DirWatcher) addTree(dir string) error {
 
 // Run calls changed once per settled burst of changes, until ctx ends; it
 // then stops watching. changed runs on Run's goroutine.
-func (d *DirWatcher) Run(ctx context.Context, changed func()) error {
+func (d *DirWatcher) Run(ctx context.Context, changed func()) {
 	defer d.w.Close()
 	timer := time.NewTimer(d.cooldown)
 	timer.Stop()
@@ -63,16 +63,16 @@ func (d *DirWatcher) Run(ctx context.Context, changed func()) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil
+			return
 		case ev, ok := <-d.w.Events:
 			if !ok {
-				return nil
+				return
 			}
 			d.follow(ev)
 			timer.Reset(d.cooldown)
 		case err, ok := <-d.w.Errors:
 			if !ok {
-				return nil
+				return
 			}
 			// An overflow loses events: reload anyway, the bundle is read whole.
 			d.log.Warn("bundle directory watch error", "dir", d.root, "err", err)
