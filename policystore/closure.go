@@ -123,10 +123,27 @@ func bundleAncestors(closed types.EntityMap) ancestryFunc {
 	}
 }
 
-// layeredAncestors walks the layered view, since a bundle entity's parent
-// the bundle does not define may be defined, with parents, by the request.
+// layeredAncestors reads the closures already computed, after
+// closeRequestEntities: a request entity's parents are all its ancestors; a
+// bundle entity's are its bundle closure plus, for each of those the
+// request defines, that entity's (closed) parents.
 func layeredAncestors(l layeredEntities) ancestryFunc {
 	return func(uid types.EntityUID) iter.Seq[types.EntityUID] {
-		return slices.Values(walkAncestors(l, uid))
+		if e, ok := l.request[uid]; ok {
+			return e.Parents.All()
+		}
+		own := l.bundle[uid].Parents
+		return func(yield func(types.EntityUID) bool) {
+			for a := range own.All() {
+				if !yield(a) {
+					return
+				}
+				for b := range l.request[a].Parents.All() {
+					if !yield(b) {
+						return
+					}
+				}
+			}
+		}
 	}
 }
