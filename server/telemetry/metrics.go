@@ -38,6 +38,30 @@ type Metrics struct {
 	revisionMu  sync.Mutex // keeps exactly one revision series at 1
 	grpc        *grpcprom.ServerMetrics
 	reg         prometheus.Registerer
+	// perFrontEnd caches each front end's decision series, so a decision
+	// costs no label hashing: front ends are a handful of constants.
+	perFrontEnd sync.Map // front end → *frontEndSeries
+}
+
+// frontEndSeries are the decision series of one front end.
+type frontEndSeries struct {
+	allow, deny, failed prometheus.Counter
+	latency             prometheus.Observer
+	evalErrors          prometheus.Counter
+}
+
+func (m *Metrics) series(frontEnd string) *frontEndSeries {
+	if s, ok := m.perFrontEnd.Load(frontEnd); ok {
+		return s.(*frontEndSeries)
+	}
+	s, _ := m.perFrontEnd.LoadOrStore(frontEnd, &frontEndSeries{
+		allow:      m.decisions.WithLabelValues(OutcomeAllow, frontEnd),
+		deny:       m.decisions.WithLabelValues(OutcomeDeny, frontEnd),
+		failed:     m.decisions.WithLabelValues(OutcomeError, frontEnd),
+		latency:    m.latency.WithLabelValues(frontEnd),
+		evalErrors: m.evalErrors.WithLabelValues(frontEnd),
+	})
+	return s.(*frontEndSeries)
 }
 
 // NewMetrics registers intentpdp's metrics, gRPC server metrics included,
@@ -89,20 +113,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // ObserveDecision records one pass through the decision path: err non-nil
 // means no decision was made.
 func (m *Metrics) ObserveDecision(frontEnd string, d policystore.Decision, err error, latency time.Duration) {
-	outcome := OutcomeDeny
+	s := m.series(frontEnd)
 	switch {
 	case err != nil:
-		outcome = OutcomeError
-	case d.Allow:
-		outcome = OutcomeAllow
-	}
-	m.decisions.WithLabelValues(outcome, frontEnd).Inc()
-	if err != nil {
+		s.failed.Inc()
 		return
+	case d.Allow:
+		s.allow.Inc()
+	default:
+		s.deny.Inc()
 	}
-	m.latency.WithLabelValues(frontEnd).Observe(latency.Seconds())
+	s.latency.Observe(latency.Seconds())
 	if n := len(d.Errors); n > 0 {
-		m.evalErrors.WithLabelValues(frontEnd).Add(float64(n))
+		s.evalErrors.Add(float64(n))
 	}
 }
 
