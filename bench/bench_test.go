@@ -45,6 +45,15 @@ var (
 // heap of several would make the garbage collector part of every result.
 // Benchmarks ask for their scenarios in order, so each is built once per
 // benchmark function.
+// service decides against the fixture's snapshot: the bundle is compiled
+// once per fixture, not again per benchmark.
+func (f *fixture) service() *server.Service { return server.NewService(fixedSnapshot{f.snap}) }
+
+// fixedSnapshot is a server.SnapshotSource that never changes.
+type fixedSnapshot struct{ snap *policystore.Snapshot }
+
+func (s fixedSnapshot) Current() (*policystore.Snapshot, error) { return s.snap, nil }
+
 func fixtureFor(b *testing.B, name string) *fixture {
 	b.Helper()
 	fixtureMu.Lock()
@@ -144,11 +153,7 @@ func BenchmarkDecide(b *testing.B) {
 func BenchmarkHandler(b *testing.B) {
 	for _, name := range []string{"p10-e1k", "p10k-e100k", "p10k-e100k-ctx50", "p100k-e100k"} {
 		f := fixtureFor(b, name)
-		store := policystore.NewStore()
-		if _, err := store.Activate(context.Background(), f.sc.Bundle); err != nil {
-			b.Fatal(err)
-		}
-		svc := server.NewService(store)
+		svc := f.service()
 		ctx := context.Background()
 		b.Run(name, func(b *testing.B) {
 			lat := make(latencies, 0, 1<<16)
@@ -209,11 +214,7 @@ func serveLoopback(b *testing.B, s *grpc.Server) *grpc.ClientConn {
 // calls in flight on this 2-core machine.
 func BenchmarkLoopback(b *testing.B) {
 	f := fixtureFor(b, "p10k-e100k")
-	store := policystore.NewStore()
-	if _, err := store.Activate(context.Background(), f.sc.Bundle); err != nil {
-		b.Fatal(err)
-	}
-	gs, _ := server.NewGRPCServer(server.NewService(store))
+	gs, _ := server.NewGRPCServer(f.service())
 	client := pdpv1.NewAuthorizationServiceClient(serveLoopback(b, gs))
 	ctx := context.Background()
 	resp, err := client.Authorize(ctx, f.sc.Queries[0].Request)
@@ -272,11 +273,7 @@ func BenchmarkLoopback(b *testing.B) {
 // requests against single Authorize calls, both over loopback.
 func BenchmarkBatch(b *testing.B) {
 	f := fixtureFor(b, "p10k-e100k")
-	store := policystore.NewStore()
-	if _, err := store.Activate(context.Background(), f.sc.Bundle); err != nil {
-		b.Fatal(err)
-	}
-	gs, _ := server.NewGRPCServer(server.NewService(store))
+	gs, _ := server.NewGRPCServer(f.service())
 	client := pdpv1.NewAuthorizationServiceClient(serveLoopback(b, gs))
 	ctx := context.Background()
 	batch := &pdpv1.BatchAuthorizeRequest{}

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
 	}
 	if cfg.serveEcho != "" {
-		return serveEcho(ctx, sc, cfg.serveEcho, out)
+		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)
 	}
 	addr := cfg.addr
 	if addr == "" {
@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer pdp.Close()
 	client := pdpv1.NewAuthorizationServiceClient(pdp)
-	resp, err := checkQueries(ctx, client, sc.Queries)
+	resp, err := replySample(ctx, client, sc.Queries, cfg.batch)
 	if err != nil {
 		return err
 	}
@@ -174,10 +174,7 @@ func calls(client pdpv1.AuthorizationServiceClient, echoConn *grpc.ClientConn, q
 	var next atomic.Uint64
 	pick := func() *pdpv1.AuthorizeRequest { return queries[next.Add(1)%uint64(len(queries))].Request }
 	if batch > 0 {
-		breq := &pdpv1.BatchAuthorizeRequest{}
-		for i := range batch {
-			breq.Requests = append(breq.Requests, queries[i%len(queries)].Request)
-		}
+		breq := batchRequest(queries, batch)
 		payload, _ := proto.Marshal(breq) // a valid message always marshals
 		return func(ctx context.Context) error {
 				_, err := client.BatchAuthorize(ctx, breq)
@@ -246,9 +243,32 @@ func startEcho(reply []byte, listen string) (addr string, stop func(), err error
 	return addr, stop, err
 }
 
+// batchRequest is the batch of n of the scenario's queries that -batch sends.
+func batchRequest(queries []scenario.Query, n int) *pdpv1.BatchAuthorizeRequest {
+	breq := &pdpv1.BatchAuthorizeRequest{}
+	for i := range n {
+		breq.Requests = append(breq.Requests, queries[i%len(queries)].Request)
+	}
+	return breq
+}
+
+// replySample checks the queries and returns a response of the size the
+// measured calls get, single or batch, to size the echo's reply.
+func replySample(ctx context.Context, client pdpv1.AuthorizationServiceClient, queries []scenario.Query, batch int) ([]byte, error) {
+	single, err := checkQueries(ctx, client, queries)
+	if err != nil || batch == 0 {
+		return single, err
+	}
+	resp, err := client.BatchAuthorize(ctx, batchRequest(queries, batch))
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(resp)
+}
+
 // serveEcho serves the echo floor on listen, its reply sized by a decision
-// of the scenario, until ctx ends.
-func serveEcho(ctx context.Context, sc *scenario.Scenario, listen string, out io.Writer) error {
+// (or a batch of batch decisions) of the scenario, until ctx ends.
+func serveEcho(ctx context.Context, sc *scenario.Scenario, listen string, batch int, out io.Writer) error {
 	stopServer, addr, err := startServer(ctx, sc.Bundle)
 	if err != nil {
 		return err
@@ -258,7 +278,7 @@ func serveEcho(ctx context.Context, sc *scenario.Scenario, listen string, out io
 		stopServer()
 		return err
 	}
-	reply, err := checkQueries(ctx, pdpv1.NewAuthorizationServiceClient(conn), sc.Queries)
+	reply, err := replySample(ctx, pdpv1.NewAuthorizationServiceClient(conn), sc.Queries, batch)
 	conn.Close()
 	stopServer()
 	if err != nil {

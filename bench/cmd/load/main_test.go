@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/intentpdp/intentpdp/bench/scenario"
 	"github.com/intentpdp/intentpdp/policystore"
@@ -87,10 +88,13 @@ func TestSeparateEchoProcess(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-scenario", "p10-e1k", "-serve-echo", "127.0.0.1:0"}, out) }()
 	var addr string
+	deadline := time.After(time.Minute) // a bound on start-up, not a timing assertion
 	for addr == "" {
 		select {
 		case err := <-done:
 			t.Fatalf("echo server stopped: %v", err)
+		case <-deadline:
+			t.Fatalf("echo server did not start:\n%s", out.String())
 		case <-out.written:
 		}
 		if _, a, ok := strings.Cut(out.String(), "serving echo on "); ok {
