@@ -60,6 +60,7 @@ func startObserved(t *testing.T, opts ...server.Option) *observed {
 	if o.log, err = decisionlog.New(o.logBuf, decisionlog.WithQueueSize(8)); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = o.log.Close(context.Background()) }) // a no-op if the test closed it
 	if err := metrics.ObserveDecisionLog(o.log); err != nil {
 		t.Fatal(err)
 	}

@@ -275,7 +275,8 @@ func TestServeTracesOverOTLPHTTP(t *testing.T) {
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		req := &coltracepb.ExportTraceServiceRequest{}
-		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+		// Only exports that carry the configured --otlp-headers are kept.
+		if err != nil || r.URL.Path != "/v1/traces" || r.Header.Get("X-Tenant") != "a" || proto.Unmarshal(body, req) != nil {
 			http.Error(w, "bad export", http.StatusBadRequest)
 			return
 		}
