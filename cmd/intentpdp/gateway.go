@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,20 +19,21 @@ import (
 )
 
 // startGateways registers Envoy ext_authz on gs and serves AuthZEN and
-// forward-auth on cfg.HTTPListen. The returned function shuts the HTTP
-// server down, waiting at most timeout for in-flight requests.
-// wrap, when given, wraps the HTTP listener's handler (tracing).
-func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.Logger, wrap ...func(http.Handler) http.Handler) (func(timeout time.Duration), error) {
+// forward-auth on cfg.HTTPListen, its handler wrapped by wrap (tracing).
+// The returned function shuts the HTTP server down, waiting at most
+// timeout for in-flight requests; failed receives the error if the HTTP
+// listener stops on its own.
+func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.Logger, wrap func(http.Handler) http.Handler) (stop func(timeout time.Duration), failed <-chan error, err error) {
 	gcfg := gateway.Config{}
 	if cfg.GatewayConfig != "" {
 		var err error
 		if gcfg, err = gateway.LoadConfig(cfg.GatewayConfig); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	checker, err := gateway.NewChecker(svc, gcfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	extauthz.Register(gs, checker)
 
@@ -40,16 +42,13 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.L
 	mux.Handle(forwardauth.Path, forwardauth.New(checker))
 	lis, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var handler http.Handler = mux
-	for _, w := range wrap {
-		handler = w(handler)
-	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: wrap(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
 	go func() {
 		if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP listener failed", "err", err)
+			errc <- fmt.Errorf("HTTP listener: %w", err)
 		}
 	}()
 	log.Info("serving AuthZEN and forward-auth over HTTP", "addr", lis.Addr().String(), "routes", len(gcfg.Routes))
@@ -60,5 +59,5 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.L
 			log.Warn("HTTP shutdown timed out; closing", "err", err)
 			_ = hs.Close()
 		}
-	}, nil
+	}, errc, nil
 }

@@ -66,7 +66,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcOpts = append(grpcOpts, creds)
 	}
 	gs, health := server.NewGRPCServer(svc, grpcOpts...)
-	stopGateways, err := startGateways(cfg, svc, gs, log, obs.httpHandler)
+	stopGateways, httpFailed, err := startGateways(cfg, svc, gs, log, obs.httpHandler)
 	if err != nil {
 		return err
 	}
@@ -89,17 +89,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	server.SetServing(health, true)
 	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
-	return runUntilDone(ctx, log, gs, lis, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
+	return runUntilDone(ctx, log, gs, lis, httpFailed, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
 }
 
-// runUntilDone serves until ctx ends, then marks the server not serving and
-// drains in-flight requests, forcing a stop after timeout.
-func runUntilDone(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis net.Listener, timeout time.Duration, notServing func()) error {
+// runUntilDone serves until ctx ends or another listener fails, then marks
+// the server not serving and drains in-flight requests, forcing a stop
+// after timeout. A listener's failure is returned, so the process exits
+// rather than serve half its front ends.
+func runUntilDone(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis net.Listener, failed <-chan error, timeout time.Duration, notServing func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
+	var fault error
 	select {
 	case err := <-errc:
 		return err
+	case fault = <-failed:
+		log.Error("a listener failed; shutting down", "err", fault)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: draining in-flight requests", "timeout", timeout)
@@ -119,7 +124,7 @@ func runUntilDone(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis ne
 		return err
 	}
 	log.Info("stopped")
-	return nil
+	return fault
 }
 
 // embeddedSource names the example bundle built into the binary.
