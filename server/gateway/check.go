@@ -57,13 +57,20 @@ type Answer struct {
 	Body []byte
 }
 
+// contextHeader is an allowlisted header: its canonical name to read it
+// and its lower-case key in context.http.headers.
+type contextHeader struct {
+	canonical string
+	key       types.String
+}
+
 // Checker decides gateway requests through the service's one decision
 // path. It is safe for concurrent use.
 type Checker struct {
 	svc     *server.Service
 	cfg     Config
 	routes  []route
-	headers []string // canonical names of ContextHeaders
+	headers []contextHeader // ContextHeaders, named once
 }
 
 // NewChecker compiles cfg (after SetDefaults) into a Checker.
@@ -75,7 +82,7 @@ func NewChecker(svc *server.Service, cfg Config) (*Checker, error) {
 	}
 	c := &Checker{svc: svc, cfg: cfg, routes: routes}
 	for _, h := range cfg.ContextHeaders {
-		c.headers = append(c.headers, http.CanonicalHeaderKey(h))
+		c.headers = append(c.headers, contextHeader{canonical: http.CanonicalHeaderKey(h), key: types.String(strings.ToLower(h))})
 	}
 	return c, nil
 }
@@ -219,8 +226,8 @@ func (c *Checker) principalID(r Request) (string, error) {
 func (c *Checker) httpContext(r Request, method, path string, params map[string]string) types.Record {
 	headers := types.RecordMap{}
 	for _, h := range c.headers {
-		if v := r.Header.Values(h); len(v) > 0 {
-			headers[types.String(strings.ToLower(h))] = types.String(strings.Join(v, ","))
+		if v := r.Header.Values(h.canonical); len(v) > 0 {
+			headers[h.key] = types.String(strings.Join(v, ","))
 		}
 	}
 	ps := make(types.RecordMap, len(params))
