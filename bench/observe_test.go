@@ -6,7 +6,6 @@ package bench_test
 
 import (
 	"context"
-	"io/fs"
 	"net"
 	"path/filepath"
 	"sync/atomic"
@@ -18,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
@@ -85,24 +83,16 @@ func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.
 // outside the timed loop.
 func observeRequests(b *testing.B, svc *server.Service) []*pdpv1.AuthorizeRequest {
 	b.Helper()
-	files, err := fs.Glob(examples.Agents(), "requests/*-*.json")
-	if err != nil || len(files) == 0 {
+	reqs, err := examples.AgentRequests()
+	if err != nil || len(reqs) == 0 {
 		b.Fatalf("example requests: %v", err)
 	}
-	var out []*pdpv1.AuthorizeRequest
-	for _, f := range files {
-		data, err := fs.ReadFile(examples.Agents(), f)
-		if err != nil {
-			b.Fatal(err)
+	out := make([]*pdpv1.AuthorizeRequest, len(reqs))
+	for i, r := range reqs {
+		if _, err := svc.Authorize(b.Context(), r.Request); err != nil {
+			b.Fatalf("%s: %v", r.Name, err)
 		}
-		var req pdpv1.AuthorizeRequest
-		if err := protojson.Unmarshal(data, &req); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := svc.Authorize(b.Context(), &req); err != nil {
-			b.Fatalf("%s: %v", f, err)
-		}
-		out = append(out, &req)
+		out[i] = r.Request
 	}
 	return out
 }

@@ -1,13 +1,9 @@
 package server_test
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
+	"github.com/intentpdp/intentpdp/examples"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
@@ -17,36 +13,30 @@ type exampleCase struct {
 	reasons  []string
 }
 
-// exampleCases reads examples/agents/requests: protojson requests, as
-// grpcurl sends them, and the decisions expected of them.
+// exampleCases are examples/agents/requests with the decisions expected of
+// them, by name.
 func exampleCases(t *testing.T) map[string]exampleCase {
 	t.Helper()
-	dir := filepath.Join("..", "examples", "agents", "requests")
-	data, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+	reqs, err := examples.AgentRequests()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var expected map[string]struct {
-		Decision string   `json:"decision"`
-		Reasons  []string `json:"reasons"`
-	}
-	if err := json.Unmarshal(data, &expected); err != nil {
-		t.Fatal(err)
+	if len(reqs) < 5 {
+		t.Fatalf("only %d example requests", len(reqs))
 	}
 	cases := map[string]exampleCase{}
-	for name, e := range expected {
-		raw, err := os.ReadFile(filepath.Join(dir, name+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := &pdpv1.AuthorizeRequest{}
-		if err := protojson.Unmarshal(raw, req); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		cases[name] = exampleCase{request: req, decision: pdpv1.Decision(pdpv1.Decision_value[e.Decision]), reasons: e.Reasons}
-	}
-	if len(cases) < 5 {
-		t.Fatalf("only %d example requests", len(cases))
+	for _, r := range reqs {
+		cases[r.Name] = exampleCase{request: r.Request, decision: r.Decision, reasons: r.Reasons}
 	}
 	return cases
+}
+
+// exampleRequests are the example requests by name.
+func exampleRequests(t *testing.T) map[string]*pdpv1.AuthorizeRequest {
+	t.Helper()
+	out := map[string]*pdpv1.AuthorizeRequest{}
+	for name, c := range exampleCases(t) {
+		out[name] = c.request
+	}
+	return out
 }

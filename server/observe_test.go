@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net"
 	"strings"
 	"sync"
@@ -22,7 +21,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
@@ -80,28 +78,6 @@ func startObserved(t *testing.T, opts ...server.Option) *observed {
 	t.Cleanup(func() { _ = conn.Close() })
 	o.client = pdpv1.NewAuthorizationServiceClient(conn)
 	return o
-}
-
-// exampleRequests are the example bundle's requests, by name.
-func exampleRequests(t *testing.T) map[string]*pdpv1.AuthorizeRequest {
-	t.Helper()
-	files, err := fs.Glob(examples.Agents(), "requests/*-*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("example requests: %v (%d files)", err, len(files))
-	}
-	out := map[string]*pdpv1.AuthorizeRequest{}
-	for _, f := range files {
-		data, err := fs.ReadFile(examples.Agents(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var req pdpv1.AuthorizeRequest
-		if err := protojson.Unmarshal(data, &req); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		out[strings.TrimSuffix(strings.TrimPrefix(f, "requests/"), ".json")] = &req
-	}
-	return out
 }
 
 const (

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/intentpdp/intentpdp/examples"
@@ -30,23 +28,16 @@ const (
 	callerSpan  = "00f067aa0ba902b7"
 )
 
+// exampleRequests are the example bundle's requests, sorted by name.
 func exampleRequests(t *testing.T) []*pdpv1.AuthorizeRequest {
 	t.Helper()
-	files, err := fs.Glob(examples.Agents(), "requests/*-*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("example requests: %v (%d files)", err, len(files))
+	reqs, err := examples.AgentRequests()
+	if err != nil || len(reqs) == 0 {
+		t.Fatalf("example requests: %v (%d)", err, len(reqs))
 	}
-	var out []*pdpv1.AuthorizeRequest
-	for _, f := range files {
-		data, err := fs.ReadFile(examples.Agents(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var req pdpv1.AuthorizeRequest
-		if err := protojson.Unmarshal(data, &req); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		out = append(out, &req)
+	out := make([]*pdpv1.AuthorizeRequest, len(reqs))
+	for i, r := range reqs {
+		out[i] = r.Request
 	}
 	return out
 }
