@@ -114,10 +114,7 @@ func runCase(snap *Snapshot, c Case) string {
 	if d.Allow {
 		got = "allow"
 	}
-	ids := make([]string, len(d.Reasons))
-	for i, r := range d.Reasons {
-		ids[i] = r.PolicyID
-	}
+	ids := d.PolicyIDs()
 	if got != c.Expect.Decision {
 		return fmt.Sprintf("expected %s, got %s (reasons %v, errors %v)", c.Expect.Decision, got, ids, d.Errors)
 	}

@@ -159,10 +159,7 @@ func (s *Service) annotate(span trace.Span, frontEnd string, req policystore.Req
 	if d.Allow {
 		decision = "ALLOW"
 	}
-	ids := make([]string, len(d.Reasons))
-	for i, r := range d.Reasons {
-		ids[i] = r.PolicyID
-	}
+	ids := d.PolicyIDs()
 	span.SetAttributes(append(attrs,
 		attribute.String(AttrDecision, decision),
 		attribute.StringSlice(AttrPolicyIDs, ids),
