@@ -69,6 +69,14 @@ func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	if err != nil {
 		return nil, &ValidationError{Problems: []Problem{{File: ManifestFile, Message: err.Error()}}}
 	}
+	// A manifest that lists digests seals its bundle even unsigned: a
+	// directory caught half-way through an update (a new manifest beside
+	// old policies) is refused instead of served.
+	if meta.Files != nil && len(s.keys) == 0 {
+		if err := verifyDigests(b); err != nil {
+			return nil, &ValidationError{Problems: []Problem{{File: ManifestFile, Message: "files do not match the manifest: " + err.Error()}}}
+		}
+	}
 	res.Sequence = meta.Sequence
 	if active := s.current.Load(); active != nil && meta.Sequence < active.sequence && !s.allowRollback {
 		return nil, fmt.Errorf("%w: sequence %d is lower than the active %d (revision %s)",

@@ -357,3 +357,30 @@ func TestParseCasesRequiresFields(t *testing.T) {
 		}
 	}
 }
+
+// TestActivateChecksListedDigestsUnsigned: a directory caught half-way
+// through an update, the new manifest beside the old policies, is refused
+// when the manifest lists the files' digests, even with no verification key.
+func TestActivateChecksListedDigestsUnsigned(t *testing.T) {
+	t.Parallel()
+	oldBundle, newBundle := revisionBundle(true, ""), revisionBundle(false, "")
+	for _, b := range []*policystore.Bundle{oldBundle, newBundle} {
+		if err := policystore.Seal(b, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := policystore.NewStore()
+	mustActivate(t, s, oldBundle)
+	halfWritten := &policystore.Bundle{Source: "half-written", Files: map[string][]byte{
+		"manifest.json": newBundle.Files["manifest.json"],
+		"policy.cedar":  oldBundle.Files["policy.cedar"],
+	}}
+	_, err := s.Activate(context.Background(), halfWritten)
+	if err == nil || !strings.Contains(err.Error(), "policy.cedar: digest does not match the manifest") {
+		t.Fatalf("half-written bundle: %v", err)
+	}
+	if snap, _ := s.Current(); snap.Revision() != "allow-rev" {
+		t.Fatalf("serving %s after a refused bundle", snap.Revision())
+	}
+	mustActivate(t, s, newBundle)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -23,9 +24,17 @@ type Bundle struct {
 // maxBundleFileSize bounds each file read from a bundle directory.
 const maxBundleFileSize = 64 << 20
 
-// LoadDir reads a bundle from a directory on disk.
+// LoadDir reads a bundle from a directory on disk. A symlinked directory is
+// resolved once, before anything is read, so that one load reads one
+// directory even while the link is being switched to another: publishing a
+// new bundle directory and swapping a symlink to it in one rename is the
+// atomic way to change a watched bundle.
 func LoadDir(dir string) (*Bundle, error) {
-	b, err := LoadFS(os.DirFS(dir))
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
+	}
+	b, err := LoadFS(os.DirFS(root))
 	if err != nil {
 		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
 	}
@@ -34,7 +43,9 @@ func LoadDir(dir string) (*Bundle, error) {
 }
 
 // LoadFS reads a bundle from a file system, skipping hidden files and
-// directories (editors' swap files, .git).
+// directories (editors' swap files, .git). Symlinks to regular files are
+// followed, as a Kubernetes ConfigMap mount needs (each file links into a
+// hidden ..data directory); symlinked directories are not.
 func LoadFS(fsys fs.FS) (*Bundle, error) {
 	b := &Bundle{Files: map[string][]byte{}}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
@@ -47,12 +58,12 @@ func LoadFS(fsys fs.FS) (*Bundle, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
+		info, err := fs.Stat(fsys, p) // follows a symlink
 		if err != nil {
 			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
 		}
 		if info.Size() > maxBundleFileSize {
 			return fmt.Errorf("%s: file larger than %d bytes", p, maxBundleFileSize)

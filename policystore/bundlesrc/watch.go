@@ -32,17 +32,27 @@ func NewDirWatcher(root string, cooldown time.Duration, log *slog.Logger) (*DirW
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", root, err)
 	}
-	d := &DirWatcher{root: root, cooldown: cooldown, log: log, w: w}
-	if err := d.addTree(root); err != nil {
+	d := &DirWatcher{root: filepath.Clean(root), cooldown: cooldown, log: log, w: w}
+	if err := d.addTree(d.root); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("watch %s: %w", root, err)
+	}
+	// The root may be a symlink that an operator swaps to a new directory
+	// in one rename; that rename happens in the parent, so watch it too.
+	if err := w.Add(filepath.Dir(d.root)); err != nil {
+		log.Warn("cannot watch the bundle directory's parent: a swapped symlink will not be noticed", "dir", filepath.Dir(d.root), "err", err)
 	}
 	return d, nil
 }
 
-// addTree watches dir and every directory below it.
+// addTree watches dir and every directory below it; a symlinked dir is
+// watched at its target.
 func (d *DirWatcher) addTree(dir string) error {
-	return filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(resolved, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -68,8 +78,9 @@ func (d *DirWatcher) Run(ctx context.Context, changed func()) {
 			if !ok {
 				return
 			}
-			d.follow(ev)
-			timer.Reset(d.cooldown)
+			if d.relevant(ev) {
+				timer.Reset(d.cooldown)
+			}
 		case err, ok := <-d.w.Errors:
 			if !ok {
 				return
@@ -83,15 +94,22 @@ func (d *DirWatcher) Run(ctx context.Context, changed func()) {
 	}
 }
 
-// follow starts watching directories created under the root, so that a
-// tests/ directory added later is watched too.
-func (d *DirWatcher) follow(ev fsnotify.Event) {
-	if !ev.Has(fsnotify.Create) {
-		return
+// relevant reports whether ev changes the bundle, and follows the change:
+// a directory created under the root (a tests/ directory added later) is
+// watched too, and so is the new target of a swapped root symlink. Events
+// for the parent's other entries are not the bundle's.
+func (d *DirWatcher) relevant(ev fsnotify.Event) bool {
+	name := filepath.Clean(ev.Name)
+	if filepath.Dir(name) == filepath.Dir(d.root) && name != d.root && d.root != filepath.Dir(d.root) {
+		return false
 	}
-	if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
-		if err := d.addTree(ev.Name); err != nil {
-			d.log.Warn("cannot watch new bundle subdirectory", "dir", ev.Name, "err", err)
+	if !ev.Has(fsnotify.Create) {
+		return true
+	}
+	if info, err := os.Stat(name); err == nil && info.IsDir() {
+		if err := d.addTree(name); err != nil {
+			d.log.Warn("cannot watch new bundle subdirectory", "dir", name, "err", err)
 		}
 	}
+	return true
 }
