@@ -108,8 +108,9 @@ func (h *Handler) configuration(r *http.Request) (any, error) {
 	}, nil
 }
 
-// decode reads one JSON body within the message size limit. Numbers stay
-// json.Number so whole numbers become Longs exactly.
+// decode reads one JSON body within the message size limit, refusing what
+// checkStrict refuses. Numbers stay json.Number so whole numbers become
+// Longs exactly.
 func (h *Handler) decode(r *http.Request, v any) error {
 	max := int64(h.svc.Limits().MaxMessageBytes)
 	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
@@ -118,6 +119,9 @@ func (h *Handler) decode(r *http.Request, v any) error {
 	}
 	if int64(len(body)) > max {
 		return fmt.Errorf("%w: body larger than %d bytes", server.ErrLimitExceeded, max)
+	}
+	if err := checkStrict(body, v); err != nil {
+		return server.Invalid("malformed JSON: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
