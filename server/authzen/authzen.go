@@ -8,9 +8,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -36,6 +39,7 @@ var intentKeys = []string{"purpose", "task_id", "tool"}
 type Handler struct {
 	svc           *server.Service
 	exposeReasons bool
+	baseURL       string
 }
 
 // Option configures a Handler.
@@ -44,6 +48,15 @@ type Option func(*Handler)
 // WithExposeReasons puts the determining policy ids into each decision's
 // context.
 func WithExposeReasons(expose bool) Option { return func(h *Handler) { h.exposeReasons = expose } }
+
+// WithBaseURL sets the absolute URL (scheme, host, optional path prefix)
+// that the discovery metadata names as the PDP and prefixes to every
+// endpoint. Without it the metadata names the address the request arrived
+// on, never the request's Host header, which the client chooses and a
+// shared cache would hand to everyone.
+func WithBaseURL(u string) Option {
+	return func(h *Handler) { h.baseURL = strings.TrimSuffix(u, "/") }
+}
 
 // New returns a Handler deciding through svc.
 func New(svc *server.Service, opts ...Option) *Handler {
@@ -93,11 +106,18 @@ func (h *Handler) errorDetail(err error) (int, errorDetail) {
 }
 
 func (h *Handler) configuration(r *http.Request) (any, error) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	base := h.baseURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if !ok {
+			return nil, errors.New("discovery metadata: no base URL configured and no local address")
+		}
+		base = scheme + "://" + addr.String()
 	}
-	base := scheme + "://" + r.Host
 	return configuration{
 		PolicyDecisionPoint:       base,
 		AccessEvaluationEndpoint:  base + PathEvaluation,
