@@ -20,16 +20,19 @@ import (
 const streamWorkersPerCPU = 16
 
 // NewGRPCServer returns a gRPC server carrying svc, health and reflection,
-// with panic recovery outermost. Health starts NOT_SERVING: call
+// with panic recovery outermost and malformed messages refused as
+// InvalidArgument. Health starts NOT_SERVING: call
 // health.SetServingStatus("", SERVING) once a bundle is active.
 func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	codec := newRequestCodec()
 	opts := append([]grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec),
 		// Long-lived workers keep the stacks a decision grows to; a fresh
 		// goroutine per call would grow and copy its stack every time.
 		grpc.NumStreamWorkers(uint32(streamWorkersPerCPU * runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(svc.limits.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(svc.log)),
-		grpc.ChainStreamInterceptor(recoverStream(svc.log)),
+		grpc.ChainUnaryInterceptor(recoverUnary(svc.log), codec.unary()),
+		grpc.ChainStreamInterceptor(recoverStream(svc.log), codec.stream()),
 	}, extra...)
 	gs := grpc.NewServer(opts...)
 	pdpv1.RegisterAuthorizationServiceServer(gs, svc)

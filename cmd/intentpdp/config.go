@@ -18,7 +18,7 @@ import (
 type Config struct {
 	// Bundle is the bundle directory; empty serves the embedded example.
 	Bundle string
-	// Listen is the gRPC listen address.
+	// Listen is the gRPC listen address; it is required.
 	Listen string
 	// TLS secures the gRPC listener; empty means plaintext.
 	TLS TLSConfig
@@ -31,8 +31,15 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	// HTTPListen is the HTTP listen address of the AuthZEN API and the
-	// forward-auth endpoint.
+	// forward-auth endpoint; empty turns the HTTP listener off.
 	HTTPListen string
+	// AuthZENBaseURL is the absolute URL the AuthZEN discovery metadata
+	// names; empty names the address each request arrived on.
+	AuthZENBaseURL string
+	// HTTPLimits bound the connections of every HTTP listener.
+	HTTPLimits HTTPLimits
+	// GRPCLimits bound the connections of the gRPC listeners.
+	GRPCLimits GRPCLimits
 	// GatewayConfig is the JSON file mapping gateway requests (Envoy
 	// ext_authz, forward-auth) to decisions; empty uses the defaults.
 	GatewayConfig string
@@ -44,15 +51,13 @@ type Config struct {
 	Reload ReloadConfig
 }
 
-// SetDefaults fills every unset field.
+// SetDefaults fills every unset field whose zero value has no meaning of
+// its own: an empty listen address turns its listener off (and an empty
+// Listen is invalid), so listen addresses are left as they are.
 func (c *Config) SetDefaults() {
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:50051"
-	}
 	c.Limits.SetDefaults()
-	if c.HTTPListen == "" {
-		c.HTTPListen = "127.0.0.1:8181"
-	}
+	c.HTTPLimits.SetDefaults()
+	c.GRPCLimits.SetDefaults()
 	if c.EntityOverrides == "" {
 		c.EntityOverrides = "ignore"
 	}
@@ -72,6 +77,17 @@ func (c *Config) SetDefaults() {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: the gRPC listen address is required"))
+	}
+	if c.AuthZENBaseURL != "" {
+		if err := validateBaseURL(c.AuthZENBaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("authzen-base-url %q: %w", c.AuthZENBaseURL, err))
+		}
+	}
+	if err := c.GRPCLimits.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.TLS.validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -92,7 +108,7 @@ func (c *Config) Validate() error {
 
 func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Bundle, "bundle", "", "bundle directory (default: the embedded example bundle)")
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address (required)")
 	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM server certificate for the gRPC listener (enables TLS)")
 	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM CAs whose client certificates are required (mutual TLS)")
@@ -104,9 +120,12 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EntityOverrides, "entity-overrides", "ignore", "request entity data the bundle contradicts: ignore (and report) or reject")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8181", "HTTP listen address of the AuthZEN API and forward-auth")
+	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8181", "HTTP listen address of the AuthZEN API and forward-auth (empty: off)")
+	fs.StringVar(&c.AuthZENBaseURL, "authzen-base-url", "", "absolute URL the AuthZEN discovery metadata names, e.g. https://pdp.example.org (default: the address each request arrived on, never its Host header)")
 	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "JSON file mapping gateway requests (ext_authz, forward-auth) to decisions")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown waits for in-flight requests")
+	c.HTTPLimits.bindFlags(fs)
+	c.GRPCLimits.bindFlags(fs)
 	c.Observability.bindFlags(fs)
 	c.Reload.bindFlags(fs)
 }

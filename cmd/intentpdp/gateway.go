@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -19,7 +18,8 @@ import (
 )
 
 // startGateways registers Envoy ext_authz on gs and serves AuthZEN and
-// forward-auth on cfg.HTTPListen, its handler wrapped by wrap (tracing).
+// forward-auth on cfg.HTTPListen (unless it is empty), its handler wrapped
+// by wrap (tracing).
 // The returned function shuts the HTTP server down, waiting at most
 // timeout for in-flight requests; failed receives the error if the HTTP
 // listener stops on its own.
@@ -36,15 +36,19 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.L
 		return nil, nil, err
 	}
 	extauthz.Register(gs, checker)
+	if cfg.HTTPListen == "" {
+		log.Info("HTTP listener off: no AuthZEN or forward-auth")
+		return func(time.Duration) {}, nil, nil
+	}
 
 	mux := http.NewServeMux()
-	authzen.New(svc, authzen.WithExposeReasons(gcfg.ExposeReasons)).Register(mux)
+	authzen.New(svc, authzen.WithExposeReasons(gcfg.ExposeReasons), authzen.WithBaseURL(cfg.AuthZENBaseURL)).Register(mux)
 	mux.Handle(forwardauth.Path, forwardauth.New(checker))
-	lis, err := net.Listen("tcp", cfg.HTTPListen)
+	lis, err := listen("http-listen", cfg.HTTPListen, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	hs := &http.Server{Handler: wrap(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := cfg.HTTPLimits.server(wrap(mux), log)
 	errc := make(chan error, 1)
 	go func() {
 		if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {

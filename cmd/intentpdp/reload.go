@@ -92,10 +92,10 @@ func startReloading(ctx context.Context, cfg *Config, log *slog.Logger, r *bundl
 	var admin *grpc.Server
 	var adminLis net.Listener
 	if cfg.Reload.AdminListen != "" {
-		if adminLis, err = net.Listen("tcp", cfg.Reload.AdminListen); err != nil {
-			return nil, fmt.Errorf("admin-listen: %w", err)
+		if adminLis, err = listen("admin-listen", cfg.Reload.AdminListen, true); err != nil {
+			return nil, err
 		}
-		admin = server.NewAdminGRPCServer(r, log)
+		admin = server.NewAdminGRPCServer(r, log, cfg.GRPCLimits.serverOptions()...)
 		log.Info("serving admin API", "addr", adminLis.Addr().String())
 	}
 	trigger := make(chan struct{}, 1)

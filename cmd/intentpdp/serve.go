@@ -30,7 +30,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := cfg.logger(stderr)
-	obs, err := startObservability(ctx, &cfg.Observability, log)
+	obs, err := startObservability(ctx, &cfg.Observability, cfg.HTTPLimits, log)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if creds != nil {
 		grpcOpts = append(grpcOpts, creds)
 	}
+	grpcOpts = append(grpcOpts, cfg.GRPCLimits.serverOptions()...)
 	gs, health := server.NewGRPCServer(svc, grpcOpts...)
 	stopGateways, httpFailed, err := startGateways(cfg, svc, gs, log, obs.httpHandler)
 	if err != nil {
@@ -72,7 +73,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer stopGateways(cfg.ShutdownTimeout)
 	obs.metrics.InitializeGRPC(gs)
-	lis, err := net.Listen("tcp", cfg.Listen)
+	lis, err := listen("listen", cfg.Listen, false)
 	if err != nil {
 		return err
 	}

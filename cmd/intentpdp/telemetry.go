@@ -8,11 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -162,10 +160,11 @@ type observability struct {
 	svcOpts     []server.Option
 	closers     []func(context.Context) error // run in reverse order
 	log         *slog.Logger
+	httpLimits  HTTPLimits // of the metrics listener
 }
 
-func startObservability(ctx context.Context, c *ObservabilityConfig, log *slog.Logger) (*observability, error) {
-	o := &observability{tp: noop.NewTracerProvider(), log: log}
+func startObservability(ctx context.Context, c *ObservabilityConfig, httpLimits HTTPLimits, log *slog.Logger) (*observability, error) {
+	o := &observability{tp: noop.NewTracerProvider(), log: log, httpLimits: httpLimits}
 	steps := []func(context.Context, *ObservabilityConfig) error{o.startTracing, o.startMetrics, o.startDecisionLog}
 	for _, step := range steps {
 		if err := step(ctx, c); err != nil {
@@ -301,13 +300,13 @@ func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) 
 	if c.MetricsListen == "" {
 		return nil
 	}
-	lis, err := net.Listen("tcp", c.MetricsListen)
+	lis, err := listen("metrics-listen", c.MetricsListen, true)
 	if err != nil {
-		return fmt.Errorf("metrics listener: %w", err)
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := o.httpLimits.server(mux, o.log)
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			o.log.Error("metrics server", "err", err)

@@ -8,9 +8,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -36,6 +39,7 @@ var intentKeys = []string{"purpose", "task_id", "tool"}
 type Handler struct {
 	svc           *server.Service
 	exposeReasons bool
+	baseURL       string
 }
 
 // Option configures a Handler.
@@ -44,6 +48,15 @@ type Option func(*Handler)
 // WithExposeReasons puts the determining policy ids into each decision's
 // context.
 func WithExposeReasons(expose bool) Option { return func(h *Handler) { h.exposeReasons = expose } }
+
+// WithBaseURL sets the absolute URL (scheme, host, optional path prefix)
+// that the discovery metadata names as the PDP and prefixes to every
+// endpoint. Without it the metadata names the address the request arrived
+// on, never the request's Host header, which the client chooses and a
+// shared cache would hand to everyone.
+func WithBaseURL(u string) Option {
+	return func(h *Handler) { h.baseURL = strings.TrimSuffix(u, "/") }
+}
 
 // New returns a Handler deciding through svc.
 func New(svc *server.Service, opts ...Option) *Handler {
@@ -93,11 +106,18 @@ func (h *Handler) errorDetail(err error) (int, errorDetail) {
 }
 
 func (h *Handler) configuration(r *http.Request) (any, error) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	base := h.baseURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if !ok {
+			return nil, errors.New("discovery metadata: no base URL configured and no local address")
+		}
+		base = scheme + "://" + addr.String()
 	}
-	base := scheme + "://" + r.Host
 	return configuration{
 		PolicyDecisionPoint:       base,
 		AccessEvaluationEndpoint:  base + PathEvaluation,
@@ -108,8 +128,9 @@ func (h *Handler) configuration(r *http.Request) (any, error) {
 	}, nil
 }
 
-// decode reads one JSON body within the message size limit. Numbers stay
-// json.Number so whole numbers become Longs exactly.
+// decode reads one JSON body within the message size limit, refusing what
+// checkStrict refuses. Numbers stay json.Number so whole numbers become
+// Longs exactly.
 func (h *Handler) decode(r *http.Request, v any) error {
 	max := int64(h.svc.Limits().MaxMessageBytes)
 	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
@@ -118,6 +139,9 @@ func (h *Handler) decode(r *http.Request, v any) error {
 	}
 	if int64(len(body)) > max {
 		return fmt.Errorf("%w: body larger than %d bytes", server.ErrLimitExceeded, max)
+	}
+	if err := checkStrict(body, v); err != nil {
+		return server.Invalid("malformed JSON: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
