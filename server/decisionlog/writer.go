@@ -105,6 +105,7 @@ type Writer struct {
 	wake    chan struct{} // run drains the queue when signalled, or on a tick
 	stop    chan struct{} // closed by Close
 	done    chan struct{} // closed when run has written everything
+	warned  chan struct{} // closed when warn has reported everything
 	abandon chan struct{} // closed when Close gives up: stop waiting and retrying
 	giveUp  sync.Once
 
@@ -193,6 +194,7 @@ func New(sink io.Writer, opts ...Option) (*Writer, error) {
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
+		warned:     make(chan struct{}),
 		abandon:    make(chan struct{}),
 	}
 	for _, opt := range opts {
@@ -331,6 +333,7 @@ func (w *Writer) Close(ctx context.Context) error {
 		w.giveUp.Do(func() { close(w.abandon) })
 		return fmt.Errorf("flush decision log: %w (%d records queued)", ctx.Err(), len(w.queue))
 	}
+	<-w.warned
 	if c, ok := w.sink.(io.Closer); ok {
 		return c.Close()
 	}
@@ -436,6 +439,7 @@ const (
 // writer stops. It runs on its own goroutine because both happen exactly
 // when run is stuck on a slow or failing sink.
 func (w *Writer) warn() {
+	defer close(w.warned)
 	tick := time.NewTicker(w.warnEvery)
 	defer tick.Stop()
 	var warned uint64 // dropped count at the last warning
