@@ -233,11 +233,34 @@ func (w *Writer) Log(ctx context.Context, r Record) error {
 	select {
 	case err := <-e.ack:
 		return err
+	default:
+	}
+	ctx, cancel := replyInTime(ctx)
+	defer cancel()
+	select {
+	case err := <-e.ack:
+		return err
 	case <-ctx.Done():
 		return notLogged("not yet synced", ctx.Err())
 	case <-w.abandon:
 		return ErrClosed
 	}
+}
+
+// replyMargin bounds the time a waiting Log leaves its caller, before the
+// caller's deadline, to send its answer: the caller then hears why (the
+// decision was not logged) rather than only that its deadline passed.
+const replyMargin = 100 * time.Millisecond
+
+// replyInTime returns ctx with its deadline moved earlier by a tenth of
+// what is left, at most replyMargin.
+func replyInTime(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	margin := min(time.Until(dl)/10, replyMargin)
+	return context.WithDeadlineCause(ctx, dl.Add(-margin), context.DeadlineExceeded)
 }
 
 // enqueue queues e, applying the mode when it cannot; queued is false when
@@ -278,6 +301,8 @@ func (w *Writer) enqueue(ctx context.Context, e entry) (queued bool, err error) 
 		w.denied.Add(1)
 		return false, ErrQueueFull
 	}
+	ctx, cancel := replyInTime(ctx)
+	defer cancel()
 	select {
 	case w.queue <- e:
 		return true, nil
@@ -296,6 +321,8 @@ func (w *Writer) awaitHealthy(ctx context.Context) error {
 	if recovered == nil {
 		return nil
 	}
+	ctx, cancel := replyInTime(ctx)
+	defer cancel()
 	select {
 	case <-recovered:
 		return nil
