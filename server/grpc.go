@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
 )
 
 // streamWorkersPerCPU sizes the pool of goroutines that run calls; calls
@@ -21,9 +23,10 @@ const streamWorkersPerCPU = 16
 
 // NewGRPCServer returns a gRPC server carrying svc, health and reflection,
 // with panic recovery outermost and malformed messages refused as
-// InvalidArgument. Health starts NOT_SERVING: call
-// health.SetServingStatus("", SERVING) once a bundle is active.
-func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+// InvalidArgument. Health starts NOT_SERVING: call SetServing once a bundle
+// is active. When svc's decision log reports the health of its sink, health
+// follows it too (see Health).
+func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *Health) {
 	codec := newRequestCodec()
 	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
@@ -36,23 +39,76 @@ func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *hea
 	}, extra...)
 	gs := grpc.NewServer(opts...)
 	pdpv1.RegisterAuthorizationServiceServer(gs, svc)
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	hs.SetServingStatus(pdpv1.AuthorizationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(gs, hs)
+	h := &Health{Server: health.NewServer(), logHealthy: true}
+	h.update()
+	healthpb.RegisterHealthServer(gs, h.Server)
 	reflection.Register(gs)
-	return gs, hs
+	if l, ok := svc.decisionLog.(sinkHealthReporter); ok {
+		h.hasLog = true
+		l.OnSinkHealth(func(healthy bool) { h.setLogHealthy(healthy, l.Mode()) })
+	}
+	return gs, h
+}
+
+// sinkHealthReporter is a decision log that reports whether its sink
+// accepts writes (decisionlog.Writer).
+type sinkHealthReporter interface {
+	Mode() decisionlog.Mode
+	OnSinkHealth(f func(healthy bool))
+}
+
+// DecisionLogHealthService is the health service name that reports the
+// decision log's sink: SERVING while it accepts writes.
+const DecisionLogHealthService = "intentpdp.DecisionLog"
+
+// Health is the gRPC health service of a PDP. The server ("") and the
+// authorization service are SERVING once SetServing(true) was called and,
+// when the decision log runs in block or deny mode, while its sink accepts
+// writes: in those modes a failing sink means decisions wait or are denied,
+// so traffic belongs elsewhere. In drop mode decisions are answered
+// regardless. DecisionLogHealthService reports the sink itself, whatever
+// the mode. Health is safe for concurrent use.
+type Health struct {
+	*health.Server
+
+	mu         sync.Mutex
+	serving    bool
+	hasLog     bool
+	logHealthy bool
+	logGates   bool // the log's mode makes its health the server's
 }
 
 // SetServing marks the server and the authorization service as serving (or
-// not) in the health service.
-func SetServing(hs *health.Server, serving bool) {
-	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if serving {
-		st = healthpb.HealthCheckResponse_SERVING
+// not) in the health service, subject to the decision log's health.
+func SetServing(h *Health, serving bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.serving = serving
+	h.update()
+}
+
+func (h *Health) setLogHealthy(healthy bool, mode decisionlog.Mode) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.logHealthy, h.logGates = healthy, mode != decisionlog.Drop
+	h.update()
+}
+
+// update publishes the statuses; h.mu is held (or h is not shared yet).
+func (h *Health) update() {
+	st := servingStatus(h.serving && (h.logHealthy || !h.logGates))
+	h.SetServingStatus("", st)
+	h.SetServingStatus(pdpv1.AuthorizationService_ServiceDesc.ServiceName, st)
+	if h.hasLog {
+		h.SetServingStatus(DecisionLogHealthService, servingStatus(h.logHealthy))
 	}
-	hs.SetServingStatus("", st)
-	hs.SetServingStatus(pdpv1.AuthorizationService_ServiceDesc.ServiceName, st)
+}
+
+func servingStatus(serving bool) healthpb.HealthCheckResponse_ServingStatus {
+	if serving {
+		return healthpb.HealthCheckResponse_SERVING
+	}
+	return healthpb.HealthCheckResponse_NOT_SERVING
 }
 
 func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -43,7 +44,8 @@ const (
 )
 
 // ErrDecisionNotLogged means a decision was made but could not be recorded
-// in the decision log (it is closing), so it is not returned.
+// in the decision log (it is closing, or in block mode or with a durable
+// log the request's context ended first), so it is not returned.
 var ErrDecisionNotLogged = errors.New("the decision could not be logged")
 
 // DecisionObserver records decisions as metrics.
@@ -52,9 +54,10 @@ type DecisionObserver interface {
 	ObserveBatch(frontEnd string, n int)
 }
 
-// DecisionLogger records decisions in the decision log. Log returns
-// decisionlog.ErrQueueFull when the decision must be denied because it
-// cannot be logged.
+// DecisionLogger records decisions in the decision log. Log returns an
+// error wrapping decisionlog.ErrNotAccepted when the decision must be denied
+// because it cannot be logged (deny mode: queue full or sink failing), and
+// decisionlog.ErrNotLogged or ErrClosed when it must not be returned.
 type DecisionLogger interface {
 	Log(ctx context.Context, r decisionlog.Record) error
 }
@@ -111,22 +114,29 @@ func (s *Service) observe(ctx context.Context, span trace.Span, start time.Time,
 	return d, id, nil
 }
 
-// logDecision queues the decision's record. When the log refuses it in
-// deny mode, the decision becomes a deny that says why: a decision that
-// cannot be accounted for must not allow.
+// logDecision hands the decision's record to the log. When the log refuses
+// it in deny mode (queue full, sink failing), the decision becomes a deny
+// that says why: a decision that cannot be accounted for must not allow.
+// When the log is closed, or the request's context ends before the log
+// takes the record (block mode) or makes it durable (sync), there is no
+// decision to return: ErrDecisionNotLogged.
 func (s *Service) logDecision(ctx context.Context, rec decisionlog.Record) (policystore.Decision, error) {
 	d := rec.Decision
 	err := s.decisionLog.Log(ctx, rec)
 	switch {
 	case err == nil:
 		return d, nil
-	case errors.Is(err, decisionlog.ErrQueueFull):
+	case errors.Is(err, decisionlog.ErrNotAccepted):
+		msg := "denied: the decision log is full"
+		if errors.Is(err, decisionlog.ErrSinkFailing) {
+			msg = "denied: the decision log cannot write"
+		}
 		return policystore.Decision{
 			Revision: d.Revision,
-			Errors:   append(d.Errors, policystore.EvalError{PolicyID: "intentpdp.decision_log", Message: "denied: the decision log is full"}),
+			Errors:   append(d.Errors, policystore.EvalError{PolicyID: "intentpdp.decision_log", Message: msg}),
 		}, nil
-	case errors.Is(err, decisionlog.ErrClosed):
-		return d, ErrDecisionNotLogged
+	case errors.Is(err, decisionlog.ErrClosed), errors.Is(err, decisionlog.ErrNotLogged):
+		return d, fmt.Errorf("%w: %w", ErrDecisionNotLogged, err)
 	default:
 		return d, err
 	}

@@ -57,8 +57,12 @@ type ObservabilityConfig struct {
 	DecisionLog string
 	// DecisionLogQueue bounds the records waiting to be written.
 	DecisionLogQueue int
-	// DecisionLogFull is what happens when the queue is full: block, drop or deny.
+	// DecisionLogFull is what happens when the queue is full or the sink
+	// failing: block, drop or deny.
 	DecisionLogFull string
+	// DecisionLogSync acknowledges a decision only once its record is
+	// written and fsynced (group commit); it needs a file, not stdout.
+	DecisionLogSync bool
 	// DecisionLogMaxSizeMB rotates the file at this size, keeping
 	// DecisionLogMaxBackups old files.
 	DecisionLogMaxSizeMB  int
@@ -87,6 +91,9 @@ func (c *ObservabilityConfig) Validate() []error {
 	if _, err := decisionlog.ParseMode(c.DecisionLogFull); err != nil {
 		errs = append(errs, fmt.Errorf("decision-log-full: %w", err))
 	}
+	if c.DecisionLogSync && (c.DecisionLog == "" || c.DecisionLog == decisionlog.Stdout) {
+		errs = append(errs, errors.New("decision-log-sync needs --decision-log set to a file"))
+	}
 	if _, err := c.tracedIdentifiers(); err != nil {
 		errs = append(errs, err)
 	}
@@ -112,7 +119,8 @@ func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TraceIdentifiers, "trace-identifiers", "", "identifiers decision spans carry: principal,resource (may be personal data)")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "decision log file, or - for stdout (empty: off)")
 	fs.IntVar(&c.DecisionLogQueue, "decision-log-queue", 4096, "decision log queue bound")
-	fs.StringVar(&c.DecisionLogFull, "decision-log-full", "block", "when the decision log queue is full: block, drop (counted) or deny the decision")
+	fs.StringVar(&c.DecisionLogFull, "decision-log-full", "block", "when the decision log queue is full or its sink failing: block, drop (counted) or deny the decision")
+	fs.BoolVar(&c.DecisionLogSync, "decision-log-sync", false, "acknowledge a decision only once its log record is written and fsynced (group commit)")
 	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", 100, "rotate the decision log file at this size")
 	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", 10, "rotated decision log files kept (0: all)")
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
@@ -329,6 +337,7 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 	w, err := decisionlog.New(sink,
 		decisionlog.WithQueueSize(c.DecisionLogQueue),
 		decisionlog.WithMode(mode),
+		decisionlog.WithSync(c.DecisionLogSync),
 		decisionlog.WithRedact(splitList(c.DecisionLogRedact)),
 		decisionlog.WithLogger(o.log))
 	if err != nil {
@@ -337,7 +346,7 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 	o.decisionLog = w
 	o.closers = append(o.closers, w.Close)
 	o.svcOpts = append(o.svcOpts, server.WithDecisionLog(w))
-	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue)
+	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
 	return o.metrics.ObserveDecisionLog(w)
 }
 

@@ -162,6 +162,7 @@ type DecisionLogStats interface {
 	Dropped() uint64
 	Denied() uint64
 	Failed() uint64
+	SinkHealthy() bool
 }
 
 // ObserveDecisionLog exports l's queue and counters, read at scrape time.
@@ -176,10 +177,16 @@ func (m *Metrics) ObserveDecisionLog(l DecisionLogStats) error {
 	for _, c := range []prometheus.Collector{
 		gauge("queue_depth", "Records waiting to be written.", func() float64 { return float64(l.QueueDepth()) }),
 		gauge("queue_capacity", "The queue's bound.", func() float64 { return float64(l.QueueCapacity()) }),
+		gauge("sink_healthy", "1 while the last write to the sink succeeded, 0 while writes fail and are retried.", func() float64 {
+			if l.SinkHealthy() {
+				return 1
+			}
+			return 0
+		}),
 		counter("written_total", "Records written.", l.Written),
-		counter("dropped_total", "Records discarded because the queue was full (drop mode).", l.Dropped),
-		counter("denied_total", "Decisions denied because the queue was full (deny mode).", l.Denied),
-		counter("failed_total", "Records lost to encoding or write errors.", l.Failed),
+		counter("dropped_total", "Records discarded because the queue was full or the sink failing (drop mode).", l.Dropped),
+		counter("denied_total", "Decisions denied because the queue was full or the sink failing (deny mode).", l.Denied),
+		counter("failed_total", "Records lost to encoding errors, or left unwritten when shutdown gave up on a failing sink.", l.Failed),
 	} {
 		if err := m.reg.Register(c); err != nil {
 			return err
