@@ -98,7 +98,7 @@ func TestConfigValidate(t *testing.T) {
 			{Path: "/a/", Action: "x", Resource: ResourceConfig{Type: "R"}},
 			{Path: "/a/../b", Action: "x", Resource: ResourceConfig{Type: "R"}},
 		},
-		ForwardAuth: ForwardAuthConfig{MethodHeader: "X-Forwarded-Uri", URIHeader: "X-Forwarded-Uri", HostHeader: "bad header"},
+		ForwardAuth:    ForwardAuthConfig{MethodHeader: "X-Forwarded-Uri", URIHeader: "X-Forwarded-Uri", HostHeader: "bad header"},
 		ContextHeaders: []string{"bad header"},
 	}
 	cfg.SetDefaults()
