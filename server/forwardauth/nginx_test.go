@@ -431,3 +431,23 @@ func host(t *testing.T, rawURL string) string {
 	}
 	return u.Host
 }
+
+// TestNginxExampleSetsTheTestedHeaders keeps examples/nginx/nginx.conf and
+// the configuration the nginx tests run in step: every header line of
+// exampleHeaders is in the example.
+func TestNginxExampleSetsTheTestedHeaders(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../examples/nginx/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := string(b)
+	for _, line := range strings.Split(exampleHeaders.auth+exampleHeaders.upstream, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.Contains(example, line) {
+			t.Errorf("examples/nginx/nginx.conf lacks %q", line)
+		}
+	}
+	if !strings.Contains(example, "proxy_pass http://127.0.0.1:8080;") {
+		t.Error("examples/nginx/nginx.conf proxies with a URI part; the backend would not get $request_uri unchanged")
+	}
+}
