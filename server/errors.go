@@ -17,16 +17,18 @@ const ErrorDomain = "intentpdp"
 
 // Machine-readable reasons carried in errdetails.ErrorInfo.
 const (
-	ReasonInvalidRequest  = "INVALID_REQUEST"
-	ReasonLimitExceeded   = "LIMIT_EXCEEDED"
-	ReasonNoActiveBundle  = "NO_ACTIVE_BUNDLE"
-	ReasonDeadline        = "DEADLINE_EXCEEDED"
-	ReasonCanceled        = "CANCELED"
-	ReasonInternal        = "INTERNAL"
-	ReasonEntityOverrides = "ENTITY_OVERRIDE_REJECTED"
-	ReasonUnauthenticated = "UNAUTHENTICATED"
-	ReasonNoRoute         = "NO_ROUTE"
-	ReasonNotLogged       = "DECISION_NOT_LOGGED"
+	ReasonInvalidRequest     = "INVALID_REQUEST"
+	ReasonLimitExceeded      = "LIMIT_EXCEEDED"
+	ReasonNoActiveBundle     = "NO_ACTIVE_BUNDLE"
+	ReasonDeadline           = "DEADLINE_EXCEEDED"
+	ReasonCanceled           = "CANCELED"
+	ReasonInternal           = "INTERNAL"
+	ReasonEntityOverrides    = "ENTITY_OVERRIDE_REJECTED"
+	ReasonUnauthenticated    = "UNAUTHENTICATED"
+	ReasonNoRoute            = "NO_ROUTE"
+	ReasonNonCanonicalPath   = "NON_CANONICAL_PATH"
+	ReasonConflictingHeaders = "CONFLICTING_REQUEST_HEADERS"
+	ReasonNotLogged          = "DECISION_NOT_LOGGED"
 )
 
 // ToStatus maps any error from the decision path to a gRPC status with an
@@ -49,6 +51,10 @@ func ToStatus(log *slog.Logger, err error) error {
 		return withReason(codes.ResourceExhausted, ReasonLimitExceeded, err.Error())
 	case errors.Is(err, ErrUnauthenticated):
 		return withReason(codes.Unauthenticated, ReasonUnauthenticated, err.Error())
+	case errors.Is(err, ErrNonCanonicalPath):
+		return withReason(codes.InvalidArgument, ReasonNonCanonicalPath, err.Error())
+	case errors.Is(err, ErrConflictingRequestHeaders):
+		return withReason(codes.InvalidArgument, ReasonConflictingHeaders, err.Error())
 	case errors.Is(err, ErrNoRoute):
 		return withReason(codes.PermissionDenied, ReasonNoRoute, err.Error())
 	case errors.Is(err, policystore.ErrNoSnapshot):

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -182,4 +183,76 @@ func TestCheckWithoutBundleFailsClosed(t *testing.T) {
 		t.Fatalf("status %v, want Unavailable", got)
 	}
 	checkDenied(t, resp, http.StatusServiceUnavailable)
+}
+
+// TestCheckRefusesNonCanonicalPaths: an allowed request (deployer reads
+// README.md) respelled so that Envoy without path normalisation, or the
+// backend, would serve another file is denied with 400 and
+// NON_CANONICAL_PATH, never OK.
+func TestCheckRefusesNonCanonicalPaths(t *testing.T) {
+	client, _ := startPDP(t, true)
+	for _, path := range []string{
+		"/repos/payments-api/contents/README.md/%2e%2e/secrets.env",
+		"/repos/payments-api/contents/x/../README.md",
+		"/repos/payments-api/contents/x%2F..%2FREADME.md",
+		"/repos/payments-api/contents//README.md",
+		"/repos/payments-api/contents/README.md/",
+		"/repos/payments-api/contents/README.md#x",
+		"/repos/payments-api/contents/README.md;x",
+		"/repos/payments-api/contents/%252e%252e/README.md",
+		"/repos/payments-api/contents/README.md%00",
+		"/repos/payments-api/contents/x/%c0%ae%c0%ae/README.md",
+	} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			req := fixture(t, "jwt-read-file-allowed")
+			h := req.GetAttributes().GetRequest().GetHttp()
+			h.Path = path
+			h.Headers[":path"] = path
+			resp, err := client.Check(context.Background(), req)
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if got := codes.Code(resp.GetStatus().GetCode()); got != codes.InvalidArgument {
+				t.Fatalf("status %v (%s), want InvalidArgument", got, resp.GetStatus().GetMessage())
+			}
+			if got := statusReason(t, resp); got != server.ReasonNonCanonicalPath {
+				t.Errorf("reason %q, want %s", got, server.ReasonNonCanonicalPath)
+			}
+			if body := checkDenied(t, resp, http.StatusBadRequest); body.Error == "" {
+				t.Errorf("deny body %+v does not say why", body)
+			}
+		})
+	}
+}
+
+// TestCheckRefusesMethodOverride: a header that asks the backend to act as
+// another method than the one decided is refused.
+func TestCheckRefusesMethodOverride(t *testing.T) {
+	client, _ := startPDP(t, true)
+	req := fixture(t, "jwt-read-file-allowed")
+	req.GetAttributes().GetRequest().GetHttp().Headers["x-http-method-override"] = "PUT"
+	resp, err := client.Check(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if got := codes.Code(resp.GetStatus().GetCode()); got != codes.InvalidArgument || statusReason(t, resp) != server.ReasonConflictingHeaders {
+		t.Fatalf("status %v, reason %q; want InvalidArgument %s", got, statusReason(t, resp), server.ReasonConflictingHeaders)
+	}
+	checkDenied(t, resp, http.StatusBadRequest)
+}
+
+// statusReason is the ErrorInfo reason in the CheckResponse status.
+func statusReason(t *testing.T, resp *authv3.CheckResponse) string {
+	t.Helper()
+	for _, d := range resp.GetStatus().GetDetails() {
+		var info errdetails.ErrorInfo
+		if d.MessageIs(&info) {
+			if err := d.UnmarshalTo(&info); err != nil {
+				t.Fatal(err)
+			}
+			return info.GetReason()
+		}
+	}
+	return ""
 }

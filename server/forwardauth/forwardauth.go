@@ -5,6 +5,7 @@
 package forwardauth
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -16,27 +17,58 @@ import (
 // Path is where the handler is mounted on the HTTP listener.
 const Path = "/forward-auth"
 
-// The headers proxies use to describe the original request. Caddy and
-// Traefik send X-Forwarded-Method and X-Forwarded-Uri; nginx has no
-// convention, so its configuration sets X-Original-Method and
-// X-Original-URI (see examples/nginx).
+// The headers proxies are known to use to describe the original request
+// to an auth service or to a backend. Caddy and Traefik send
+// X-Forwarded-*; nginx sends whatever its configuration sets. One set is
+// configured (gateway.ForwardAuthConfig); every other one present on a
+// subrequest was sent by the client, or by a proxy configured differently
+// from intentpdp, and is refused.
 var (
 	methodHeaders = []string{"X-Forwarded-Method", "X-Original-Method"}
-	uriHeaders    = []string{"X-Forwarded-Uri", "X-Original-URI"}
+	uriHeaders    = []string{"X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url"}
+	hostHeaders   = []string{"X-Forwarded-Host", "X-Original-Host"}
 )
 
 // Handler answers forward-auth subrequests: 200 with the decision headers
-// on allow, 403 on deny, 401 without identity, and an error status (which
-// proxies also treat as a denial) when no decision could be made.
+// on allow, 403 on deny, 401 without identity, 400 when the subrequest
+// carries conflicting descriptions of the original request or a
+// non-canonical path, and an error status (which proxies also treat as a
+// denial) when no decision could be made. It is safe for concurrent use.
 type Handler struct {
 	checker *gateway.Checker
+	method  string // canonical names of the configured headers
+	uri     string
+	host    string
+	others  []string // the known headers not configured
 }
 
-// New returns a Handler deciding through checker.
-func New(checker *gateway.Checker) *Handler { return &Handler{checker: checker} }
+// New returns a Handler deciding through checker, reading the original
+// request from the headers checker's configuration names.
+func New(checker *gateway.Checker) *Handler {
+	fa := checker.ForwardAuth()
+	h := &Handler{
+		checker: checker,
+		method:  http.CanonicalHeaderKey(fa.MethodHeader),
+		uri:     http.CanonicalHeaderKey(fa.URIHeader),
+		host:    http.CanonicalHeaderKey(fa.HostHeader),
+	}
+	for _, set := range [][]string{methodHeaders, uriHeaders, hostHeaders} {
+		for _, n := range set {
+			if n != h.method && n != h.uri && n != h.host {
+				h.others = append(h.others, n)
+			}
+		}
+	}
+	return h
+}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a := h.checker.Check(r.Context(), original(r))
+	var a gateway.Answer
+	if req, err := h.original(r); err != nil {
+		a = h.checker.Refuse(err)
+	} else {
+		a = h.checker.Check(r.Context(), req)
+	}
 	for k, vs := range a.Header {
 		w.Header()[k] = vs
 	}
@@ -49,31 +81,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(a.Body) // the status is the answer; a lost body changes nothing
 }
 
-// original reconstructs the request the proxy is asking about. Without the
-// method or URI headers it yields an empty method or path, which no route
-// matches: the request is denied.
-func original(r *http.Request) gateway.Request {
-	host := r.Header.Get("X-Forwarded-Host")
+// original reconstructs the request the proxy is asking about from the
+// configured headers, and only from them. Without the method or URI header
+// it yields an empty method or path, which no route matches: the request is
+// denied.
+func (h *Handler) original(r *http.Request) (gateway.Request, error) {
+	for _, n := range h.others {
+		if _, ok := r.Header[n]; ok {
+			return gateway.Request{}, fmt.Errorf("%w: %s is present but forward_auth reads %s, %s and %s",
+				server.ErrConflictingRequestHeaders, n, h.method, h.uri, h.host)
+		}
+	}
+	method, err := single(r.Header, h.method)
+	if err != nil {
+		return gateway.Request{}, err
+	}
+	uri, err := single(r.Header, h.uri)
+	if err != nil {
+		return gateway.Request{}, err
+	}
+	host, err := single(r.Header, h.host)
+	if err != nil {
+		return gateway.Request{}, err
+	}
 	if host == "" {
 		host = r.Host
 	}
 	return gateway.Request{
 		FrontEnd:      server.FrontEndForwardAuth,
-		Method:        first(r.Header, methodHeaders),
-		Path:          first(r.Header, uriHeaders),
+		Method:        method,
+		Path:          uri,
 		Host:          host,
 		Header:        r.Header,
 		SourceAddress: clientIP(r.Header),
-	}
+	}, nil
 }
 
-func first(h http.Header, names []string) string {
-	for _, n := range names {
-		if v := h.Get(n); v != "" {
-			return v
-		}
+// single is the one value of header name, or "" without one; a repeated
+// header is refused rather than resolved one way or the other.
+func single(h http.Header, name string) (string, error) {
+	switch vs := h[name]; len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+		return vs[0], nil
+	default:
+		return "", fmt.Errorf("%w: %s is repeated", server.ErrConflictingRequestHeaders, name)
 	}
-	return ""
 }
 
 // clientIP is X-Real-IP, else the last X-Forwarded-For hop: the one the

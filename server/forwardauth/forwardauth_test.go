@@ -3,8 +3,11 @@ package forwardauth_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,11 +22,34 @@ import (
 // gateway mapping over real HTTP on loopback.
 func startPDP(t *testing.T, activate bool) *httptest.Server {
 	t.Helper()
+	return startPDPWith(t, pdpSetup{activate: activate})
+}
+
+// pdpSetup varies the example PDP: extra policies added to the example
+// bundle (whose own tests are then dropped) and the forward_auth headers.
+type pdpSetup struct {
+	activate    bool
+	policies    string
+	forwardAuth gateway.ForwardAuthConfig
+	// answered, when set, holds the status of the latest answer.
+	answered *atomic.Int64
+}
+
+func startPDPWith(t *testing.T, setup pdpSetup) *httptest.Server {
+	t.Helper()
 	store := policystore.NewStore()
-	if activate {
+	if setup.activate {
 		b, err := policystore.LoadFS(examples.Agents())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if setup.policies != "" {
+			b.Files["extra.cedar"] = []byte(setup.policies)
+			for f := range b.Files {
+				if strings.HasPrefix(f, policystore.TestsDir) {
+					delete(b.Files, f)
+				}
+			}
 		}
 		if _, err := store.Activate(context.Background(), b); err != nil {
 			t.Fatal(err)
@@ -34,40 +60,96 @@ func startPDP(t *testing.T, activate bool) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.ForwardAuth = setup.forwardAuth
 	checker, err := gateway.NewChecker(svc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(forwardauth.Path, forwardauth.New(checker))
+	var h http.Handler = forwardauth.New(checker)
+	if setup.answered != nil {
+		h = recordStatus(h, setup.answered)
+	}
+	mux.Handle(forwardauth.Path, h)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
 	return ts
 }
 
-// TestProxyConventions asks the way Caddy and Traefik (X-Forwarded-*) and
-// nginx (X-Original-*, set in its configuration) ask.
+// recordStatus stores the status of each of next's answers in answered,
+// before the answer is sent.
+func recordStatus(next http.Handler, answered *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(statusWriter{w, answered}, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	answered *atomic.Int64
+}
+
+func (w statusWriter) WriteHeader(code int) {
+	w.answered.Store(int64(code))
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// originalHeaders is the configuration of a PDP reading X-Original-*, as
+// an nginx set up that way needs.
+var originalHeaders = gateway.ForwardAuthConfig{MethodHeader: "X-Original-Method", URIHeader: "X-Original-URI", HostHeader: "X-Original-Host"}
+
+// TestProxyConventions asks the way Caddy, Traefik and the nginx example
+// ask (X-Forwarded-*), and the way an nginx set up with X-Original-* asks a
+// PDP configured for it. Whichever set is configured, a subrequest that
+// also carries another description of the original request, which proxies
+// pass along from the client, is refused: the client cannot choose what is
+// decided.
 func TestProxyConventions(t *testing.T) {
-	pdp := startPDP(t, true)
+	forwarded := startPDP(t, true)
+	original := startPDPWith(t, pdpSetup{activate: true, forwardAuth: originalHeaders})
+	const readme, secrets = "/repos/payments-api/contents/README.md", "/repos/payments-api/contents/secrets.env"
 	tests := []struct {
-		name    string
-		headers map[string]string
-		want    int
-		decided bool // a decision was made, so its id is in the answer
+		name     string
+		original bool // ask the PDP configured for X-Original-*
+		headers  http.Header
+		want     int
+		reason   string // ErrorInfo reason of a refusal
+		decided  bool   // a decision was made, so its id is in the answer
 	}{
-		{"caddy/traefik allow", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/repos/payments-api/issues?state=open", "X-Agent-Id": "code-reviewer"}, 200, true},
-		{"nginx allow", map[string]string{"X-Original-Method": "GET", "X-Original-URI": "/repos/payments-api/contents/README.md", "X-Agent-Id": "deployer"}, 200, true},
-		{"escaped slash stays in the segment", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/repos/payments-api%2Fother/issues", "X-Agent-Id": "code-reviewer"}, 403, true},
-		{"deny", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/repos/payments-api/issues", "X-Agent-Id": "intern-bot"}, 403, true},
-		{"no identity", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/repos/payments-api/issues"}, 401, false},
-		{"no route", map[string]string{"X-Forwarded-Method": "DELETE", "X-Forwarded-Uri": "/repos/payments-api", "X-Agent-Id": "code-reviewer"}, 403, false},
-		{"dot segments never match", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/repos/x/../payments-api/issues", "X-Agent-Id": "code-reviewer"}, 403, false},
-		{"no original request", map[string]string{"X-Agent-Id": "code-reviewer"}, 403, false},
+		{name: "caddy/traefik/nginx allow", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api/issues?state=open", "X-Agent-Id", "code-reviewer"), want: 200, decided: true},
+		{name: "host header read", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Forwarded-Host", "api.example.org", "X-Agent-Id", "deployer"), want: 200, decided: true},
+		{name: "nginx with X-Original-* configured allow", original: true, headers: hdr("X-Original-Method", "GET", "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 200, decided: true},
+		{name: "deny", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api/issues", "X-Agent-Id", "intern-bot"), want: 403, decided: true},
+		{name: "no identity", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api/issues"), want: 401},
+		{name: "no route", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", "/repos/payments-api", "X-Agent-Id", "code-reviewer"), want: 403, reason: server.ReasonNoRoute},
+		{name: "no original request", headers: hdr("X-Agent-Id", "code-reviewer"), want: 403, reason: server.ReasonNoRoute},
+		{name: "only the other set", headers: hdr("X-Original-Method", "GET", "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+
+		// A client's forged description of an allowed request, next to the
+		// one the proxy set for the denied request it sent.
+		{name: "forged X-Original-URI", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", secrets, "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Original-Method", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", readme, "X-Original-Method", "GET", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Forwarded-Uri", original: true, headers: hdr("X-Original-Method", "GET", "X-Original-URI", secrets, "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Forwarded-Method", original: true, headers: hdr("X-Original-Method", "DELETE", "X-Original-URI", readme, "X-Forwarded-Method", "GET", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Original-Url", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Original-Url", secrets, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Rewrite-Url", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Rewrite-Url", secrets, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Original-Host", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Original-Host", "other.example", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "method override", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-HTTP-Method-Override", "DELETE", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "repeated URI header", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", secrets, "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "repeated method header", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "repeated host header", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Forwarded-Host", "a", "X-Forwarded-Host", "b", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+
+		{name: "escaped slash", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api%2Fother/issues", "X-Agent-Id", "code-reviewer"), want: 400, reason: server.ReasonNonCanonicalPath},
+		{name: "dot segments", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/x/../payments-api/issues", "X-Agent-Id", "code-reviewer"), want: 400, reason: server.ReasonNonCanonicalPath},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			resp := ask(t, pdp.URL, tt.headers)
+			base := forwarded.URL
+			if tt.original {
+				base = original.URL
+			}
+			resp := ask(t, base, tt.headers)
 			defer resp.Body.Close()
 			if resp.StatusCode != tt.want {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
@@ -82,28 +164,46 @@ func TestProxyConventions(t *testing.T) {
 			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["decision"] != "deny" {
 				t.Errorf("deny body %v (%v)", body, err)
 			}
+			if tt.reason != "" && !strings.Contains(fmt.Sprint(body["error"]), reasonText[tt.reason]) {
+				t.Errorf("deny body %v does not say %q", body, reasonText[tt.reason])
+			}
 		})
 	}
 }
 
+// reasonText is what the deny body's error says for each refusal; the
+// HTTP answer carries the status message, not the ErrorInfo.
+var reasonText = map[string]string{
+	server.ReasonNoRoute:            server.ErrNoRoute.Error(),
+	server.ReasonConflictingHeaders: server.ErrConflictingRequestHeaders.Error(),
+	server.ReasonNonCanonicalPath:   server.ErrNonCanonicalPath.Error(),
+}
+
+// hdr builds a header from name, value pairs, repeating repeated names.
+func hdr(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
 func TestNoBundleFailsClosed(t *testing.T) {
 	pdp := startPDP(t, false)
-	resp := ask(t, pdp.URL, map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/repos/payments-api/issues", "X-Agent-Id": "code-reviewer"})
+	resp := ask(t, pdp.URL, hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api/issues", "X-Agent-Id", "code-reviewer"))
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", resp.StatusCode)
 	}
 }
 
-func ask(t *testing.T, base string, headers map[string]string) *http.Response {
+func ask(t *testing.T, base string, headers http.Header) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+forwardauth.Path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
+	req.Header = headers
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -129,6 +129,15 @@ type denyBody struct {
 	Error          string   `json:"error,omitempty"`
 }
 
+// ForwardAuth is the forward-auth part of the configuration, defaults
+// filled in.
+func (c *Checker) ForwardAuth() ForwardAuthConfig { return c.cfg.ForwardAuth }
+
+// Refuse is the answer to a request a front end cannot even describe to
+// Check (ErrConflictingRequestHeaders, ...): a denial with err's status,
+// exactly as Check answers when it cannot map a request.
+func (c *Checker) Refuse(err error) Answer { return c.failed(err) }
+
 func (c *Checker) failed(err error) Answer {
 	code, st := c.svc.HTTPError(err)
 	return Answer{
@@ -147,14 +156,32 @@ func marshal(v any) []byte {
 	return b
 }
 
+// methodOverrideHeaders ask a backend to act as if the request had another
+// method than the one the gateway reports.
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Method-Override", "X-Http-Method"}
+
 // mapRequest turns a gateway request into a decision request: the route
 // gives the action and resource, the identity the principal, and the
-// request itself context.http.
+// request itself context.http. A request whose path is not canonical, or
+// that asks the backend to override its method, is refused before any
+// route is tried.
 func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 	var out policystore.Request
 	path, _, _ := strings.Cut(r.Path, "?")
 	method := strings.ToUpper(r.Method)
-	rt, params, ok := c.route(method, path)
+	if path == "" {
+		return out, fmt.Errorf("%w: %s without a path", server.ErrNoRoute, method)
+	}
+	parts, path, err := canonicalPath(path)
+	if err != nil {
+		return out, err
+	}
+	for _, h := range methodOverrideHeaders {
+		if _, ok := r.Header[h]; ok {
+			return out, fmt.Errorf("%w: %s asks the backend for another method than %s", server.ErrConflictingRequestHeaders, h, method)
+		}
+	}
+	rt, params, ok := c.route(method, parts)
 	if !ok {
 		return out, fmt.Errorf("%w: %s %s", server.ErrNoRoute, method, path)
 	}
@@ -175,11 +202,7 @@ func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 	return out, err
 }
 
-func (c *Checker) route(method, path string) (*route, map[string]string, bool) {
-	parts, ok := splitPath(path)
-	if !ok {
-		return nil, nil, false
-	}
+func (c *Checker) route(method string, parts []string) (*route, map[string]string, bool) {
 	for i := range c.routes {
 		if params, ok := c.routes[i].match(method, parts); ok {
 			return &c.routes[i], params, true
@@ -220,7 +243,7 @@ func (c *Checker) principalID(r Request) (string, error) {
 	return "", server.ErrUnauthenticated
 }
 
-// httpContext is context.http: method, path (escaped, no query), host,
+// httpContext is context.http: method, path (canonical, no query), host,
 // route parameters, allowlisted headers and, when it parses, the source
 // address as a Cedar ip.
 func (c *Checker) httpContext(r Request, method, path string, params map[string]string) types.Record {

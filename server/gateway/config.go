@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -31,6 +32,28 @@ type Config struct {
 	ContextHeaders []string `json:"context_headers"`
 	// ExposeReasons puts the determining policy ids into deny bodies.
 	ExposeReasons bool `json:"expose_reasons"`
+	// ForwardAuth names the headers through which the proxy in front of
+	// the forward-auth hook describes the original request.
+	ForwardAuth ForwardAuthConfig `json:"forward_auth"`
+}
+
+// ForwardAuthConfig names the one set of headers this deployment's proxy
+// sets on forward-auth subrequests to describe the original request.
+// Proxies pass the client's own headers along, so forward-auth refuses a
+// subrequest carrying any other known method, URI or host header, or the
+// configured ones more than once (ErrConflictingRequestHeaders): a client
+// cannot name the request that is decided. The defaults are what Caddy and
+// Traefik send, and what examples/nginx sets.
+type ForwardAuthConfig struct {
+	// MethodHeader carries the original method (default
+	// X-Forwarded-Method).
+	MethodHeader string `json:"method_header"`
+	// URIHeader carries the original request target, escaped, with its
+	// query (default X-Forwarded-Uri).
+	URIHeader string `json:"uri_header"`
+	// HostHeader carries the original host, context.http.host (default
+	// X-Forwarded-Host); without it the subrequest's own Host is used.
+	HostHeader string `json:"host_header"`
 }
 
 // PrincipalConfig says where a gateway request's principal comes from. The
@@ -123,6 +146,9 @@ func (c *Config) SetDefaults() {
 	def(&c.Intent.PurposeHeader, "X-Intent-Purpose")
 	def(&c.Intent.TaskIDHeader, "X-Intent-Task-Id")
 	def(&c.Intent.ToolHeader, "X-Intent-Tool")
+	def(&c.ForwardAuth.MethodHeader, "X-Forwarded-Method")
+	def(&c.ForwardAuth.URIHeader, "X-Forwarded-Uri")
+	def(&c.ForwardAuth.HostHeader, "X-Forwarded-Host")
 }
 
 // Validate reports every problem at once.
@@ -147,9 +173,27 @@ func (c *Config) compile() ([]route, error) {
 		routes = append(routes, cr)
 	}
 	for _, h := range c.ContextHeaders {
-		if h == "" || strings.ContainsAny(h, " :\t") {
+		if !validHeaderName(h) {
 			errs = append(errs, fmt.Errorf("context_headers: %q is not a header name", h))
 		}
 	}
+	fa := c.ForwardAuth
+	names := map[string]string{}
+	for _, f := range []struct{ field, name string }{
+		{"method_header", fa.MethodHeader}, {"uri_header", fa.URIHeader}, {"host_header", fa.HostHeader},
+	} {
+		if !validHeaderName(f.name) {
+			errs = append(errs, fmt.Errorf("forward_auth.%s: %q is not a header name", f.field, f.name))
+			continue
+		}
+		if other, dup := names[http.CanonicalHeaderKey(f.name)]; dup {
+			errs = append(errs, fmt.Errorf("forward_auth.%s: %q is also forward_auth.%s", f.field, f.name, other))
+		}
+		names[http.CanonicalHeaderKey(f.name)] = f.field
+	}
 	return routes, errors.Join(errs...)
+}
+
+func validHeaderName(h string) bool {
+	return h != "" && !strings.ContainsAny(h, " :\t\r\n")
 }

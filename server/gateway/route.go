@@ -3,8 +3,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -62,6 +60,10 @@ func (r *route) compilePath(path string) error {
 		if !isParam {
 			if strings.ContainsAny(p, "{}") {
 				return fmt.Errorf("path %q: segment %q mixes literal text and a parameter", path, p)
+			}
+			// A literal no canonical request path has would never match.
+			if why := badSegment(p); why != "" && path != "/" {
+				return fmt.Errorf("path %q: segment %q %s; no request path can match it", path, p, why)
 			}
 			r.segments = append(r.segments, segment{literal: p})
 			continue
@@ -121,20 +123,10 @@ func compileTemplate(tmpl string, params map[string]bool) ([]segment, error) {
 	return out, nil
 }
 
-// splitPath splits an escaped path (no query) into its segments, once per
-// request. An unnormalised path, with . or .. segments, matches no route:
-// the gateway must clean it.
-func splitPath(escapedPath string) ([]string, bool) {
-	parts := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
-	if slices.Contains(parts, "..") || slices.Contains(parts, ".") {
-		return nil, false
-	}
-	return parts, true
-}
-
-// match reports whether the route matches method and the path's escaped
-// segments, and returns the path parameters, unescaped per segment so that
-// an escaped slash stays inside its segment.
+// match reports whether the route matches method and the path's unescaped
+// segments (from canonicalPath, so none is empty, a dot segment or holds a
+// slash), and returns the path parameters. A final {name...} parameter is
+// the rest of the segments joined with "/".
 func (r *route) match(method string, parts []string) (map[string]string, bool) {
 	if r.method != "*" && r.method != method {
 		return nil, false
@@ -144,23 +136,19 @@ func (r *route) match(method string, parts []string) (map[string]string, bool) {
 	}
 	params := map[string]string{}
 	for i, s := range r.segments {
-		v, err := url.PathUnescape(parts[i])
-		if err != nil {
-			return nil, false
-		}
 		switch {
-		case s.param == "" && v != s.literal:
+		case s.param == "" && parts[i] != s.literal:
 			return nil, false
 		case s.param != "":
-			if v == "" {
+			if parts[i] == "" {
 				return nil, false
 			}
-			params[s.param] = v
+			params[s.param] = parts[i]
 		}
 	}
 	if r.rest != "" {
-		rest, err := url.PathUnescape(strings.Join(parts[len(r.segments):], "/"))
-		if err != nil || rest == "" {
+		rest := strings.Join(parts[len(r.segments):], "/")
+		if rest == "" {
 			return nil, false
 		}
 		params[r.rest] = rest
