@@ -1,6 +1,7 @@
 package policystore
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,21 +29,35 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 // it ignores:
 //   - data about an entity the bundle defines (the bundle wins);
 //   - action entities (the action hierarchy is the policy author's);
+//   - entities of a type the bundle is authoritative for (see
+//     Manifest.AuthoritativeTypes): a caller cannot make up a task or a
+//     secret the bundle does not know;
 //   - parents that would place the principal, directly or through other
 //     request entities, under an entity the bundle defines: a caller cannot
-//     add itself to a bundle group or give itself a bundle role.
+//     add itself to a bundle group or give itself a role.
 //
-// The request's map is read, never modified. merge also returns how to find
-// an entity's ancestors for the policy index, or nil when the bundle's own
-// closures answer that.
-func (s *Snapshot) merge(req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity) {
+// With req.RejectOverrides, anything ignored is an *EntityOverrideError
+// instead. The request's map is read, never modified. merge also returns
+// how to find an entity's ancestors for the policy index, or nil when the
+// bundle's own closures answer that. It fails with ErrInvalidRequest when
+// the request's entity hierarchy is deeper than MaxRequestEntityDepth, and
+// with ctx.Err() when ctx ends first.
+func (s *Snapshot) merge(ctx context.Context, req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity, error) {
 	if len(req.Entities) == 0 {
-		return s.closed, nil, nil
+		return s.closed, nil, nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
 	}
 	used, ignored := s.screen(req)
+	if len(ignored) > 0 && req.RejectOverrides {
+		return nil, nil, nil, &EntityOverrideError{Ignored: ignored}
+	}
 	layered := layeredEntities{bundle: s.closed, request: used}
-	closeRequestEntities(layered)
-	return layered, layeredAncestors(layered), ignored
+	if err := closeRequestEntities(ctx, layered); err != nil {
+		return nil, nil, nil, err
+	}
+	return layered, layeredAncestors(layered), ignored, nil
 }
 
 // screen returns the request entities merge uses, in a map of their own,
@@ -60,6 +75,11 @@ func (s *Snapshot) screen(req Request) (types.EntityMap, []IgnoredEntity) {
 		}
 		if isActionType(uid.Type) {
 			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "action entities come from the policy bundle only; request data ignored"})
+			continue
+		}
+		if s.authoritative[uid.Type] {
+			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
+				"the policy bundle is authoritative for type %s: its entities come from the bundle only; request data ignored", uid.Type)})
 			continue
 		}
 		used[uid] = e
