@@ -111,7 +111,9 @@ func closeRequestEntities(ctx context.Context, l layeredEntities) error {
 		state:   make(map[types.EntityUID]*closeState, len(l.request)),
 		closure: make(map[types.EntityUID][]types.EntityUID, len(l.request)),
 	}
-	for _, uid := range sortedUIDs(l.request) {
+	// The closures, and whether the limit is passed, do not depend on the
+	// order of the roots.
+	for uid := range l.request {
 		if _, visited := c.state[uid]; visited {
 			continue
 		}
