@@ -34,8 +34,9 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 //     Manifest.AuthoritativeTypes): a caller cannot make up a task or a
 //     secret the bundle does not know;
 //   - parents that would place the principal, directly or through other
-//     request entities, under an entity the bundle defines: a caller cannot
-//     add itself to a bundle group or give itself a role.
+//     request entities, under an entity the bundle defines or of an
+//     authoritative type: a caller cannot add itself to a bundle group or
+//     give itself a role.
 //
 // With req.RejectOverrides, anything ignored is an *EntityOverrideError
 // instead. The request's map is read, never modified. merge also returns
@@ -90,7 +91,8 @@ func (s *Snapshot) screen(req Request) (types.EntityMap, []IgnoredEntity) {
 
 // detachPrincipal walks the principal's ancestry, through the bundle's
 // entities and the used request entities, and drops every edge from a
-// request entity into the bundle.
+// request entity into the bundle, or to an entity of an authoritative type
+// (which the bundle then does not define: policies may still name it).
 func (s *Snapshot) detachPrincipal(principal types.EntityUID, used types.EntityMap) []IgnoredEntity {
 	var ignored []IgnoredEntity
 	seen := map[types.EntityUID]bool{}
@@ -115,6 +117,11 @@ func (s *Snapshot) detachPrincipal(principal types.EntityUID, used types.EntityM
 			if _, bundleDefined := s.entities[parent]; bundleDefined {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
 					"parent %s ignored: a request cannot place the principal under an entity of the policy bundle", parent)})
+				continue
+			}
+			if s.authoritative[parent.Type] {
+				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
+					"parent %s ignored: the policy bundle is authoritative for type %s, so a request cannot place the principal under one", parent, parent.Type)})
 				continue
 			}
 			kept = append(kept, parent)

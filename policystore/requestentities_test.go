@@ -116,6 +116,32 @@ action edit appliesTo { principal: [User], resource: [Doc] };`
 	}
 }
 
+// TestPrincipalCannotJoinAuthoritativeType places a request principal
+// under a team the bundle does not define but whose type it owns, as a
+// policy names it.
+func TestPrincipalCannotJoinAuthoritativeType(t *testing.T) {
+	t.Parallel()
+	snap, err := policystore.Compile(bundle(map[string]string{
+		"p.cedar":       `@id("contractors") permit (principal in Team::"contractors", action, resource);`,
+		"entities.json": `[{"uid": {"type": "Team", "id": "staff"}, "attrs": {}, "parents": []}]`,
+		"manifest.json": `{"authoritative_types": ["Team"]}`,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, team := uid("Session", "s1"), uid("Team", "contractors")
+	d, err := snap.Decide(policystore.Request{
+		Principal: session, Action: uid("Action", "a"), Resource: uid("R", "r"),
+		Entities: types.EntityMap{session: {UID: session, Parents: types.NewEntityUIDSet(team)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allow || len(d.Ignored) != 1 || !strings.Contains(d.Ignored[0].Detail, "authoritative for type Team") {
+		t.Fatalf("allow %v ignored %v; want a deny with the parent ignored", d.Allow, d.Ignored)
+	}
+}
+
 func TestAuthoritativeTypesMustBeEntityTypes(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
