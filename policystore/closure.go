@@ -101,9 +101,10 @@ const MaxRequestEntityDepth = 64
 // strongly connected components of the request entities' graph (Tarjan's
 // algorithm), which come out ancestors first, so each component's closure
 // is the union of its members' parents and of the closures already
-// computed for the components above it: every edge is followed once and
-// every closure copied once, instead of a walk per entity. It stops when
-// the hierarchy passes MaxRequestEntityDepth or ctx ends.
+// computed for the components above it: each parent edge is followed once,
+// instead of a walk per entity through parents already replaced by
+// closures. It stops when the hierarchy passes MaxRequestEntityDepth or ctx
+// ends.
 func closeRequestEntities(ctx context.Context, l layeredEntities) error {
 	c := requestCloser{
 		ctx:     ctx,
