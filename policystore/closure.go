@@ -1,6 +1,8 @@
 package policystore
 
 import (
+	"context"
+	"fmt"
 	"iter"
 	"slices"
 
@@ -85,34 +87,185 @@ func (s *ancestorSet) add(uid types.EntityUID) bool {
 	return true
 }
 
-// walkAncestors returns every ancestor of uid reachable through g.
-func walkAncestors(g types.EntityGetter, uid types.EntityUID) []types.EntityUID {
-	var acc ancestorSet
-	for i := -1; i < len(acc.list); i++ {
-		from := uid
-		if i >= 0 {
-			from = acc.list[i]
-		}
-		e, ok := g.Get(from)
-		if !ok {
+// MaxRequestEntityDepth is how deep the hierarchy of a request's own
+// entities may be: the most request entities on any chain of parents, an
+// entity itself included, where a cycle counts all its members. Bundle
+// entities along the way do not count. A request past it is refused with
+// ErrInvalidRequest: closing a chain of n entities costs n²/2 ancestor
+// entries, and no real hierarchy of groups, folders or projects comes near
+// the limit.
+const MaxRequestEntityDepth = 64
+
+// closeRequestEntities replaces each request entity's parents with all its
+// ancestors through the layered view, once per request. It finds the
+// strongly connected components of the request entities' graph (Tarjan's
+// algorithm), which come out ancestors first, so each component's closure
+// is the union of its members' parents and of the closures already
+// computed for the components above it: each parent edge is followed once,
+// instead of a walk per entity through parents already replaced by
+// closures. It stops when the hierarchy passes MaxRequestEntityDepth or ctx
+// ends.
+func closeRequestEntities(ctx context.Context, l layeredEntities) error {
+	c := requestCloser{
+		ctx:     ctx,
+		l:       l,
+		state:   make(map[types.EntityUID]*closeState, len(l.request)),
+		closure: make(map[types.EntityUID][]types.EntityUID, len(l.request)),
+	}
+	// The closures, and whether the limit is passed, do not depend on the
+	// order of the roots.
+	for uid := range l.request {
+		if _, visited := c.state[uid]; visited {
 			continue
 		}
-		for p := range e.Parents.All() {
-			acc.add(p)
+		if _, err := c.visit(uid, 1); err != nil {
+			return err
 		}
 	}
-	return acc.list
-}
-
-// closeRequestEntities replaces each request entity's parents with its
-// ancestors through the layered view, once per request.
-func closeRequestEntities(l layeredEntities) {
 	for uid, e := range l.request {
 		if e.Parents.Len() > 0 {
-			e.Parents = types.NewEntityUIDSet(walkAncestors(l, uid)...)
+			e.Parents = types.NewEntityUIDSet(c.closure[uid]...)
 			l.request[uid] = e
 		}
 	}
+	return nil
+}
+
+// requestCloser holds Tarjan's bookkeeping for one request.
+type requestCloser struct {
+	ctx     context.Context
+	l       layeredEntities
+	state   map[types.EntityUID]*closeState
+	stack   []types.EntityUID
+	next    int
+	closure map[types.EntityUID][]types.EntityUID // complete components only
+}
+
+type closeState struct {
+	index, low int
+	onStack    bool
+	height     int // set when the component is complete
+}
+
+// visit runs Tarjan's algorithm from the request entity uid, depth request
+// entities up the current path, and returns uid's state.
+func (c *requestCloser) visit(uid types.EntityUID, depth int) (*closeState, error) {
+	if depth > MaxRequestEntityDepth {
+		// The path on the stack alone is longer than the limit.
+		return nil, depthError()
+	}
+	st := &closeState{index: c.next, low: c.next, onStack: true}
+	c.next++
+	c.state[uid] = st
+	c.stack = append(c.stack, uid)
+	for succ := range c.successors(uid) {
+		s, visited := c.state[succ]
+		switch {
+		case !visited:
+			var err error
+			if s, err = c.visit(succ, depth+1); err != nil {
+				return nil, err
+			}
+			st.low = min(st.low, s.low)
+		case s.onStack:
+			st.low = min(st.low, s.index)
+		}
+	}
+	if st.low == st.index {
+		if err := c.complete(uid); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// successors yields the request entities whose closures uid's closure
+// includes: its request parents, and the request entities among the
+// ancestors of its bundle parents (a bundle entity may name a parent the
+// bundle leaves undefined and the request defines).
+func (c *requestCloser) successors(uid types.EntityUID) iter.Seq[types.EntityUID] {
+	return func(yield func(types.EntityUID) bool) {
+		for p := range c.l.request[uid].Parents.All() {
+			if _, ok := c.l.request[p]; ok {
+				if !yield(p) {
+					return
+				}
+				continue
+			}
+			for a := range c.l.bundle[p].Parents.All() {
+				if _, ok := c.l.request[a]; ok && !yield(a) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// complete pops the component rooted at root off the stack and gives every
+// member the component's closure.
+func (c *requestCloser) complete(root types.EntityUID) error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	i := len(c.stack) - 1
+	for c.stack[i] != root {
+		i--
+	}
+	members := c.stack[i:]
+	c.stack = c.stack[:i]
+	for _, m := range members {
+		c.state[m].onStack = false
+	}
+	inComponent := func(uid types.EntityUID) bool { return slices.Contains(members, uid) }
+	if len(members) > smallSet {
+		set := make(map[types.EntityUID]bool, len(members))
+		for _, m := range members {
+			set[m] = true
+		}
+		inComponent = func(uid types.EntityUID) bool { return set[uid] }
+	}
+	var acc ancestorSet
+	above := 0
+	// include adds a request entity's closure unless it is a member, whose
+	// own parents are added anyway.
+	include := func(uid types.EntityUID) {
+		if inComponent(uid) {
+			return
+		}
+		for _, a := range c.closure[uid] {
+			acc.add(a)
+		}
+		above = max(above, c.state[uid].height)
+	}
+	for _, m := range members {
+		for p := range c.l.request[m].Parents.All() {
+			acc.add(p)
+			if _, ok := c.l.request[p]; ok {
+				include(p)
+				continue
+			}
+			for a := range c.l.bundle[p].Parents.All() {
+				acc.add(a)
+				if _, ok := c.l.request[a]; ok {
+					include(a)
+				}
+			}
+		}
+	}
+	height := above + len(members)
+	if height > MaxRequestEntityDepth {
+		return depthError()
+	}
+	for _, m := range members {
+		c.state[m].height = height
+		c.closure[m] = acc.list
+	}
+	return nil
+}
+
+func depthError() error {
+	return fmt.Errorf("%w: request entities nest deeper than the maximum of %d (a chain of parents, or a cycle, through more than %d request entities)",
+		ErrInvalidRequest, MaxRequestEntityDepth, MaxRequestEntityDepth)
 }
 
 // bundleAncestors yields a bundle entity's ancestors from its closure; it

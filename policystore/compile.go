@@ -37,6 +37,22 @@ type Manifest struct {
 	Revision string `json:"revision,omitempty"`
 	// Validation is strict (default), permissive or off.
 	Validation string `json:"validation,omitempty"`
+	// AuthoritativeTypes are the entity types whose entities only the
+	// bundle defines: a request entity of one of these types is ignored
+	// (and reported), or refused in reject mode, even when the bundle has no
+	// entity with its UID. A request then cannot make up a task, a secret or
+	// a resource placed under a bundle project. Action entities are always
+	// the bundle's and need not be listed.
+	//
+	// When the field is absent and the bundle has a schema, every entity type
+	// of which entities.json defines at least one entity is authoritative,
+	// so that a bundle that owns a kind of entity owns all of them; types
+	// the bundle defines no entities of stay open to the request. An explicit
+	// list, even an empty one, replaces that default. Without a schema and
+	// without the field, no type is authoritative: the bundle is only
+	// authoritative for the entities it defines. With a schema every listed
+	// name must be an entity type of the schema.
+	AuthoritativeTypes *[]string `json:"authoritative_types,omitempty"`
 }
 
 // Problem is one thing wrong with a bundle, located where possible.
@@ -92,6 +108,7 @@ func Compile(b *Bundle) (*Snapshot, error) {
 	c := &compiler{bundle: b}
 	manifest := c.manifest()
 	sch := c.schema()
+	c.checkAuthoritativeTypes(manifest, sch)
 	// Policies and entities parse independently: do both at once.
 	pc := &compiler{bundle: b}
 	parsed := make(chan map[cedar.PolicyID]*cedar.Policy)
@@ -113,6 +130,7 @@ func Compile(b *Bundle) (*Snapshot, error) {
 	}
 	snap := newSnapshot(revision, b.Source, policies, entities, sch)
 	snap.contentHash = hash
+	snap.authoritative = authoritativeTypes(manifest, sch, entities)
 	return snap, nil
 }
 
@@ -132,6 +150,59 @@ func (c *compiler) manifest() Manifest {
 			ValidationStrict, ValidationPermissive, ValidationOff, m.Validation)
 	}
 	return m
+}
+
+// checkAuthoritativeTypes reports listed names that are not entity types:
+// with a schema, names the schema does not declare; without one, names that
+// are not Cedar entity type names.
+func (c *compiler) checkAuthoritativeTypes(m Manifest, sch *resolved.Schema) {
+	if m.AuthoritativeTypes == nil {
+		return
+	}
+	for _, name := range *m.AuthoritativeTypes {
+		t := types.EntityType(name)
+		switch {
+		case !entityTypeName.MatchString(name):
+			c.fail(ManifestFile, nil, "authoritative_types: %q is not an entity type name", name)
+		case isActionType(t):
+			c.fail(ManifestFile, nil, "authoritative_types: %q: action entities always come from the bundle; do not list them", name)
+		case sch != nil && !schemaDeclares(sch, t):
+			c.fail(ManifestFile, nil, "authoritative_types: the schema declares no entity type %q", name)
+		}
+	}
+}
+
+// entityTypeName matches a Cedar entity type: identifiers joined by "::".
+var entityTypeName = regexp.MustCompile(`^[_a-zA-Z][_a-zA-Z0-9]*(::[_a-zA-Z][_a-zA-Z0-9]*)*$`)
+
+func schemaDeclares(sch *resolved.Schema, t types.EntityType) bool {
+	if _, ok := sch.Entities[t]; ok {
+		return true
+	}
+	_, ok := sch.Enums[t]
+	return ok
+}
+
+// authoritativeTypes resolves the manifest's authoritative_types, or its
+// default (see Manifest), into a set; nil when no type is authoritative.
+func authoritativeTypes(m Manifest, sch *resolved.Schema, entities types.EntityMap) map[types.EntityType]bool {
+	out := map[types.EntityType]bool{}
+	switch {
+	case m.AuthoritativeTypes != nil:
+		for _, name := range *m.AuthoritativeTypes {
+			out[types.EntityType(name)] = true
+		}
+	case sch != nil:
+		for uid := range entities {
+			if !isActionType(uid.Type) {
+				out[uid.Type] = true
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // schema parses the bundle's schema, in Cedar or JSON syntax. A bundle has

@@ -1,6 +1,8 @@
 package policystore
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,21 +30,36 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 // it ignores:
 //   - data about an entity the bundle defines (the bundle wins);
 //   - action entities (the action hierarchy is the policy author's);
+//   - entities of a type the bundle is authoritative for (see
+//     Manifest.AuthoritativeTypes): a caller cannot make up a task or a
+//     secret the bundle does not know;
 //   - parents that would place the principal, directly or through other
-//     request entities, under an entity the bundle defines: a caller cannot
-//     add itself to a bundle group or give itself a bundle role.
+//     request entities, under an entity the bundle defines or of an
+//     authoritative type: a caller cannot add itself to a bundle group or
+//     give itself a role.
 //
-// The request's map is read, never modified. merge also returns how to find
-// an entity's ancestors for the policy index, or nil when the bundle's own
-// closures answer that.
-func (s *Snapshot) merge(req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity) {
+// With req.RejectOverrides, anything ignored is an *EntityOverrideError
+// instead. The request's map is read, never modified. merge also returns
+// how to find an entity's ancestors for the policy index, or nil when the
+// bundle's own closures answer that. It fails with ErrInvalidRequest when
+// the request's entity hierarchy is deeper than MaxRequestEntityDepth, and
+// with ctx.Err() when ctx ends first.
+func (s *Snapshot) merge(ctx context.Context, req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity, error) {
 	if len(req.Entities) == 0 {
-		return s.closed, nil, nil
+		return s.closed, nil, nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
 	}
 	used, ignored := s.screen(req)
+	if len(ignored) > 0 && req.RejectOverrides {
+		return nil, nil, nil, &EntityOverrideError{Ignored: ignored}
+	}
 	layered := layeredEntities{bundle: s.closed, request: used}
-	closeRequestEntities(layered)
-	return layered, layeredAncestors(layered), ignored
+	if err := closeRequestEntities(ctx, layered); err != nil {
+		return nil, nil, nil, err
+	}
+	return layered, layeredAncestors(layered), ignored, nil
 }
 
 // screen returns the request entities merge uses, in a map of their own,
@@ -62,6 +79,11 @@ func (s *Snapshot) screen(req Request) (types.EntityMap, []IgnoredEntity) {
 			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "action entities come from the policy bundle only; request data ignored"})
 			continue
 		}
+		if s.authoritative[uid.Type] {
+			ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
+				"the policy bundle is authoritative for type %s: its entities come from the bundle only; request data ignored", uid.Type)})
+			continue
+		}
 		used[uid] = e
 	}
 	return used, append(ignored, s.detachPrincipal(req.Principal, used)...)
@@ -69,7 +91,8 @@ func (s *Snapshot) screen(req Request) (types.EntityMap, []IgnoredEntity) {
 
 // detachPrincipal walks the principal's ancestry, through the bundle's
 // entities and the used request entities, and drops every edge from a
-// request entity into the bundle.
+// request entity into the bundle, or to an entity of an authoritative type
+// (which the bundle then does not define: policies may still name it).
 func (s *Snapshot) detachPrincipal(principal types.EntityUID, used types.EntityMap) []IgnoredEntity {
 	var ignored []IgnoredEntity
 	seen := map[types.EntityUID]bool{}
@@ -96,6 +119,11 @@ func (s *Snapshot) detachPrincipal(principal types.EntityUID, used types.EntityM
 					"parent %s ignored: a request cannot place the principal under an entity of the policy bundle", parent)})
 				continue
 			}
+			if s.authoritative[parent.Type] {
+				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
+					"parent %s ignored: the policy bundle is authoritative for type %s, so a request cannot place the principal under one", parent, parent.Type)})
+				continue
+			}
 			kept = append(kept, parent)
 			queue = append(queue, parent)
 		}
@@ -111,7 +139,12 @@ func isActionType(t types.EntityType) bool {
 	return t == "Action" || strings.HasSuffix(string(t), "::Action")
 }
 
-func compareUIDs(a, b types.EntityUID) int { return strings.Compare(a.String(), b.String()) }
+// compareUIDs orders UIDs by type, then id, so that what merge reports
+// comes out in a stable order; it allocates nothing, unlike comparing
+// UID strings, which matters for requests with many entities.
+func compareUIDs(a, b types.EntityUID) int {
+	return cmp.Or(strings.Compare(string(a.Type), string(b.Type)), strings.Compare(string(a.ID), string(b.ID)))
+}
 
 func sortedUIDs(m types.EntityMap) []types.EntityUID {
 	uids := make([]types.EntityUID, 0, len(m))

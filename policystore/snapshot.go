@@ -1,6 +1,7 @@
 package policystore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -36,6 +37,9 @@ type Snapshot struct {
 	// decisions evaluate against it (see closure.go).
 	closed types.EntityMap
 	index  policyIndex
+	// authoritative holds the entity types only the bundle defines (see
+	// Manifest.AuthoritativeTypes); nil when there are none.
+	authoritative map[types.EntityType]bool
 }
 
 type compiledPolicy struct {
@@ -143,7 +147,8 @@ type Request struct {
 	Intent Intent
 	// Context is the full context, usually made by BuildContext.
 	Context types.Record
-	// Entities are request-scoped entities, merged under the bundle's.
+	// Entities are request-scoped entities, merged under the bundle's (see
+	// merge). Their hierarchy may be at most MaxRequestEntityDepth deep.
 	Entities types.EntityMap
 	// RejectOverrides makes request entity data that the bundle overrides an
 	// error instead of being ignored and reported.
@@ -181,7 +186,8 @@ type EvalError struct {
 	Message  string
 }
 
-// IgnoredEntity is request entity data the bundle overrode.
+// IgnoredEntity is request entity data the bundle overrode, or that is of
+// a type only the bundle defines.
 type IgnoredEntity struct {
 	UID    types.EntityUID
 	Detail string
@@ -203,13 +209,20 @@ func (e *EntityOverrideError) Error() string {
 
 func (e *EntityOverrideError) Unwrap() error { return ErrInvalidRequest }
 
-// Decide evaluates req against the snapshot with Cedar, evaluating only the
-// policies whose scope the index says can apply. It returns an error
-// only when the request cannot be evaluated; a deny is a Decision.
+// Decide is DecideContext without a context to stop it.
 func (s *Snapshot) Decide(req Request) (Decision, error) {
-	entities, ancestors, ignored := s.merge(req)
-	if len(ignored) > 0 && req.RejectOverrides {
-		return Decision{Revision: s.revision}, &EntityOverrideError{Ignored: ignored}
+	return s.DecideContext(context.Background(), req)
+}
+
+// DecideContext evaluates req against the snapshot with Cedar, evaluating
+// only the policies whose scope the index says can apply. It returns an
+// error only when the request cannot be evaluated; a deny is a Decision.
+// Merging the request's entities, the part whose cost the request controls,
+// stops with ctx.Err() once ctx is done.
+func (s *Snapshot) DecideContext(ctx context.Context, req Request) (Decision, error) {
+	entities, ancestors, ignored, err := s.merge(ctx, req)
+	if err != nil {
+		return Decision{Revision: s.revision}, err
 	}
 	var candidates []int32
 	if ancestors == nil {

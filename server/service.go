@@ -154,7 +154,7 @@ func (s *Service) evaluate(ctx context.Context, snap *policystore.Snapshot, req 
 		return policystore.Decision{}, "", err
 	}
 	req.RejectOverrides = s.rejectOverrides
-	d, err := snap.Decide(req)
+	d, err := snap.DecideContext(ctx, req)
 	if err != nil {
 		return policystore.Decision{}, "", err
 	}
