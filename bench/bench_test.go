@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -74,11 +75,12 @@ func fixtureFor(b *testing.B, name string) *fixture {
 	}
 	f := &fixture{sc: sc, snap: snap}
 	for _, q := range sc.Queries {
-		req, err := server.DecodeRequest(q.Request, server.DefaultLimits, time.Now())
+		req, err := server.DecodeRequest(q.Request, server.DefaultLimits)
 		if err != nil {
 			b.Fatalf("%s: %v", q.Name, err)
 		}
-		d, err := snap.Decide(req)
+		req.Now = time.Now()
+		d, err := snap.Decide(context.Background(), req)
 		if err != nil || d.Allow != q.Allow || len(d.Errors) > 0 {
 			b.Fatalf("%s: allow=%v errors=%v err=%v, scenario expects allow=%v", q.Name, d.Allow, d.Errors, err, q.Allow)
 		}
@@ -115,10 +117,16 @@ func BenchmarkCedarFloor(b *testing.B) {
 			}
 			entities := f.snap.Entities()
 			b.ReportAllocs()
+			contexts := make([]types.Record, len(f.decoded))
+			for i, r := range f.decoded {
+				if contexts[i], err = r.CedarContext(); err != nil {
+					b.Fatal(err)
+				}
+			}
 			i := 0
 			for b.Loop() {
 				r := f.decoded[i%len(f.decoded)]
-				cedar.Authorize(ps, entities, cedar.Request{Principal: r.Principal, Action: r.Action, Resource: r.Resource, Context: r.Context})
+				cedar.Authorize(ps, entities, cedar.Request{Principal: r.Principal, Action: r.Action, Resource: r.Resource, Context: contexts[i%len(f.decoded)]})
 				i++
 			}
 		})
@@ -137,7 +145,7 @@ func BenchmarkDecide(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				start := time.Now()
-				if _, err := f.snap.Decide(f.decoded[i%len(f.decoded)]); err != nil {
+				if _, err := f.snap.Decide(context.Background(), f.decoded[i%len(f.decoded)]); err != nil {
 					b.Fatal(err)
 				}
 				lat.time(start)
@@ -349,7 +357,7 @@ func BenchmarkDecideDuringReloads(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := snap.Decide(f.decoded[i%len(f.decoded)]); err != nil {
+				if _, err := snap.Decide(context.Background(), f.decoded[i%len(f.decoded)]); err != nil {
 					b.Fatal(err)
 				}
 				lat.time(start)

@@ -31,15 +31,11 @@ func revisionBundle(allow bool, sequence string) *policystore.Bundle {
 
 func revisionRequest(t testing.TB) policystore.Request {
 	t.Helper()
-	ctx, err := policystore.BuildContext(nil, policystore.Intent{}, time.Unix(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
 	return policystore.Request{
 		Principal: types.NewEntityUID("Agent", "a"),
 		Action:    types.NewEntityUID("Action", "read"),
 		Resource:  types.NewEntityUID("Doc", "d"),
-		Context:   ctx,
+		Now:       time.Unix(0, 0),
 	}
 }
 
@@ -257,7 +253,7 @@ func TestConcurrentDecisionsMatchRevision(t *testing.T) {
 					mismatches[r]++
 					continue
 				}
-				d, err := snap.Decide(req)
+				d, err := snap.Decide(context.Background(), req)
 				decisions[r]++
 				if err != nil || d.Allow != (d.Revision == "allow-rev") {
 					mismatches[r]++
@@ -297,7 +293,7 @@ func TestReusedRevisionStaysUnique(t *testing.T) {
 	if back.Revision() == edited.Revision() {
 		t.Fatalf("reverted content reports %q", back.Revision())
 	}
-	d, err := back.Decide(revisionRequest(t))
+	d, err := back.Decide(context.Background(), revisionRequest(t))
 	if err != nil || !d.Allow || d.Revision != back.Revision() {
 		t.Fatalf("decision %+v %v", d, err)
 	}

@@ -2,6 +2,7 @@ package policystore
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -102,11 +103,7 @@ func RunCases(b *Bundle, snap *Snapshot) []Problem {
 
 // runCase returns why c fails against snap, or "" when it passes.
 func runCase(snap *Snapshot, c Case) string {
-	req, err := c.request()
-	if err != nil {
-		return err.Error()
-	}
-	d, err := snap.Decide(req)
+	d, err := snap.Decide(context.Background(), c.request())
 	if err != nil {
 		return fmt.Sprintf("not evaluated: %v", err)
 	}
@@ -127,7 +124,7 @@ func runCase(snap *Snapshot, c Case) string {
 	return ""
 }
 
-func (c Case) request() (Request, error) {
+func (c Case) request() Request {
 	var fields types.RecordMap
 	if c.Context != nil {
 		fields = c.Context.Map()
@@ -136,16 +133,13 @@ func (c Case) request() (Request, error) {
 	if c.Intent.Attributes != nil {
 		intent.Attributes = c.Intent.Attributes.Map()
 	}
-	ctx, err := BuildContext(fields, intent, c.Now)
-	if err != nil {
-		return Request{}, err
-	}
 	return Request{
 		Principal: c.Principal,
 		Action:    c.Action,
 		Resource:  c.Resource,
 		Intent:    intent,
-		Context:   ctx,
+		Context:   fields,
+		Now:       c.Now,
 		Entities:  c.Entities,
-	}, nil
+	}
 }

@@ -1,6 +1,7 @@
 package policystore_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -78,7 +79,7 @@ func BenchmarkRequestEntities(b *testing.B) {
 				ents := requestGraph(n, g.parent)
 				req := policystore.Request{Principal: uid("G", "0"), Action: uid("Action", "a"), Resource: uid("R", "r"), Entities: ents}
 				refused := g.name == "chain" && n > policystore.MaxRequestEntityDepth
-				d, err := snap.Decide(req)
+				d, err := snap.Decide(context.Background(), req)
 				switch {
 				case refused && !errors.Is(err, policystore.ErrInvalidRequest):
 					b.Fatalf("deep chain: err = %v, want refused", err)
@@ -87,7 +88,7 @@ func BenchmarkRequestEntities(b *testing.B) {
 				}
 				b.ReportAllocs()
 				for b.Loop() {
-					_, _ = snap.Decide(req)
+					_, _ = snap.Decide(context.Background(), req)
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/entity")
 			})

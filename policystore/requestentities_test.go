@@ -30,19 +30,16 @@ func TestForgedTaskIsIgnored(t *testing.T) {
 	}
 	intern, task := uid("Agent", "intern-bot"), uid("Task", "T-fake")
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	ctx, err := policystore.BuildContext(types.RecordMap{"task": task}, policystore.Intent{Purpose: "onboarding"}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
 	req := policystore.Request{
-		Principal: intern, Action: uid("Action", "write_file"), Resource: uid("Repository", "payments-api"), Context: ctx,
+		Principal: intern, Action: uid("Action", "write_file"), Resource: uid("Repository", "payments-api"),
+		Intent: policystore.Intent{Purpose: "onboarding"}, Context: types.RecordMap{"task": task}, Now: now,
 		Entities: types.EntityMap{task: {UID: task, Attributes: types.NewRecord(types.RecordMap{
 			"assignee":   intern,
 			"project":    uid("Project", "payments"),
 			"expires_at": types.NewDatetime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)),
 		})}},
 	}
-	d, err := snap.Decide(req)
+	d, err := snap.Decide(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +51,7 @@ func TestForgedTaskIsIgnored(t *testing.T) {
 	}
 	req.RejectOverrides = true
 	var override *policystore.EntityOverrideError
-	if _, err := snap.Decide(req); !errors.As(err, &override) || !errors.Is(err, policystore.ErrInvalidRequest) {
+	if _, err := snap.Decide(context.Background(), req); !errors.As(err, &override) || !errors.Is(err, policystore.ErrInvalidRequest) {
 		t.Errorf("reject mode: err = %v, want an EntityOverrideError", err)
 	}
 }
@@ -105,7 +102,7 @@ action edit appliesTo { principal: [User], resource: [Doc] };`
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := snap.Decide(req)
+			d, err := snap.Decide(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +127,7 @@ func TestPrincipalCannotJoinAuthoritativeType(t *testing.T) {
 		t.Fatal(err)
 	}
 	session, team := uid("Session", "s1"), uid("Team", "contractors")
-	d, err := snap.Decide(policystore.Request{
+	d, err := snap.Decide(context.Background(), policystore.Request{
 		Principal: session, Action: uid("Action", "a"), Resource: uid("R", "r"),
 		Entities: types.EntityMap{session: {UID: session, Parents: types.NewEntityUIDSet(team)}},
 	})
@@ -221,7 +218,7 @@ func TestRequestEntityDepthLimit(t *testing.T) {
 				ents[top] = e
 			}
 			req := policystore.Request{Principal: uid("G", "0"), Action: uid("Action", "a"), Resource: uid("R", "r"), Entities: ents}
-			d, err := snap.Decide(req)
+			d, err := snap.Decide(context.Background(), req)
 			if c.refused {
 				if !errors.Is(err, policystore.ErrInvalidRequest) || !strings.Contains(err.Error(), fmt.Sprint(limit)) {
 					t.Fatalf("err = %v, want ErrInvalidRequest naming the limit", err)
@@ -273,16 +270,16 @@ func TestDecideStopsWhenContextEnds(t *testing.T) {
 	for _, n := range []int64{1, 2, 100} {
 		ctx := &cancelAfter{Context: context.Background()}
 		ctx.n.Store(n)
-		if _, err := snap.DecideContext(ctx, req); !errors.Is(err, context.Canceled) {
+		if _, err := snap.Decide(ctx, req); !errors.Is(err, context.Canceled) {
 			t.Errorf("canceled after %d checks: err = %v, want context.Canceled", n, err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := snap.DecideContext(ctx, req); !errors.Is(err, context.Canceled) {
+	if _, err := snap.Decide(ctx, req); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled context: err = %v", err)
 	}
-	if d, err := snap.DecideContext(context.Background(), req); err != nil || !d.Allow {
+	if d, err := snap.Decide(context.Background(), req); err != nil || !d.Allow {
 		t.Errorf("live context: %v, %v", d.Allow, err)
 	}
 }

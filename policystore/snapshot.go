@@ -111,29 +111,30 @@ const (
 	ContextNow    = "now"
 )
 
-// BuildContext makes a request context from the caller's fields, adding
-// `intent` (purpose, task_id, tool, attributes) and `now`. A caller may not
-// set either reserved key itself. BuildContext takes ownership of fields.
-func BuildContext(fields types.RecordMap, intent Intent, now time.Time) (types.Record, error) {
+// CedarContext is the context policies see: the caller's fields plus the
+// reserved keys, `intent` (purpose, task_id, tool, attributes) and `now`.
+// It is the one place where reserved keys are made (Decide calls it); a
+// caller may not set one itself. req.Context is not modified, so a caller
+// may reuse it.
+func (req *Request) CedarContext() (types.Record, error) {
 	for _, k := range []types.String{ContextIntent, ContextNow} {
-		if _, ok := fields[k]; ok {
+		if _, ok := req.Context[k]; ok {
 			return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it", ErrInvalidRequest, k)
 		}
 	}
-	if fields == nil {
-		fields = make(types.RecordMap, 2)
-	}
-	attrs := intent.Attributes
+	fields := make(types.RecordMap, len(req.Context)+2)
+	maps.Copy(fields, req.Context)
+	attrs := req.Intent.Attributes
 	if attrs == nil {
 		attrs = types.RecordMap{}
 	}
 	fields[ContextIntent] = types.NewRecord(types.RecordMap{
-		"purpose":    types.String(intent.Purpose),
-		"task_id":    types.String(intent.TaskID),
-		"tool":       types.String(intent.Tool),
+		"purpose":    types.String(req.Intent.Purpose),
+		"task_id":    types.String(req.Intent.TaskID),
+		"tool":       types.String(req.Intent.Tool),
 		"attributes": types.NewRecord(attrs),
 	})
-	fields[ContextNow] = types.NewDatetime(now)
+	fields[ContextNow] = types.NewDatetime(req.Now)
 	return types.NewRecord(fields), nil
 }
 
@@ -142,11 +143,14 @@ type Request struct {
 	Principal types.EntityUID
 	Action    types.EntityUID
 	Resource  types.EntityUID
-	// Intent is the intent that BuildContext put into Context, kept for
-	// decision logs and traces.
+	// Intent is what the principal is trying to do; policies see it as
+	// context.intent.
 	Intent Intent
-	// Context is the full context, usually made by BuildContext.
-	Context types.Record
+	// Context is the caller's context, without the reserved keys that
+	// Decide adds (see ContextIntent, ContextNow).
+	Context types.RecordMap
+	// Now is the time policies see as context.now: the PDP's clock.
+	Now time.Time
 	// Entities are request-scoped entities, merged under the bundle's (see
 	// merge). Their hierarchy may be at most MaxRequestEntityDepth deep.
 	Entities types.EntityMap
@@ -209,17 +213,16 @@ func (e *EntityOverrideError) Error() string {
 
 func (e *EntityOverrideError) Unwrap() error { return ErrInvalidRequest }
 
-// Decide is DecideContext without a context to stop it.
-func (s *Snapshot) Decide(req Request) (Decision, error) {
-	return s.DecideContext(context.Background(), req)
-}
-
-// DecideContext evaluates req against the snapshot with Cedar, evaluating
-// only the policies whose scope the index says can apply. It returns an
-// error only when the request cannot be evaluated; a deny is a Decision.
-// Merging the request's entities, the part whose cost the request controls,
-// stops with ctx.Err() once ctx is done.
-func (s *Snapshot) DecideContext(ctx context.Context, req Request) (Decision, error) {
+// Decide evaluates req against the snapshot with Cedar, evaluating only
+// the policies whose scope the index says can apply. It returns an error
+// only when the request cannot be evaluated; a deny is a Decision. Merging
+// the request's entities, the part whose cost the request controls, stops
+// with ctx.Err() once ctx is done.
+func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
+	cedarCtx, err := req.CedarContext()
+	if err != nil {
+		return Decision{Revision: s.revision}, err
+	}
 	entities, ancestors, ignored, err := s.merge(ctx, req)
 	if err != nil {
 		return Decision{Revision: s.revision}, err
@@ -235,7 +238,7 @@ func (s *Snapshot) DecideContext(ctx context.Context, req Request) (Decision, er
 		Principal: req.Principal,
 		Action:    req.Action,
 		Resource:  req.Resource,
-		Context:   req.Context,
+		Context:   cedarCtx,
 	})
 	d := Decision{Allow: allow == cedar.Allow, Revision: s.revision, Ignored: ignored}
 	if len(diag.Reasons) > 0 {

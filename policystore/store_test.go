@@ -209,7 +209,7 @@ func TestDecideRequestEntities(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := snap.Decide(c.req)
+			d, err := snap.Decide(context.Background(), c.req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,7 +217,7 @@ func TestDecideRequestEntities(t *testing.T) {
 				t.Fatalf("allow %v ignored %v; want allow %v with %d ignored", d.Allow, d.Ignored, c.allow, c.ignored)
 			}
 			c.req.RejectOverrides = true
-			_, err = snap.Decide(c.req)
+			_, err = snap.Decide(context.Background(), c.req)
 			if rejected := errors.Is(err, policystore.ErrInvalidRequest); rejected != (c.ignored > 0) {
 				t.Errorf("reject mode: err = %v", err)
 			}
@@ -225,22 +225,34 @@ func TestDecideRequestEntities(t *testing.T) {
 	}
 }
 
-func TestBuildContextReservesKeys(t *testing.T) {
+// TestDecideAddsReservedContextKeys: policies see the caller's context
+// with context.intent and context.now added, and a caller cannot set either.
+func TestDecideAddsReservedContextKeys(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	ctx, err := policystore.BuildContext(types.RecordMap{"env": types.String("prod")},
-		policystore.Intent{Purpose: "release", TaskID: "T-1", Tool: "argo"}, now)
+	snap, err := policystore.Compile(bundle(map[string]string{"p.cedar": `@id("p") permit (principal, action, resource) when {
+		context.env == "prod" && context.intent.purpose == "release" && context.intent.task_id == "T-1" &&
+		context.intent.tool == "argo" && context.intent.attributes.ticket == 7 &&
+		context.now == datetime("2026-11-23T10:00:00Z")
+	};`}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	intent, _ := ctx.Get("intent")
-	purpose, _ := intent.(types.Record).Get("purpose")
-	at, _ := ctx.Get("now")
-	if purpose != types.String("release") || at != types.NewDatetime(now) {
-		t.Errorf("context = %v", ctx)
+	req := policystore.Request{
+		Principal: types.NewEntityUID("Agent", "a"), Action: types.NewEntityUID("Action", "deploy"), Resource: types.NewEntityUID("Env", "prod"),
+		Intent:  policystore.Intent{Purpose: "release", TaskID: "T-1", Tool: "argo", Attributes: types.RecordMap{"ticket": types.Long(7)}},
+		Context: types.RecordMap{"env": types.String("prod")},
+		Now:     time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
+	}
+	if d, err := snap.Decide(context.Background(), req); err != nil || !d.Allow {
+		t.Fatalf("decision %+v, err %v", d, err)
+	}
+	if len(req.Context) != 1 {
+		t.Errorf("Decide modified the caller's context: %v", req.Context)
 	}
 	for _, k := range []types.String{"intent", "now"} {
-		if _, err := policystore.BuildContext(types.RecordMap{k: types.True}, policystore.Intent{}, now); !errors.Is(err, policystore.ErrInvalidRequest) {
+		forged := req
+		forged.Context = types.RecordMap{k: types.True}
+		if _, err := snap.Decide(context.Background(), forged); !errors.Is(err, policystore.ErrInvalidRequest) {
 			t.Errorf("reserved key %q: err = %v", k, err)
 		}
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -109,14 +108,13 @@ type decoder struct {
 	*Budget
 }
 
-// DecodeRequest checks and converts an AuthorizeRequest. now is the value
-// given to context.now.
-func DecodeRequest(req *pdpv1.AuthorizeRequest, limits Limits, now time.Time) (policystore.Request, error) {
+// DecodeRequest checks and converts an AuthorizeRequest.
+func DecodeRequest(req *pdpv1.AuthorizeRequest, limits Limits) (policystore.Request, error) {
 	d := decoder{NewBudget(limits)}
-	return d.request(req, now)
+	return d.request(req)
 }
 
-func (d *decoder) request(req *pdpv1.AuthorizeRequest, now time.Time) (policystore.Request, error) {
+func (d *decoder) request(req *pdpv1.AuthorizeRequest) (policystore.Request, error) {
 	var out policystore.Request
 	var err error
 	if out.Principal, err = requiredRef("principal", req.GetPrincipal()); err != nil {
@@ -128,23 +126,18 @@ func (d *decoder) request(req *pdpv1.AuthorizeRequest, now time.Time) (policysto
 	if out.Action, err = actionUID(req.GetIntent()); err != nil {
 		return out, err
 	}
-	fields, err := d.fields("context", req.GetContext().GetFields(), 0)
-	if err != nil {
+	if out.Context, err = d.fields("context", req.GetContext().GetFields(), 0); err != nil {
 		return out, err
 	}
 	attrs, err := d.fields("intent.attributes", req.GetIntent().GetAttributes(), 1)
 	if err != nil {
 		return out, err
 	}
-	intent := policystore.Intent{
+	out.Intent = policystore.Intent{
 		Purpose:    req.GetIntent().GetPurpose(),
 		TaskID:     req.GetIntent().GetTaskId(),
 		Tool:       req.GetIntent().GetTool(),
 		Attributes: attrs,
-	}
-	out.Intent = intent
-	if out.Context, err = policystore.BuildContext(fields, intent, now); err != nil {
-		return out, err
 	}
 	out.Entities, err = d.entities(req.GetEntities())
 	return out, err

@@ -1,9 +1,9 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -47,14 +47,14 @@ func FuzzDecodeRequest(f *testing.F) {
 		if proto.Unmarshal(wire, &req) != nil {
 			return
 		}
-		preq, err := server.DecodeRequest(&req, limits, time.Unix(0, 0))
+		preq, err := server.DecodeRequest(&req, limits)
 		if err != nil {
 			if !errors.Is(err, policystore.ErrInvalidRequest) && !errors.Is(err, server.ErrLimitExceeded) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return
 		}
-		if _, err := snap.Decide(preq); err != nil && !errors.Is(err, policystore.ErrInvalidRequest) {
+		if _, err := snap.Decide(context.Background(), preq); err != nil && !errors.Is(err, policystore.ErrInvalidRequest) {
 			t.Fatalf("Decide: %v", err)
 		}
 	})

@@ -125,7 +125,7 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 // decide is the gRPC front end's decision path: decode and check the wire
 // request, then Evaluate.
 func (s *Service) decide(ctx context.Context, snap *policystore.Snapshot, req *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
-	preq, err := DecodeRequest(req, s.limits, s.now())
+	preq, err := DecodeRequest(req, s.limits)
 	if err != nil {
 		return nil, err
 	}
@@ -153,8 +153,9 @@ func (s *Service) evaluate(ctx context.Context, snap *policystore.Snapshot, req 
 	if err := ctx.Err(); err != nil {
 		return policystore.Decision{}, "", err
 	}
+	req.Now = s.now()
 	req.RejectOverrides = s.rejectOverrides
-	d, err := snap.DecideContext(ctx, req)
+	d, err := snap.Decide(ctx, req)
 	if err != nil {
 		return policystore.Decision{}, "", err
 	}

@@ -1,6 +1,7 @@
 package scenario_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -34,11 +35,12 @@ func TestQueriesDecideAsExpected(t *testing.T) {
 			}
 			allows := 0
 			for _, q := range s.Queries {
-				req, err := server.DecodeRequest(q.Request, server.DefaultLimits, time.Now())
+				req, err := server.DecodeRequest(q.Request, server.DefaultLimits)
 				if err != nil {
 					t.Fatalf("%s: %v", q.Name, err)
 				}
-				d, err := snap.Decide(req)
+				req.Now = time.Now()
+				d, err := snap.Decide(context.Background(), req)
 				if err != nil {
 					t.Fatalf("%s: %v", q.Name, err)
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,11 +44,12 @@ func eval(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	preq, err := server.DecodeRequest(&req, server.DefaultLimits, time.Now())
+	preq, err := server.DecodeRequest(&req, server.DefaultLimits)
 	if err != nil {
 		return err
 	}
-	d, err := snap.Decide(preq)
+	preq.Now = time.Now()
+	d, err := snap.Decide(context.Background(), preq)
 	if err != nil {
 		return err
 	}

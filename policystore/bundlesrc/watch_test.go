@@ -1,6 +1,7 @@
 package bundlesrc_test
 
 import (
+	"context"
 	"log/slog"
 	"maps"
 	"os"
@@ -56,7 +57,7 @@ func TestDirWatcherReloads(t *testing.T) {
 	replaceFile(t, dir, "manifest.json", `{"revision": "r2"}`)
 	eventually(t, "r2 to go live", func() bool { return revision(t, store) == "r2" })
 	snap, _ := store.Current()
-	if d, err := snap.Decide(flipRequest(t)); err != nil || d.Allow {
+	if d, err := snap.Decide(context.Background(), flipRequest(t)); err != nil || d.Allow {
 		t.Fatalf("r2 decision: %+v %v", d, err)
 	}
 
@@ -140,7 +141,7 @@ func TestDirWatcherFollowsSwappedSymlink(t *testing.T) {
 		if res.Snapshot == nil {
 			return
 		}
-		d, err := res.Snapshot.Decide(flipRequest(t))
+		d, err := res.Snapshot.Decide(context.Background(), flipRequest(t))
 		if err != nil || d.Allow != (res.Revision == "allow-rev") {
 			mixed = append(mixed, res.Revision) // observers run serialised
 		}

@@ -252,8 +252,8 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	if err != nil {
 		return out, err
 	}
-	out.Context, err = policystore.BuildContext(fields, out.Intent, h.svc.Now())
-	return out, err
+	out.Context = fields
+	return out, nil
 }
 
 // entity maps a subject or resource to its UID, and its properties, if

@@ -55,20 +55,20 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 		b = appendString(b, f.v)
 	}
 	b = append(b, `,"attributes":`...)
-	var attrs, ctx fields = recordMap(req.Intent.Attributes), req.Context
+	var attrs, ctx fields = recordMap(req.Intent.Attributes), recordMap(req.Context)
 	if encodeErr != "" {
 		attrs, ctx = recordMap(nil), recordMap(nil)
 	}
 	var err error
 	if attrRed, whole := intentRed.child("attributes"); whole {
 		b = appendString(b, Redacted)
-	} else if b, err = appendRecord(b, attrs, attrRed, nil); err != nil {
+	} else if b, err = appendRecord(b, attrs, attrRed); err != nil {
 		return nil, err
 	}
 	b = append(b, `},"resource":`...)
 	b = appendRef(b, req.Resource)
 	b = append(b, `,"context":`...)
-	if b, err = appendRecord(b, ctx, red, isReserved); err != nil {
+	if b, err = appendRecord(b, ctx, red); err != nil {
 		return nil, err
 	}
 	if encodeErr != "" {
@@ -87,10 +87,6 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 		}
 	}
 	return append(b, '}', '\n'), nil
-}
-
-func isReserved(k types.String) bool {
-	return k == policystore.ContextIntent || k == policystore.ContextNow
 }
 
 func appendDecision(b []byte, d *policystore.Decision) []byte {
@@ -153,17 +149,13 @@ type recordMap types.RecordMap
 
 func (m recordMap) All() iter.Seq2[types.String, types.Value] { return maps.All(m) }
 
-// appendRecord appends m as a JSON object, redacting what red names and
-// leaving out keys skip reports. Keys are not sorted: sorting cost more
-// than the rest of the line.
-func appendRecord(b []byte, m fields, red *redactor, skip func(types.String) bool) ([]byte, error) {
+// appendRecord appends m as a JSON object, redacting what red names. Keys
+// are not sorted: sorting cost more than the rest of the line.
+func appendRecord(b []byte, m fields, red *redactor) ([]byte, error) {
 	b = append(b, '{')
 	first := true
 	var err error
 	for k, v := range m.All() {
-		if skip != nil && skip(k) {
-			continue
-		}
 		if !first {
 			b = append(b, ',')
 		}
@@ -197,7 +189,7 @@ func appendValue(b []byte, v types.Value, red *redactor) ([]byte, error) {
 		b = append(b, `{"__entity":`...)
 		return append(appendRef(b, v), '}'), nil
 	case types.Record:
-		return appendRecord(b, v, red, nil)
+		return appendRecord(b, v, red)
 	case types.Set:
 		b = append(b, '[')
 		var err error

@@ -3,6 +3,7 @@ package decisionlog_test
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"testing"
 	"unicode/utf8"
 
@@ -31,7 +32,7 @@ func FuzzRecordLine(f *testing.F) {
 		}
 		r := record(t, "fuzz", nil, types.RecordMap{"tool": types.String(tool)})
 		r.Request.Intent.Tool = tool
-		r.Request.Context = types.NewRecord(mergeContext(r.Request.Context.Map(), fields.Map()))
+		r.Request.Context = mergeContext(r.Request.Context, fields.Map())
 		if err := w.Log(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}
@@ -58,13 +59,11 @@ func FuzzRecordLine(f *testing.F) {
 	})
 }
 
-// mergeContext adds the fuzzed fields to a built context, keeping the
-// PDP's own keys.
+// mergeContext adds the fuzzed fields to a record's context.
 func mergeContext(built, fields types.RecordMap) types.RecordMap {
-	for k, v := range fields {
-		if _, reserved := built[k]; !reserved {
-			built[k] = v
-		}
+	if built == nil {
+		built = types.RecordMap{}
 	}
+	maps.Copy(built, fields)
 	return built
 }

@@ -46,22 +46,18 @@ func BenchmarkCheck(b *testing.B) {
 		b.Fatalf("benchmark request denied: %s", a.Body)
 	}
 	b.Run("decide", func(b *testing.B) {
-		ctx, err := policystore.BuildContext(nil, policystore.Intent{}, now)
-		if err != nil {
-			b.Fatal(err)
-		}
 		dreq := policystore.Request{
 			Principal: types.NewEntityUID("Agent", "code-reviewer"),
 			Action:    types.NewEntityUID("Action", "list_issues"),
 			Resource:  types.NewEntityUID("Repository", "payments-api"),
-			Context:   ctx,
+			Now:       now,
 		}
-		if d, err := snap.Decide(dreq); err != nil || !d.Allow {
+		if d, err := snap.Decide(context.Background(), dreq); err != nil || !d.Allow {
 			b.Fatalf("decide: %+v %v", d, err)
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = snap.Decide(dreq)
+			_, _ = snap.Decide(context.Background(), dreq)
 		}
 	})
 	b.Run("check", func(b *testing.B) {

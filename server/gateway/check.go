@@ -197,9 +197,8 @@ func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 		TaskID:  r.Header.Get(c.cfg.Intent.TaskIDHeader),
 		Tool:    r.Header.Get(c.cfg.Intent.ToolHeader),
 	}
-	fields := types.RecordMap{"http": c.httpContext(r, method, path, params)}
-	out.Context, err = policystore.BuildContext(fields, out.Intent, c.svc.Now())
-	return out, err
+	out.Context = types.RecordMap{"http": c.httpContext(r, method, path, params)}
+	return out, nil
 }
 
 func (c *Checker) route(method string, parts []string) (*route, map[string]string, bool) {

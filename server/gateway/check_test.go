@@ -39,7 +39,7 @@ func TestMapRequestContext(t *testing.T) {
 		req.Action != types.NewEntityUID("Action", "list_issues") || req.Intent.Purpose != "triage" {
 		t.Fatalf("request %+v", req)
 	}
-	v, _ := req.Context.Get("http")
+	v := req.Context["http"]
 	want := types.NewRecord(types.RecordMap{
 		"method":    types.String("GET"),
 		"path":      types.String("/repos/payments-api/issues"),
