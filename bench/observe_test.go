@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/internal/testutil/agentrequests"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server"
@@ -83,7 +84,7 @@ func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.
 // outside the timed loop.
 func observeRequests(b *testing.B, svc *server.Service) []*pdpv1.AuthorizeRequest {
 	b.Helper()
-	reqs, err := examples.AgentRequests()
+	reqs, err := agentrequests.Load()
 	if err != nil || len(reqs) == 0 {
 		b.Fatalf("example requests: %v", err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
 
-	"github.com/intentpdp/intentpdp/policystore/cedarcorpus"
+	"github.com/intentpdp/intentpdp/internal/testutil/cedarcorpus"
 )
 
 // The index and the ancestor closures must not change any decision: these

@@ -10,8 +10,8 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/intentpdp/intentpdp/internal/testutil/cedarcorpus"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/policystore/cedarcorpus"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server"
 )

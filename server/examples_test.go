@@ -3,7 +3,7 @@ package server_test
 import (
 	"testing"
 
-	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/internal/testutil/agentrequests"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
@@ -17,7 +17,7 @@ type exampleCase struct {
 // them, by name.
 func exampleCases(t *testing.T) map[string]exampleCase {
 	t.Helper()
-	reqs, err := examples.AgentRequests()
+	reqs, err := agentrequests.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

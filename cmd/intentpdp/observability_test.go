@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/internal/testutil/agentrequests"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
@@ -31,7 +31,7 @@ const (
 // exampleRequests are the example bundle's requests, sorted by name.
 func exampleRequests(t *testing.T) []*pdpv1.AuthorizeRequest {
 	t.Helper()
-	reqs, err := examples.AgentRequests()
+	reqs, err := agentrequests.Load()
 	if err != nil || len(reqs) == 0 {
 		t.Fatalf("example requests: %v (%d)", err, len(reqs))
 	}

@@ -1,4 +1,7 @@
-package examples
+// Package agentrequests reads the example requests of the agents bundle
+// (examples/agents/requests) with the decisions they expect, for the tests
+// and benchmarks that send them.
+package agentrequests
 
 import (
 	"encoding/json"
@@ -10,22 +13,23 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/intentpdp/intentpdp/examples"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 )
 
-// AgentRequest is one of the agents bundle's example requests, as grpcurl
+// Request is one of the agents bundle's example requests, as grpcurl
 // sends it, with the decision it expects.
-type AgentRequest struct {
+type Request struct {
 	Name     string
 	Request  *pdpv1.AuthorizeRequest
 	Decision pdpv1.Decision
 	Reasons  []string // determining policy ids, in order
 }
 
-// AgentRequests reads examples/agents/requests: every request that
+// Load reads examples/agents/requests: every request that
 // requests/expected.json names, sorted by name.
-func AgentRequests() ([]AgentRequest, error) {
-	dir := Agents()
+func Load() ([]Request, error) {
+	dir := examples.Agents()
 	data, err := fs.ReadFile(dir, "requests/expected.json")
 	if err != nil {
 		return nil, err
@@ -37,7 +41,7 @@ func AgentRequests() ([]AgentRequest, error) {
 	if err := json.Unmarshal(data, &expected); err != nil {
 		return nil, fmt.Errorf("requests/expected.json: %w", err)
 	}
-	var out []AgentRequest
+	var out []Request
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
 		raw, err := fs.ReadFile(dir, "requests/"+name+".json")
 		if err != nil {
@@ -52,7 +56,7 @@ func AgentRequests() ([]AgentRequest, error) {
 		if !ok || !strings.HasPrefix(e.Decision, "DECISION_") {
 			return nil, fmt.Errorf("requests/expected.json: %s: decision %q", name, e.Decision)
 		}
-		out = append(out, AgentRequest{Name: name, Request: req, Decision: pdpv1.Decision(d), Reasons: e.Reasons})
+		out = append(out, Request{Name: name, Request: req, Decision: pdpv1.Decision(d), Reasons: e.Reasons})
 	}
 	return out, nil
 }
