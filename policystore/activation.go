@@ -1,7 +1,6 @@
 package policystore
 
 import (
-	"crypto/ed25519"
 	"fmt"
 	"time"
 )
@@ -20,38 +19,6 @@ type ActivationResult struct {
 	Err error
 	// Snapshot is the snapshot that went live, nil on failure.
 	Snapshot *Snapshot
-}
-
-// Status is the store's activation state, for the admin API.
-type Status struct {
-	// Active is the serving snapshot, nil before the first activation.
-	Active *Snapshot
-	// LastAttempt is the most recent activation attempt, nil if none.
-	LastAttempt *ActivationResult
-}
-
-// WithActivationObserver registers fn to be called after every activation
-// attempt, in order, while activations are serialised: fn must be quick
-// (count a metric, write a log line) and must not call Activate.
-func WithActivationObserver(fn func(ActivationResult)) StoreOption {
-	return func(s *Store) { s.observers = append(s.observers, fn) }
-}
-
-// WithVerificationKeys makes Activate refuse any bundle that is not signed
-// by one of keys (see Seal); with no keys, signatures are not checked.
-func WithVerificationKeys(keys ...ed25519.PublicKey) StoreOption {
-	return func(s *Store) { s.keys = keys }
-}
-
-// WithAllowRollback lets Activate accept a bundle whose manifest sequence is
-// lower than the active bundle's.
-func WithAllowRollback(allow bool) StoreOption {
-	return func(s *Store) { s.allowRollback = allow }
-}
-
-// Status returns the active snapshot and the last activation attempt.
-func (s *Store) Status() Status {
-	return Status{Active: s.current.Load(), LastAttempt: s.lastAttempt.Load()}
 }
 
 // build runs every check a bundle must pass, in order: signature, manifest
@@ -106,9 +73,3 @@ func (s *Store) uniqueRevision(snap *Snapshot) {
 		snap.revision = snap.baseRevision + "+" + snap.contentHash
 	}
 }
-
-// ContentHash is the digest of the bundle the snapshot was built from.
-func (s *Snapshot) ContentHash() string { return s.contentHash }
-
-// Sequence is the manifest sequence of the bundle (0 when it has none).
-func (s *Snapshot) Sequence() int64 { return s.sequence }

@@ -1,9 +1,8 @@
 package policystore
 
 import (
+	"cmp"
 	"context"
-	"errors"
-	"fmt"
 	"iter"
 	"maps"
 	"slices"
@@ -14,9 +13,6 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 )
-
-// ErrInvalidRequest marks a request that cannot be evaluated as given.
-var ErrInvalidRequest = errors.New("invalid request")
 
 // Snapshot is an immutable, compiled policy bundle. It is safe for
 // concurrent use: nothing in it changes after Compile returns it.
@@ -79,6 +75,12 @@ func (s *Snapshot) PolicyCount() int { return len(s.policies) }
 // from the schema included.
 func (s *Snapshot) EntityCount() int { return len(s.entities) }
 
+// ContentHash is the digest of the bundle the snapshot was built from.
+func (s *Snapshot) ContentHash() string { return s.contentHash }
+
+// Sequence is the manifest sequence of the bundle (0 when it has none).
+func (s *Snapshot) Sequence() int64 { return s.sequence }
+
 // Schema is the bundle's resolved schema, or nil.
 func (s *Snapshot) Schema() *resolved.Schema { return s.schema }
 
@@ -97,121 +99,57 @@ func (s *Snapshot) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 	}
 }
 
-// Intent is what the principal is trying to do, beyond the Cedar action.
-type Intent struct {
-	Purpose    string
-	TaskID     string
-	Tool       string
-	Attributes types.RecordMap
-}
-
-// Reserved context keys, set by the PDP.
-const (
-	ContextIntent = "intent"
-	ContextNow    = "now"
-)
-
-// CedarContext is the context policies see: the caller's fields plus the
-// reserved keys, `intent` (purpose, task_id, tool, attributes) and `now`.
-// It is the one place where reserved keys are made (Decide calls it); a
-// caller may not set one itself. req.Context is not modified, so a caller
-// may reuse it.
-func (req *Request) CedarContext() (types.Record, error) {
-	for _, k := range []types.String{ContextIntent, ContextNow} {
-		if _, ok := req.Context[k]; ok {
-			return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it", ErrInvalidRequest, k)
+// EntitiesOfType returns the UIDs of the bundle's entities of type t,
+// sorted by id. Search APIs use it to enumerate candidates; it scans every
+// entity, so it costs O(entities) per call.
+func (s *Snapshot) EntitiesOfType(t types.EntityType) []types.EntityUID {
+	var out []types.EntityUID
+	for uid := range s.entities {
+		if uid.Type == t {
+			out = append(out, uid)
 		}
 	}
-	fields := make(types.RecordMap, len(req.Context)+2)
-	maps.Copy(fields, req.Context)
-	attrs := req.Intent.Attributes
-	if attrs == nil {
-		attrs = types.RecordMap{}
+	slices.SortFunc(out, func(a, b types.EntityUID) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Actions returns the actions a request from a principal of type principal
+// on a resource of type resource could name, sorted. With a schema these
+// are the schema's actions whose appliesTo admits both types (an empty
+// type admits any); action groups without appliesTo are left out because
+// no valid request names them. Without a schema they are every action the
+// bundle knows: action entities and the actions named in policy scopes.
+func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityUID {
+	set := map[types.EntityUID]struct{}{}
+	if s.schema != nil {
+		for uid, a := range s.schema.Actions {
+			if a.AppliesTo != nil && admits(a.AppliesTo.Principals, principal) && admits(a.AppliesTo.Resources, resource) {
+				set[uid] = struct{}{}
+			}
+		}
+	} else {
+		for uid := range s.entities {
+			if isActionType(uid.Type) {
+				set[uid] = struct{}{}
+			}
+		}
+		for _, p := range s.policies {
+			for _, uid := range scopeUIDs(p.policy.AST().Action) {
+				set[uid] = struct{}{}
+			}
+		}
 	}
-	fields[ContextIntent] = types.NewRecord(types.RecordMap{
-		"purpose":    types.String(req.Intent.Purpose),
-		"task_id":    types.String(req.Intent.TaskID),
-		"tool":       types.String(req.Intent.Tool),
-		"attributes": types.NewRecord(attrs),
-	})
-	fields[ContextNow] = types.NewDatetime(req.Now)
-	return types.NewRecord(fields), nil
-}
-
-// Request is one authorization question, decoded and checked.
-type Request struct {
-	Principal types.EntityUID
-	Action    types.EntityUID
-	Resource  types.EntityUID
-	// Intent is what the principal is trying to do; policies see it as
-	// context.intent.
-	Intent Intent
-	// Context is the caller's context, without the reserved keys that
-	// Decide adds (see ContextIntent, ContextNow).
-	Context types.RecordMap
-	// Now is the time policies see as context.now: the PDP's clock.
-	Now time.Time
-	// Entities are request-scoped entities, merged under the bundle's (see
-	// merge). Their hierarchy may be at most MaxRequestEntityDepth deep.
-	Entities types.EntityMap
-	// RejectOverrides makes request entity data that the bundle overrides an
-	// error instead of being ignored and reported.
-	RejectOverrides bool
-}
-
-// Decision is the outcome of one request.
-type Decision struct {
-	Allow    bool
-	Reasons  []Reason // sorted by policy id
-	Errors   []EvalError
-	Revision string
-	// Ignored lists request entity data that was not used.
-	Ignored []IgnoredEntity
-}
-
-// PolicyIDs are the ids of the determining policies, in order.
-func (d Decision) PolicyIDs() []string {
-	ids := make([]string, len(d.Reasons))
-	for i, r := range d.Reasons {
-		ids[i] = r.PolicyID
+	out := make([]types.EntityUID, 0, len(set))
+	for uid := range set {
+		out = append(out, uid)
 	}
-	return ids
+	slices.SortFunc(out, func(a, b types.EntityUID) int { return cmp.Compare(a.String(), b.String()) })
+	return out
 }
 
-// Reason is a determining policy.
-type Reason struct {
-	PolicyID    string
-	Annotations map[string]string // shared with the snapshot: read only
+func admits(allowed []types.EntityType, t types.EntityType) bool {
+	return t == "" || slices.Contains(allowed, t)
 }
-
-// EvalError is a policy that failed to evaluate and was skipped.
-type EvalError struct {
-	PolicyID string
-	Message  string
-}
-
-// IgnoredEntity is request entity data the bundle overrode, or that is of
-// a type only the bundle defines.
-type IgnoredEntity struct {
-	UID    types.EntityUID
-	Detail string
-}
-
-// EntityOverrideError rejects a request whose entities contradict the bundle
-// when the request asked for RejectOverrides.
-type EntityOverrideError struct {
-	Ignored []IgnoredEntity
-}
-
-func (e *EntityOverrideError) Error() string {
-	parts := make([]string, len(e.Ignored))
-	for i, ig := range e.Ignored {
-		parts[i] = fmt.Sprintf("%s: %s", ig.UID, ig.Detail)
-	}
-	return "request entities contradict the policy bundle: " + strings.Join(parts, "; ")
-}
-
-func (e *EntityOverrideError) Unwrap() error { return ErrInvalidRequest }
 
 // Decide evaluates req against the snapshot with Cedar, evaluating only
 // the policies whose scope the index says can apply. It returns an error

@@ -38,6 +38,25 @@ func WithClock(now func() time.Time) StoreOption {
 	return func(s *Store) { s.now = now }
 }
 
+// WithActivationObserver registers fn to be called after every activation
+// attempt, in order, while activations are serialised: fn must be quick
+// (count a metric, write a log line) and must not call Activate.
+func WithActivationObserver(fn func(ActivationResult)) StoreOption {
+	return func(s *Store) { s.observers = append(s.observers, fn) }
+}
+
+// WithVerificationKeys makes Activate refuse any bundle that is not signed
+// by one of keys (see Seal); with no keys, signatures are not checked.
+func WithVerificationKeys(keys ...ed25519.PublicKey) StoreOption {
+	return func(s *Store) { s.keys = keys }
+}
+
+// WithAllowRollback lets Activate accept a bundle whose manifest sequence is
+// lower than the active bundle's.
+func WithAllowRollback(allow bool) StoreOption {
+	return func(s *Store) { s.allowRollback = allow }
+}
+
 // NewStore returns an empty Store; Current fails until the first Activate.
 func NewStore(opts ...StoreOption) *Store {
 	s := &Store{now: time.Now, contents: map[string]string{}}
@@ -53,6 +72,19 @@ func (s *Store) Current() (*Snapshot, error) {
 		return snap, nil
 	}
 	return nil, ErrNoSnapshot
+}
+
+// Status is the store's activation state, for the admin API.
+type Status struct {
+	// Active is the serving snapshot, nil before the first activation.
+	Active *Snapshot
+	// LastAttempt is the most recent activation attempt, nil if none.
+	LastAttempt *ActivationResult
+}
+
+// Status returns the active snapshot and the last activation attempt.
+func (s *Store) Status() Status {
+	return Status{Active: s.current.Load(), LastAttempt: s.lastAttempt.Load()}
 }
 
 // Activate verifies, compiles and tests b and, only if all of that

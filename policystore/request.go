@@ -1,0 +1,130 @@
+package policystore
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// ErrInvalidRequest marks a request that cannot be evaluated as given.
+var ErrInvalidRequest = errors.New("invalid request")
+
+// Request is one authorization question, decoded and checked.
+type Request struct {
+	Principal types.EntityUID
+	Action    types.EntityUID
+	Resource  types.EntityUID
+	// Intent is what the principal is trying to do; policies see it as
+	// context.intent.
+	Intent Intent
+	// Context is the caller's context, without the reserved keys that
+	// Decide adds (see ContextIntent, ContextNow).
+	Context types.RecordMap
+	// Now is the time policies see as context.now: the PDP's clock.
+	Now time.Time
+	// Entities are request-scoped entities, merged under the bundle's (see
+	// merge). Their hierarchy may be at most MaxRequestEntityDepth deep.
+	Entities types.EntityMap
+	// RejectOverrides makes request entity data that the bundle overrides an
+	// error instead of being ignored and reported.
+	RejectOverrides bool
+}
+
+// Intent is what the principal is trying to do, beyond the Cedar action.
+type Intent struct {
+	Purpose    string
+	TaskID     string
+	Tool       string
+	Attributes types.RecordMap
+}
+
+// Reserved context keys, set by the PDP.
+const (
+	ContextIntent = "intent"
+	ContextNow    = "now"
+)
+
+// CedarContext is the context policies see: the caller's fields plus the
+// reserved keys, `intent` (purpose, task_id, tool, attributes) and `now`.
+// It is the one place where reserved keys are made (Decide calls it); a
+// caller may not set one itself. req.Context is not modified, so a caller
+// may reuse it.
+func (req *Request) CedarContext() (types.Record, error) {
+	for _, k := range []types.String{ContextIntent, ContextNow} {
+		if _, ok := req.Context[k]; ok {
+			return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it", ErrInvalidRequest, k)
+		}
+	}
+	fields := make(types.RecordMap, len(req.Context)+2)
+	maps.Copy(fields, req.Context)
+	attrs := req.Intent.Attributes
+	if attrs == nil {
+		attrs = types.RecordMap{}
+	}
+	fields[ContextIntent] = types.NewRecord(types.RecordMap{
+		"purpose":    types.String(req.Intent.Purpose),
+		"task_id":    types.String(req.Intent.TaskID),
+		"tool":       types.String(req.Intent.Tool),
+		"attributes": types.NewRecord(attrs),
+	})
+	fields[ContextNow] = types.NewDatetime(req.Now)
+	return types.NewRecord(fields), nil
+}
+
+// Decision is the outcome of one request.
+type Decision struct {
+	Allow    bool
+	Reasons  []Reason // sorted by policy id
+	Errors   []EvalError
+	Revision string
+	// Ignored lists request entity data that was not used.
+	Ignored []IgnoredEntity
+}
+
+// PolicyIDs are the ids of the determining policies, in order.
+func (d Decision) PolicyIDs() []string {
+	ids := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		ids[i] = r.PolicyID
+	}
+	return ids
+}
+
+// Reason is a determining policy.
+type Reason struct {
+	PolicyID    string
+	Annotations map[string]string // shared with the snapshot: read only
+}
+
+// EvalError is a policy that failed to evaluate and was skipped.
+type EvalError struct {
+	PolicyID string
+	Message  string
+}
+
+// IgnoredEntity is request entity data the bundle overrode, or that is of
+// a type only the bundle defines.
+type IgnoredEntity struct {
+	UID    types.EntityUID
+	Detail string
+}
+
+// EntityOverrideError rejects a request whose entities contradict the bundle
+// when the request asked for RejectOverrides.
+type EntityOverrideError struct {
+	Ignored []IgnoredEntity
+}
+
+func (e *EntityOverrideError) Error() string {
+	parts := make([]string, len(e.Ignored))
+	for i, ig := range e.Ignored {
+		parts[i] = fmt.Sprintf("%s: %s", ig.UID, ig.Detail)
+	}
+	return "request entities contradict the policy bundle: " + strings.Join(parts, "; ")
+}
+
+func (e *EntityOverrideError) Unwrap() error { return ErrInvalidRequest }
