@@ -1,9 +1,14 @@
 package policystore
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrRollback marks a bundle refused because its manifest sequence is older
+// than the active bundle's.
+var ErrRollback = errors.New("bundle is older than the active bundle")
 
 // ActivationResult describes one Activate call, successful or not.
 type ActivationResult struct {
@@ -21,35 +26,41 @@ type ActivationResult struct {
 	Snapshot *Snapshot
 }
 
-// build runs every check a bundle must pass, in order: signature, manifest
+// build runs every check a bundle must pass, in order: signature, manifest,
 // sequence, compilation (parse, schema validation, id uniqueness) and the
-// bundle's own test cases. res is filled in as facts become known. It must
-// be called with s.mu held, so that the rollback check sees the snapshot
-// that will be replaced.
+// bundle's own test cases. The manifest is read once, here, and what each
+// step needs of it is taken from that one reading. res is filled in as facts
+// become known. It must be called with s.mu held, so that the rollback check
+// sees the snapshot that will be replaced.
 func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	if len(s.keys) > 0 {
-		if err := VerifySignature(b, s.keys); err != nil {
-			return nil, err
+		if err := verifyManifestSignature(b, s.keys); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 		}
 	}
-	meta, err := readManifestMeta(b)
-	if err != nil {
-		return nil, &ValidationError{Problems: []Problem{{File: ManifestFile, Message: err.Error()}}}
+	m, problems := readManifest(b)
+	if len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
 	}
-	// A manifest that lists digests seals its bundle even unsigned: a
-	// directory caught half-way through an update (a new manifest beside
-	// old policies) is refused instead of served.
-	if meta.Files != nil && len(s.keys) == 0 {
-		if err := verifyDigests(b); err != nil {
-			return nil, &ValidationError{Problems: []Problem{{File: ManifestFile, Message: "files do not match the manifest: " + err.Error()}}}
+	switch {
+	case len(s.keys) > 0:
+		if err := verifyDigests(b, m); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		}
+	case m.Files != nil:
+		// A manifest that lists digests seals its bundle even unsigned: a
+		// directory caught half-way through an update (a new manifest
+		// beside old policies) is refused instead of served.
+		if err := verifyDigests(b, m); err != nil {
+			return nil, &ValidationError{Problems: []Problem{manifestProblem("files do not match the manifest: %v", err)}}
 		}
 	}
-	res.Sequence = meta.Sequence
-	if active := s.current.Load(); active != nil && meta.Sequence < active.sequence && !s.allowRollback {
+	res.Sequence = m.Sequence
+	if active := s.current.Load(); active != nil && m.Sequence < active.sequence && !s.allowRollback {
 		return nil, fmt.Errorf("%w: sequence %d is lower than the active %d (revision %s)",
-			ErrRollback, meta.Sequence, active.sequence, active.revision)
+			ErrRollback, m.Sequence, active.sequence, active.revision)
 	}
-	snap, err := Compile(b)
+	snap, err := compile(b, m, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +69,6 @@ func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	if problems := RunCases(b, snap); len(problems) > 0 {
 		return nil, &ValidationError{Problems: problems}
 	}
-	snap.sequence = meta.Sequence
 	return snap, nil
 }
 

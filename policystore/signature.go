@@ -25,21 +25,6 @@ const SignatureFile = "signature.json"
 // unknown key.
 var ErrBadSignature = errors.New("bundle signature verification failed")
 
-// ErrRollback marks a bundle refused because its manifest sequence is older
-// than the active bundle's.
-var ErrRollback = errors.New("bundle is older than the active bundle")
-
-// manifestMeta is the part of manifest.json that orders and seals a bundle.
-// Compile reads the rest of the manifest; unknown keys are ignored by both.
-type manifestMeta struct {
-	// Sequence orders bundles for anti-rollback: a bundle whose sequence is
-	// lower than the active one's is refused. Absent means 0.
-	Sequence int64 `json:"sequence,omitempty"`
-	// Files maps every file of the bundle except manifest.json and
-	// signature.json to the hex SHA-256 of its content.
-	Files map[string]string `json:"files,omitempty"`
-}
-
 type signatureDoc struct {
 	Signatures []signatureEntry `json:"signatures"`
 }
@@ -49,19 +34,6 @@ type signatureEntry struct {
 	KeyID string `json:"key_id"`
 	// Signature is the base64 ed25519 signature of manifest.json.
 	Signature string `json:"signature"`
-}
-
-// readManifestMeta parses the ordering and sealing fields of b's manifest.
-func readManifestMeta(b *Bundle) (manifestMeta, error) {
-	var m manifestMeta
-	data, ok := b.Files[ManifestFile]
-	if !ok {
-		return m, nil
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, err // the caller names the file
-	}
-	return m, nil
 }
 
 // KeyID names a public key in signature.json: a short hex SHA-256 of it.
@@ -125,7 +97,11 @@ func VerifySignature(b *Bundle, keys []ed25519.PublicKey) error {
 	if err := verifyManifestSignature(b, keys); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
-	if err := verifyDigests(b); err != nil {
+	m, problems := readManifest(b)
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %v", ErrBadSignature, problems[0])
+	}
+	if err := verifyDigests(b, m); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return nil
@@ -158,11 +134,8 @@ func verifyManifestSignature(b *Bundle, keys []ed25519.PublicKey) error {
 	return errors.New("no signature verifies with a configured key")
 }
 
-func verifyDigests(b *Bundle) error {
-	m, err := readManifestMeta(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", ManifestFile, err)
-	}
+// verifyDigests checks that m lists exactly b's files with their digests.
+func verifyDigests(b *Bundle, m Manifest) error {
 	var problems []string
 	actual := digests(b)
 	for _, p := range slices.Sorted(maps.Keys(actual)) {
