@@ -14,8 +14,9 @@ import (
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 )
 
-// Snapshot is an immutable, compiled policy bundle. It is safe for
-// concurrent use: nothing in it changes after Compile returns it.
+// Snapshot is a compiled policy bundle. It is safe for concurrent use:
+// nothing in it changes once it is published (Store.Activate stamps its
+// revision and activation time before that). It is a cedar.PolicyIterator.
 type Snapshot struct {
 	revision    string
 	source      string
