@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server"
@@ -40,22 +41,22 @@ func newReloader(cfg *Config, log *slog.Logger, storeOpts ...policystore.StoreOp
 	return store, bundlesrc.NewReloader(store, fetcher, bundlesrc.WithLogger(log)), nil
 }
 
+// newFetcher returns the fetcher of the configured source: --bundle-url
+// by its scheme (see bundlesrc.Open), else the --bundle directory, else
+// the embedded example.
 func newFetcher(cfg *Config) (bundlesrc.Fetcher, error) {
 	rc := cfg.Reload
 	switch {
 	case rc.BundleURL != "":
-		var caPEM []byte
+		opts := bundlesrc.Options{Timeout: bundleFetchTimeout, MaxBytes: rc.BundleMaxBytes}
 		if rc.BundleCA != "" {
-			var err error
-			if caPEM, err = os.ReadFile(rc.BundleCA); err != nil {
+			pool, err := tlsfiles.LoadCAPool(rc.BundleCA)
+			if err != nil {
 				return nil, fmt.Errorf("bundle-ca: %w", err)
 			}
+			opts.RootCAs = pool
 		}
-		client, err := bundlesrc.NewHTTPClient(caPEM, bundleFetchTimeout)
-		if err != nil {
-			return nil, err
-		}
-		return bundlesrc.NewArchive(rc.BundleURL, bundlesrc.WithHTTPClient(client), bundlesrc.WithMaxBytes(rc.BundleMaxBytes))
+		return bundlesrc.Open(rc.BundleURL, opts)
 	case cfg.Bundle != "":
 		return bundlesrc.NewDir(cfg.Bundle), nil
 	default:

@@ -12,8 +12,9 @@ import (
 // ReloadConfig configures where bundles come from, how changes are picked
 // up, how bundles are verified, and the admin API.
 type ReloadConfig struct {
-	// BundleURL is a .tar.gz bundle: a local path or an http(s) URL,
-	// polled every PollInterval. Exclusive with Config.Bundle.
+	// BundleURL is a .tar.gz bundle: a local path, a file:// URL or an
+	// http(s) URL (see bundlesrc.Open), polled every PollInterval.
+	// Exclusive with Config.Bundle.
 	BundleURL string
 	// Watch reloads a bundle directory when its files change.
 	Watch bool
@@ -68,7 +69,7 @@ func (c *ReloadConfig) validate(bundleDir string) []error {
 }
 
 func (c *ReloadConfig) bindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.BundleURL, "bundle-url", "", "bundle archive (.tar.gz): a local path or an http(s) URL, polled for changes")
+	fs.StringVar(&c.BundleURL, "bundle-url", "", "bundle archive (.tar.gz): a local path, file:// or http(s) URL, polled for changes")
 	fs.BoolVar(&c.Watch, "watch", true, "reload a --bundle directory when its files change")
 	fs.DurationVar(&c.WatchCooldown, "watch-cooldown", 500*time.Millisecond, "quiet time after a file change before the directory is reloaded")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 30*time.Second, "pause between polls of --bundle-url (±10% jitter)")

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
@@ -252,9 +251,9 @@ func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig
 
 func newExporter(ctx context.Context, c *ObservabilityConfig) (sdktrace.SpanExporter, error) {
 	headers, _ := keyValues(c.OTLPHeaders) // checked by Validate
-	tlsConf, err := caTLSConfig(c.OTLPCAFile)
+	tlsConf, err := tlsfiles.ClientConfig(c.OTLPCAFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("otlp-ca-file: %w", err)
 	}
 	if c.protocol() == "http/protobuf" {
 		var opts []otlptracehttp.Option
@@ -280,21 +279,6 @@ func newExporter(ctx context.Context, c *ObservabilityConfig) (sdktrace.SpanExpo
 		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsConf)))
 	}
 	return otlptracegrpc.New(ctx, opts...)
-}
-
-func caTLSConfig(file string) (*tls.Config, error) {
-	if file == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) error {
