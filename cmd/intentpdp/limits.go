@@ -137,9 +137,18 @@ func (l GRPCLimits) serverOptions() []grpc.ServerOption {
 	}
 }
 
+// setDefault sets *v to def when it is the zero value.
 func setDefault[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
+		*v = def
+	}
+}
+
+// setPositive sets *v to def when it is zero or negative: a negative size,
+// count or duration means nothing of its own.
+func setPositive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
 		*v = def
 	}
 }

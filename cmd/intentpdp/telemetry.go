@@ -71,17 +71,24 @@ type ObservabilityConfig struct {
 	DecisionLogRedact string
 }
 
-// SetDefaults fills unset fields.
+// defaultObservability holds the defaults of the flags and of SetDefaults.
+var defaultObservability = ObservabilityConfig{
+	MetricsListen:         "127.0.0.1:9464",
+	TraceSampleRatio:      1,
+	DecisionLogQueue:      4096,
+	DecisionLogFull:       "block",
+	DecisionLogMaxSizeMB:  100,
+	DecisionLogMaxBackups: 10,
+}
+
+// SetDefaults fills unset fields but those whose zero value is a choice:
+// MetricsListen (off), TraceSampleRatio (sample no new traces) and
+// DecisionLogMaxBackups (keep every rotated file).
 func (c *ObservabilityConfig) SetDefaults() {
-	if c.DecisionLogQueue <= 0 {
-		c.DecisionLogQueue = 4096
-	}
-	if c.DecisionLogFull == "" {
-		c.DecisionLogFull = "block"
-	}
-	if c.DecisionLogMaxSizeMB <= 0 {
-		c.DecisionLogMaxSizeMB = 100
-	}
+	d := defaultObservability
+	setPositive(&c.DecisionLogQueue, d.DecisionLogQueue)
+	setDefault(&c.DecisionLogFull, d.DecisionLogFull)
+	setPositive(&c.DecisionLogMaxSizeMB, d.DecisionLogMaxSizeMB)
 }
 
 // Validate reports every problem.
@@ -109,19 +116,20 @@ func (c *ObservabilityConfig) Validate() []error {
 }
 
 func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
+	d := defaultObservability
+	fs.StringVar(&c.MetricsListen, "metrics-listen", d.MetricsListen, "Prometheus /metrics listen address (empty: off)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP trace collector URL, e.g. http://127.0.0.1:4317 (default: OTEL_EXPORTER_OTLP_ENDPOINT; empty: tracing off)")
 	fs.StringVar(&c.OTLPProtocol, "otlp-protocol", "", "OTLP protocol: grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
 	fs.StringVar(&c.OTLPHeaders, "otlp-headers", "", "OTLP export headers, k=v,k2=v2 (default: OTEL_EXPORTER_OTLP_HEADERS)")
 	fs.StringVar(&c.OTLPCAFile, "otlp-ca-file", "", "CA certificate that verifies an https collector (default: OTEL_EXPORTER_OTLP_CERTIFICATE)")
-	fs.Float64Var(&c.TraceSampleRatio, "trace-sample-ratio", 1, "parent-based ratio of new traces sampled (OTEL_TRACES_SAMPLER wins when set)")
+	fs.Float64Var(&c.TraceSampleRatio, "trace-sample-ratio", d.TraceSampleRatio, "parent-based ratio of new traces sampled (OTEL_TRACES_SAMPLER wins when set)")
 	fs.StringVar(&c.TraceIdentifiers, "trace-identifiers", "", "identifiers decision spans carry: principal,resource (may be personal data)")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "decision log file, or - for stdout (empty: off)")
-	fs.IntVar(&c.DecisionLogQueue, "decision-log-queue", 4096, "decision log queue bound")
-	fs.StringVar(&c.DecisionLogFull, "decision-log-full", "block", "when the decision log queue is full or its sink failing: block, drop (counted) or deny the decision")
+	fs.IntVar(&c.DecisionLogQueue, "decision-log-queue", d.DecisionLogQueue, "decision log queue bound")
+	fs.StringVar(&c.DecisionLogFull, "decision-log-full", d.DecisionLogFull, "when the decision log queue is full or its sink failing: block, drop (counted) or deny the decision")
 	fs.BoolVar(&c.DecisionLogSync, "decision-log-sync", false, "acknowledge a decision only once its log record is written and fsynced (group commit)")
-	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", 100, "rotate the decision log file at this size")
-	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", 10, "rotated decision log files kept (0: all)")
+	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", d.DecisionLogMaxSizeMB, "rotate the decision log file at this size")
+	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", d.DecisionLogMaxBackups, "rotated decision log files kept (0: all)")
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
 }
 
