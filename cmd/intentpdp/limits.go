@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -151,20 +150,6 @@ func setPositive[T int | int64 | time.Duration](v *T, def T) {
 	if *v <= 0 {
 		*v = def
 	}
-}
-
-// listen listens on the address of a listener flag. A failure names the
-// flag, so two PDPs on one host, whose side listeners default to the same
-// ports, say which flag to change.
-func listen(flagName, addr string, optional bool) (net.Listener, error) {
-	lis, err := net.Listen("tcp", addr)
-	if err == nil {
-		return lis, nil
-	}
-	if optional {
-		return nil, fmt.Errorf("--%s %s: %w (set --%s to a free address, or to \"\" to turn this listener off)", flagName, addr, err, flagName)
-	}
-	return nil, fmt.Errorf("--%s %s: %w (set --%s to a free address)", flagName, addr, err, flagName)
 }
 
 // validateBaseURL checks an absolute http(s) URL without query or fragment.

@@ -166,30 +166,49 @@ func (c *ObservabilityConfig) tracingEnabled() bool {
 }
 
 // observability is what serve builds from ObservabilityConfig: the
-// providers, the decision log and the /metrics server, and their shutdown.
+// providers, the metrics registry and the decision log. serve runs the
+// /metrics listener and the flushes as components.
 type observability struct {
 	tp          trace.TracerProvider
-	tracing     bool // tp exports spans
+	exporter    *sdktrace.TracerProvider // nil when tracing is off
 	metrics     *telemetry.Metrics
+	registry    *prometheus.Registry
 	decisionLog *decisionlog.Writer // nil when off
 	svcOpts     []server.Option
-	closers     []func(context.Context) error // run in reverse order
 	log         *slog.Logger
-	httpLimits  HTTPLimits // of the metrics listener
 }
 
-func startObservability(ctx context.Context, c *ObservabilityConfig, httpLimits HTTPLimits, log *slog.Logger) (*observability, error) {
-	o := &observability{tp: noop.NewTracerProvider(), log: log, httpLimits: httpLimits}
+// newObservability builds the providers and opens the decision log; on
+// failure it releases what it had built.
+func newObservability(ctx context.Context, c *ObservabilityConfig, log *slog.Logger) (*observability, error) {
+	o := &observability{tp: noop.NewTracerProvider(), log: log}
 	steps := []func(context.Context, *ObservabilityConfig) error{o.startTracing, o.startMetrics, o.startDecisionLog}
 	for _, step := range steps {
 		if err := step(ctx, c); err != nil {
-			o.close(ctx)
+			o.release(ctx)
 			return nil, err
 		}
 	}
 	ids, _ := c.tracedIdentifiers() // checked by Validate
 	o.svcOpts = append(o.svcOpts, server.WithTracerProvider(o.tp), server.WithTracedIdentifiers(ids), server.WithMetrics(o.metrics))
 	return o, nil
+}
+
+// release closes what a failed newObservability had opened.
+func (o *observability) release(ctx context.Context) {
+	if o.decisionLog != nil {
+		_ = o.decisionLog.Close(ctx)
+	}
+	if o.exporter != nil {
+		_ = o.exporter.Shutdown(ctx)
+	}
+}
+
+// metricsHandler serves the registry's metrics on GET /metrics.
+func (o *observability) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", telemetry.Handler(o.registry))
+	return mux
 }
 
 // serviceOption applies every observability option of the service.
@@ -206,7 +225,7 @@ func (o *observability) serviceOption() server.Option {
 // tracing off the stats handler would only cost time on every call.
 func (o *observability) grpcOptions() []grpc.ServerOption {
 	opts := o.metrics.GRPCServerOptions()
-	if o.tracing {
+	if o.exporter != nil {
 		opts = append(opts, telemetry.GRPCStatsHandler(o.tp))
 	}
 	return opts
@@ -215,20 +234,10 @@ func (o *observability) grpcOptions() []grpc.ServerOption {
 // httpHandler traces the HTTP front ends (AuthZEN, forward-auth) when
 // tracing is on; off, the wrapper would only cost time on every request.
 func (o *observability) httpHandler(h http.Handler) http.Handler {
-	if !o.tracing {
+	if o.exporter == nil {
 		return h
 	}
 	return telemetry.HTTPHandler(o.tp, h)
-}
-
-// close stops in reverse order of start: it flushes the decision log, stops
-// /metrics, then flushes the trace exporter.
-func (o *observability) close(ctx context.Context) {
-	for i := len(o.closers) - 1; i >= 0; i-- {
-		if err := o.closers[i](ctx); err != nil {
-			o.log.Error("observability shutdown", "err", err)
-		}
-	}
 }
 
 func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig) error {
@@ -251,8 +260,7 @@ func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
-	o.tp, o.tracing = tp, true
-	o.closers = append(o.closers, tp.Shutdown)
+	o.tp, o.exporter = tp, tp
 	o.log.Info("tracing on", "protocol", c.protocol(), "endpoint", c.OTLPEndpoint)
 	return nil
 }
@@ -296,24 +304,7 @@ func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) 
 	if err != nil {
 		return err
 	}
-	o.metrics = m
-	if c.MetricsListen == "" {
-		return nil
-	}
-	lis, err := listen("metrics-listen", c.MetricsListen, true)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", telemetry.Handler(reg))
-	srv := o.httpLimits.server(mux, o.log)
-	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			o.log.Error("metrics server", "err", err)
-		}
-	}()
-	o.closers = append(o.closers, srv.Shutdown)
-	o.log.Info("serving metrics", "addr", lis.Addr().String())
+	o.metrics, o.registry = m, reg
 	return nil
 }
 
@@ -336,7 +327,6 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 		return fmt.Errorf("decision log: %w", err)
 	}
 	o.decisionLog = w
-	o.closers = append(o.closers, w.Close)
 	o.svcOpts = append(o.svcOpts, server.WithDecisionLog(w))
 	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
 	return o.metrics.ObserveDecisionLog(w)
