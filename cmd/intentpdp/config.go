@@ -51,25 +51,32 @@ type Config struct {
 	Reload ReloadConfig
 }
 
+// defaultConfig holds the defaults of Config's own fields; the nested
+// configurations have theirs (server.DefaultLimits, defaultHTTPLimits,
+// defaultGRPCLimits, defaultObservability, defaultReload). The flags show
+// them and SetDefaults fills unset fields from them, so each default is
+// written once.
+var defaultConfig = Config{
+	Listen:          "127.0.0.1:50051",
+	EntityOverrides: "ignore",
+	LogLevel:        "info",
+	LogFormat:       "text",
+	HTTPListen:      "127.0.0.1:8181",
+	ShutdownTimeout: 15 * time.Second,
+}
+
 // SetDefaults fills every unset field whose zero value has no meaning of
 // its own: an empty listen address turns its listener off (and an empty
 // Listen is invalid), so listen addresses are left as they are.
 func (c *Config) SetDefaults() {
+	d := defaultConfig
 	c.Limits.SetDefaults()
 	c.HTTPLimits.SetDefaults()
 	c.GRPCLimits.SetDefaults()
-	if c.EntityOverrides == "" {
-		c.EntityOverrides = "ignore"
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
-	}
-	if c.LogFormat == "" {
-		c.LogFormat = "text"
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 15 * time.Second
-	}
+	setDefault(&c.EntityOverrides, d.EntityOverrides)
+	setDefault(&c.LogLevel, d.LogLevel)
+	setDefault(&c.LogFormat, d.LogFormat)
+	setPositive(&c.ShutdownTimeout, d.ShutdownTimeout)
 	c.Observability.SetDefaults()
 	c.Reload.SetDefaults()
 }
@@ -107,8 +114,9 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) bindFlags(fs *flag.FlagSet) {
+	d := defaultConfig
 	fs.StringVar(&c.Bundle, "bundle", "", "bundle directory (default: the embedded example bundle)")
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address (required)")
+	fs.StringVar(&c.Listen, "listen", d.Listen, "gRPC listen address (required)")
 	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM server certificate for the gRPC listener (enables TLS)")
 	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM CAs whose client certificates are required (mutual TLS)")
@@ -117,13 +125,13 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limits.MaxValues, "max-context-values", server.DefaultLimits.MaxValues, "most values in one request (context, intent attributes, entities)")
 	fs.IntVar(&c.Limits.MaxEntities, "max-entities", server.DefaultLimits.MaxEntities, "most request-scoped entities per request")
 	fs.IntVar(&c.Limits.MaxBatch, "max-batch", server.DefaultLimits.MaxBatch, "most requests in one BatchAuthorize")
-	fs.StringVar(&c.EntityOverrides, "entity-overrides", "ignore", "request entity data the bundle contradicts: ignore (and report) or reject")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8181", "HTTP listen address of the AuthZEN API and forward-auth (empty: off)")
+	fs.StringVar(&c.EntityOverrides, "entity-overrides", d.EntityOverrides, "request entity data the bundle contradicts: ignore (and report) or reject")
+	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", d.LogFormat, "log format: text or json")
+	fs.StringVar(&c.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address of the AuthZEN API and forward-auth (empty: off)")
 	fs.StringVar(&c.AuthZENBaseURL, "authzen-base-url", "", "absolute URL the AuthZEN discovery metadata names, e.g. https://pdp.example.org (default: the address each request arrived on, never its Host header)")
 	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "JSON file mapping gateway requests (ext_authz, forward-auth) to decisions")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown waits for in-flight requests")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long graceful shutdown waits for in-flight requests")
 	c.HTTPLimits.bindFlags(fs)
 	c.GRPCLimits.bindFlags(fs)
 	c.Observability.bindFlags(fs)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -137,6 +136,7 @@ func (l GRPCLimits) serverOptions() []grpc.ServerOption {
 	}
 }
 
+// setDefault sets *v to def when it is the zero value.
 func setDefault[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
@@ -144,18 +144,12 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// listen listens on the address of a listener flag. A failure names the
-// flag, so two PDPs on one host, whose side listeners default to the same
-// ports, say which flag to change.
-func listen(flagName, addr string, optional bool) (net.Listener, error) {
-	lis, err := net.Listen("tcp", addr)
-	if err == nil {
-		return lis, nil
+// setPositive sets *v to def when it is zero or negative: a negative size,
+// count or duration means nothing of its own.
+func setPositive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
-	if optional {
-		return nil, fmt.Errorf("--%s %s: %w (set --%s to a free address, or to \"\" to turn this listener off)", flagName, addr, err, flagName)
-	}
-	return nil, fmt.Errorf("--%s %s: %w (set --%s to a free address)", flagName, addr, err, flagName)
 }
 
 // validateBaseURL checks an absolute http(s) URL without query or fragment.

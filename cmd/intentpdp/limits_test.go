@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"net"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,7 +23,8 @@ import (
 // zeroHasMeaning lists the flags whose default SetDefaults cannot supply,
 // because the zero value means something else: an empty listen address
 // turns its listener off (an empty --listen is refused), and false, 0 and
-// "none" are choices of their own.
+// "none" are choices of their own. Flags whose default is their zero value
+// ("", false, 0) need no entry.
 var zeroHasMeaning = map[string]string{
 	"listen":                   "required",
 	"http-listen":              "off",
@@ -35,8 +37,9 @@ var zeroHasMeaning = map[string]string{
 
 // TestConfigDefaultsMatchFlags: a Config built in code and given
 // SetDefaults behaves like the flags' defaults, except where the zero
-// value is a choice of its own; and SetDefaults leaves the flags' defaults
-// alone.
+// value is a choice of its own (and there SetDefaults keeps the zero); and
+// SetDefaults leaves the flags' defaults alone. Every field of Config is
+// bound to a flag, so no setting escapes the check.
 func TestConfigDefaultsMatchFlags(t *testing.T) {
 	t.Parallel()
 	var c Config
@@ -52,15 +55,59 @@ func TestConfigDefaultsMatchFlags(t *testing.T) {
 		}
 	})
 	c = Config{} // the flags still point into c, so they now read the zero Config
+	zero := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { zero[f.Name] = f.Value.String() })
 	c.SetDefaults()
 	fs.VisitAll(func(f *flag.Flag) {
+		got := f.Value.String()
 		if _, ok := zeroHasMeaning[f.Name]; ok {
+			if got != zero[f.Name] {
+				t.Errorf("--%s: its zero value is a choice, but SetDefaults turns it into %q", f.Name, got)
+			}
+			if f.DefValue == zero[f.Name] {
+				t.Errorf("--%s: exempt, but its flag default is the zero value %q anyway; drop it from zeroHasMeaning", f.Name, f.DefValue)
+			}
 			return
 		}
-		if got := f.Value.String(); got != f.DefValue {
+		if got != f.DefValue {
 			t.Errorf("--%s: flag default %q, but SetDefaults gives a zero Config %q", f.Name, f.DefValue, got)
 		}
 	})
+	for name := range zeroHasMeaning {
+		if fs.Lookup(name) == nil {
+			t.Errorf("zeroHasMeaning names --%s, which is no flag", name)
+		}
+	}
+
+	// Every leaf field of Config is the target of exactly one flag.
+	fields := map[uintptr]string{}
+	leafFields(reflect.ValueOf(&c).Elem(), "", fields)
+	bound := map[uintptr]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		p := reflect.ValueOf(f.Value).Pointer()
+		if other, dup := bound[p]; dup {
+			t.Errorf("--%s and --%s set the same field %s", other, f.Name, fields[p])
+		}
+		bound[p] = f.Name
+	})
+	for p, name := range fields {
+		if _, ok := bound[p]; !ok {
+			t.Errorf("Config.%s has no flag", name)
+		}
+	}
+}
+
+// leafFields records the address of every field of the struct v that is
+// not itself a struct, by its dotted name.
+func leafFields(v reflect.Value, prefix string, out map[uintptr]string) {
+	for i := range v.NumField() {
+		f, name := v.Field(i), prefix+v.Type().Field(i).Name
+		if f.Kind() == reflect.Struct {
+			leafFields(f, name+".", out)
+			continue
+		}
+		out[f.Addr().Pointer()] = name
+	}
 }
 
 var servingRE = regexp.MustCompile(`msg="serving ([^"]+)" addr=(\S+)`)

@@ -3,18 +3,16 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server"
@@ -40,22 +38,22 @@ func newReloader(cfg *Config, log *slog.Logger, storeOpts ...policystore.StoreOp
 	return store, bundlesrc.NewReloader(store, fetcher, bundlesrc.WithLogger(log)), nil
 }
 
+// newFetcher returns the fetcher of the configured source: --bundle-url
+// by its scheme (see bundlesrc.Open), else the --bundle directory, else
+// the embedded example.
 func newFetcher(cfg *Config) (bundlesrc.Fetcher, error) {
 	rc := cfg.Reload
 	switch {
 	case rc.BundleURL != "":
-		var caPEM []byte
+		opts := bundlesrc.Options{Timeout: bundleFetchTimeout, MaxBytes: rc.BundleMaxBytes}
 		if rc.BundleCA != "" {
-			var err error
-			if caPEM, err = os.ReadFile(rc.BundleCA); err != nil {
+			pool, err := tlsfiles.LoadCAPool(rc.BundleCA)
+			if err != nil {
 				return nil, fmt.Errorf("bundle-ca: %w", err)
 			}
+			opts.RootCAs = pool
 		}
-		client, err := bundlesrc.NewHTTPClient(caPEM, bundleFetchTimeout)
-		if err != nil {
-			return nil, err
-		}
-		return bundlesrc.NewArchive(rc.BundleURL, bundlesrc.WithHTTPClient(client), bundlesrc.WithMaxBytes(rc.BundleMaxBytes))
+		return bundlesrc.Open(rc.BundleURL, opts)
 	case cfg.Bundle != "":
 		return bundlesrc.NewDir(cfg.Bundle), nil
 	default:
@@ -85,49 +83,18 @@ func readPublicKeys(files []string) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// startReloading starts what keeps the bundle current until ctx ends:
-// SIGHUP, a directory watcher or a poller, and the admin API. wait blocks
-// until all of them have stopped.
-func startReloading(ctx context.Context, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader) (wait func(), err error) {
-	var admin *grpc.Server
-	var adminLis net.Listener
-	if cfg.Reload.AdminListen != "" {
-		if adminLis, err = listen("admin-listen", cfg.Reload.AdminListen, true); err != nil {
-			return nil, err
-		}
-		admin = server.NewAdminGRPCServer(r, log, cfg.GRPCLimits.serverOptions()...)
-		log.Info("serving admin API", "addr", adminLis.Addr().String())
-	}
-	trigger := make(chan struct{}, 1)
-	var watcher *bundlesrc.DirWatcher
-	if cfg.Bundle != "" && cfg.Reload.Watch {
-		if watcher, err = bundlesrc.NewDirWatcher(cfg.Bundle, cfg.Reload.WatchCooldown, log); err != nil {
-			if adminLis != nil {
-				adminLis.Close()
-			}
-			return nil, err
-		}
-	}
+// newAdminServer returns the admin API (PolicyAdminService) of r.
+func newAdminServer(cfg *Config, log *slog.Logger, r *bundlesrc.Reloader) *grpc.Server {
+	return server.NewAdminGRPCServer(r, log, cfg.GRPCLimits.serverOptions()...)
+}
 
-	// Subscribe before returning, so that a SIGHUP once serving never
-	// falls back to the default action of terminating the process.
+// watchSIGHUP subscribes to SIGHUP at once, so that a SIGHUP once serving
+// never falls back to the default action of terminating the process, and
+// returns the loop that turns each one into a reload until ctx ends.
+func watchSIGHUP(log *slog.Logger, trigger chan<- struct{}) func(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	var wg sync.WaitGroup
-	wg.Go(func() { forwardSIGHUP(ctx, log, hup, trigger) })
-	wg.Go(func() { r.Run(ctx, trigger) })
-	if watcher != nil {
-		wg.Go(func() { watcher.Run(ctx, func() { notify(trigger) }) })
-	}
-	if cfg.Reload.BundleURL != "" {
-		wg.Go(func() {
-			r.Poll(ctx, bundlesrc.PollConfig{Interval: cfg.Reload.PollInterval, Jitter: 0.1, MaxBackoff: cfg.Reload.PollMaxBackoff})
-		})
-	}
-	if admin != nil {
-		wg.Go(func() { serveAdmin(ctx, log, admin, adminLis) })
-	}
-	return wg.Wait, nil
+	return func(ctx context.Context) { forwardSIGHUP(ctx, log, hup, trigger) }
 }
 
 // notify asks for a reload; a reload already pending covers this one.
@@ -148,22 +115,5 @@ func forwardSIGHUP(ctx context.Context, log *slog.Logger, hup chan os.Signal, tr
 			log.Info("SIGHUP: reloading the policy bundle")
 			notify(trigger)
 		}
-	}
-}
-
-// serveAdmin serves the admin API until ctx ends. Admin calls are short, so
-// a graceful stop needs no deadline beyond the reload in flight.
-func serveAdmin(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis net.Listener) {
-	errc := make(chan error, 1)
-	go func() { errc <- gs.Serve(lis) }()
-	select {
-	case err := <-errc:
-		log.Error("admin API stopped", "err", err)
-		return
-	case <-ctx.Done():
-	}
-	gs.GracefulStop()
-	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		log.Error("admin API", "err", err)
 	}
 }

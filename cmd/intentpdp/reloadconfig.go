@@ -12,8 +12,9 @@ import (
 // ReloadConfig configures where bundles come from, how changes are picked
 // up, how bundles are verified, and the admin API.
 type ReloadConfig struct {
-	// BundleURL is a .tar.gz bundle: a local path or an http(s) URL,
-	// polled every PollInterval. Exclusive with Config.Bundle.
+	// BundleURL is a .tar.gz bundle: a local path, a file:// URL or an
+	// http(s) URL (see bundlesrc.Open), polled every PollInterval.
+	// Exclusive with Config.Bundle.
 	BundleURL string
 	// Watch reloads a bundle directory when its files change.
 	Watch bool
@@ -40,20 +41,24 @@ type ReloadConfig struct {
 	AdminListen string
 }
 
-// SetDefaults fills every unset field but Watch, whose zero is meaningful.
+// defaultReload holds the defaults of the flags and of SetDefaults.
+var defaultReload = ReloadConfig{
+	Watch:          true,
+	WatchCooldown:  500 * time.Millisecond,
+	PollInterval:   30 * time.Second,
+	PollMaxBackoff: 5 * time.Minute,
+	BundleMaxBytes: bundlesrc.DefaultMaxBytes,
+	AdminListen:    "127.0.0.1:50052",
+}
+
+// SetDefaults fills every unset field but Watch and AdminListen, whose
+// zero values are choices (no watching, no admin API).
 func (c *ReloadConfig) SetDefaults() {
-	if c.WatchCooldown <= 0 {
-		c.WatchCooldown = 500 * time.Millisecond
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 30 * time.Second
-	}
-	if c.PollMaxBackoff <= 0 {
-		c.PollMaxBackoff = 5 * time.Minute
-	}
-	if c.BundleMaxBytes <= 0 {
-		c.BundleMaxBytes = bundlesrc.DefaultMaxBytes
-	}
+	d := defaultReload
+	setPositive(&c.WatchCooldown, d.WatchCooldown)
+	setPositive(&c.PollInterval, d.PollInterval)
+	setPositive(&c.PollMaxBackoff, d.PollMaxBackoff)
+	setPositive(&c.BundleMaxBytes, d.BundleMaxBytes)
 }
 
 func (c *ReloadConfig) validate(bundleDir string) []error {
@@ -68,16 +73,17 @@ func (c *ReloadConfig) validate(bundleDir string) []error {
 }
 
 func (c *ReloadConfig) bindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.BundleURL, "bundle-url", "", "bundle archive (.tar.gz): a local path or an http(s) URL, polled for changes")
-	fs.BoolVar(&c.Watch, "watch", true, "reload a --bundle directory when its files change")
-	fs.DurationVar(&c.WatchCooldown, "watch-cooldown", 500*time.Millisecond, "quiet time after a file change before the directory is reloaded")
-	fs.DurationVar(&c.PollInterval, "poll-interval", 30*time.Second, "pause between polls of --bundle-url (±10% jitter)")
-	fs.DurationVar(&c.PollMaxBackoff, "poll-max-backoff", 5*time.Minute, "longest pause between polls after repeated failures")
+	d := defaultReload
+	fs.StringVar(&c.BundleURL, "bundle-url", "", "bundle archive (.tar.gz): a local path, file:// or http(s) URL, polled for changes")
+	fs.BoolVar(&c.Watch, "watch", d.Watch, "reload a --bundle directory when its files change")
+	fs.DurationVar(&c.WatchCooldown, "watch-cooldown", d.WatchCooldown, "quiet time after a file change before the directory is reloaded")
+	fs.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "pause between polls of --bundle-url (±10% jitter)")
+	fs.DurationVar(&c.PollMaxBackoff, "poll-max-backoff", d.PollMaxBackoff, "longest pause between polls after repeated failures")
 	fs.StringVar(&c.BundleCA, "bundle-ca", "", "PEM CA certificates trusted for an https --bundle-url (default: system roots)")
-	fs.Int64Var(&c.BundleMaxBytes, "bundle-max-bytes", bundlesrc.DefaultMaxBytes, "largest bundle archive accepted, compressed and uncompressed")
+	fs.Int64Var(&c.BundleMaxBytes, "bundle-max-bytes", d.BundleMaxBytes, "largest bundle archive accepted, compressed and uncompressed")
 	fs.Var(&c.VerifyKeys, "verify-key", "PEM ed25519 public key; when set, only bundles signed by one of these keys activate (repeatable, or comma-separated)")
 	fs.BoolVar(&c.AllowRollback, "allow-rollback", false, "activate bundles whose manifest sequence is older than the active one")
-	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:50052", "admin API (PolicyAdminService) listen address; empty disables it")
+	fs.StringVar(&c.AdminListen, "admin-listen", d.AdminListen, "admin API (PolicyAdminService) listen address; empty disables it")
 }
 
 // stringList is a repeatable flag that also splits on commas, so that one

@@ -2,22 +2,28 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	return serveWith(ctx, args, stderr, listenTCP)
+}
+
+// serveWith is the composition root of `intentpdp serve`: it builds every
+// component (observability, store and reloader, service, listeners) in
+// one place, then runs them under one errgroup tied to ctx until ctx ends
+// or one of them fails. Shutdown goes stage by stage (see stage): health
+// NOT_SERVING, the gRPC and HTTP listeners drain, reloading stops, the
+// decision log flushes, then /metrics and the trace exporter.
+func serveWith(ctx context.Context, args []string, stderr io.Writer, listen listenFunc) error {
 	var cfg Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -30,26 +36,35 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := cfg.logger(stderr)
-	obs, err := startObservability(ctx, &cfg.Observability, cfg.HTTPLimits, log)
+	obs, err := newObservability(ctx, &cfg.Observability, log)
 	if err != nil {
 		return err
 	}
-	// Runs once the gRPC server has drained, so every answered decision is
-	// in the decision log before it is flushed.
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-		defer cancel()
-		obs.close(sctx)
-	}()
+	// From here on a failure releases what was built through rn.abort.
+	rn := &runner{log: log}
+	if obs.decisionLog != nil {
+		rn.add(stageDecisionLog, flusher("decision log", log, cfg.ShutdownTimeout, obs.decisionLog.Close))
+	}
+	if obs.exporter != nil {
+		rn.add(stageTelemetry, flusher("trace exporter", log, cfg.ShutdownTimeout, obs.exporter.Shutdown))
+	}
+	if cfg.Observability.MetricsListen != "" {
+		lis, err := listen.open("metrics-listen", cfg.Observability.MetricsListen, true)
+		if err != nil {
+			return rn.abort(err)
+		}
+		rn.add(stageTelemetry, httpListener("metrics listener", cfg.HTTPLimits.server(obs.metricsHandler(), log), lis, cfg.ShutdownTimeout, log))
+		log.Info("serving metrics", "addr", lis.Addr().String())
+	}
 
 	store, reloader, err := newReloader(&cfg, log, policystore.WithActivationObserver(obs.observeActivation))
 	if err != nil {
-		return err
+		return rn.abort(err)
 	}
 	// The first activation must succeed: the PDP never serves without a
 	// bundle. Later failures keep the last good one.
 	if _, err := reloader.Reload(ctx); err != nil {
-		return err
+		return rn.abort(err)
 	}
 
 	svc := server.NewService(store,
@@ -60,72 +75,77 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	grpcOpts := obs.grpcOptions()
 	creds, err := cfg.TLS.serverOption()
 	if err != nil {
-		return err
+		return rn.abort(err)
 	}
 	if creds != nil {
 		grpcOpts = append(grpcOpts, creds)
 	}
 	grpcOpts = append(grpcOpts, cfg.GRPCLimits.serverOptions()...)
 	gs, health := server.NewGRPCServer(svc, grpcOpts...)
-	stopGateways, httpFailed, err := startGateways(cfg, svc, gs, log, obs.httpHandler)
+	httpHandler, routes, err := startGateways(cfg, svc, gs, obs.httpHandler)
 	if err != nil {
-		return err
+		return rn.abort(err)
 	}
-	defer stopGateways(cfg.ShutdownTimeout)
+	if httpHandler == nil {
+		log.Info("HTTP listener off: no AuthZEN or forward-auth")
+	} else {
+		lis, err := listen.open("http-listen", cfg.HTTPListen, true)
+		if err != nil {
+			return rn.abort(err)
+		}
+		rn.add(stageServe, httpListener("HTTP listener", cfg.HTTPLimits.server(httpHandler, log), lis, cfg.ShutdownTimeout, log))
+		log.Info("serving AuthZEN and forward-auth over HTTP", "addr", lis.Addr().String(), "routes", routes)
+	}
 	obs.metrics.InitializeGRPC(gs)
-	lis, err := listen("listen", cfg.Listen, false)
+	lis, err := listen.open("listen", cfg.Listen, false)
 	if err != nil {
-		return err
+		return rn.abort(err)
 	}
-	reloadCtx, stopReloading := context.WithCancel(ctx)
-	defer stopReloading()
-	waitReloading, err := startReloading(reloadCtx, &cfg, log, reloader)
-	if err != nil {
-		lis.Close()
-		return err
+	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
+
+	if err := addReloading(rn, &cfg, log, reloader, listen); err != nil {
+		return rn.abort(err)
 	}
-	defer func() {
-		stopReloading()
-		waitReloading()
-	}()
+	rn.add(stageHealth, onStop("health", func() {
+		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+		server.SetServing(health, false)
+	}))
 	server.SetServing(health, true)
 	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
-	return runUntilDone(ctx, log, gs, lis, httpFailed, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
+	err = rn.run(ctx)
+	log.Info("stopped")
+	return err
 }
 
-// runUntilDone serves until ctx ends or another listener fails, then marks
-// the server not serving and drains in-flight requests, forcing a stop
-// after timeout. A listener's failure is returned, so the process exits
-// rather than serve half its front ends.
-func runUntilDone(ctx context.Context, log *slog.Logger, gs *grpc.Server, lis net.Listener, failed <-chan error, timeout time.Duration, notServing func()) error {
-	errc := make(chan error, 1)
-	go func() { errc <- gs.Serve(lis) }()
-	var fault error
-	select {
-	case err := <-errc:
-		return err
-	case fault = <-failed:
-		log.Error("a listener failed; shutting down", "err", fault)
-	case <-ctx.Done():
+// addReloading adds what keeps the bundle current: SIGHUP, a directory
+// watcher or a poller, the reloader they trigger, and the admin API.
+func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc) error {
+	trigger := make(chan struct{}, 1)
+	rn.add(stageReload, loop("reloader", func(ctx context.Context) { r.Run(ctx, trigger) }))
+	rn.add(stageReload, loop("SIGHUP", watchSIGHUP(log, trigger)))
+	if cfg.Bundle != "" && cfg.Reload.Watch {
+		// Watching starts now, so no change made once serving is missed.
+		watcher, err := bundlesrc.NewDirWatcher(cfg.Bundle, cfg.Reload.WatchCooldown, log)
+		if err != nil {
+			return err
+		}
+		rn.add(stageReload, loop("bundle watcher", func(ctx context.Context) { watcher.Run(ctx, func() { notify(trigger) }) }))
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", timeout)
-	notServing()
-	drained := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(timeout):
-		log.Warn("graceful shutdown timed out; stopping")
-		gs.Stop()
+	if cfg.Reload.BundleURL != "" {
+		poll := bundlesrc.PollConfig{Interval: cfg.Reload.PollInterval, Jitter: 0.1, MaxBackoff: cfg.Reload.PollMaxBackoff}
+		rn.add(stageReload, loop("bundle poller", func(ctx context.Context) { r.Poll(ctx, poll) }))
 	}
-	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return err
+	if cfg.Reload.AdminListen != "" {
+		lis, err := listen.open("admin-listen", cfg.Reload.AdminListen, true)
+		if err != nil {
+			return err
+		}
+		// Admin calls are short: the drain bound is the one of the
+		// decision listeners.
+		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, r), lis, cfg.ShutdownTimeout, log))
+		log.Info("serving admin API", "addr", lis.Addr().String())
 	}
-	log.Info("stopped")
-	return fault
+	return nil
 }
 
 // embeddedSource names the example bundle built into the binary.

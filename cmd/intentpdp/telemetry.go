@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
@@ -72,17 +71,24 @@ type ObservabilityConfig struct {
 	DecisionLogRedact string
 }
 
-// SetDefaults fills unset fields.
+// defaultObservability holds the defaults of the flags and of SetDefaults.
+var defaultObservability = ObservabilityConfig{
+	MetricsListen:         "127.0.0.1:9464",
+	TraceSampleRatio:      1,
+	DecisionLogQueue:      4096,
+	DecisionLogFull:       "block",
+	DecisionLogMaxSizeMB:  100,
+	DecisionLogMaxBackups: 10,
+}
+
+// SetDefaults fills unset fields but those whose zero value is a choice:
+// MetricsListen (off), TraceSampleRatio (sample no new traces) and
+// DecisionLogMaxBackups (keep every rotated file).
 func (c *ObservabilityConfig) SetDefaults() {
-	if c.DecisionLogQueue <= 0 {
-		c.DecisionLogQueue = 4096
-	}
-	if c.DecisionLogFull == "" {
-		c.DecisionLogFull = "block"
-	}
-	if c.DecisionLogMaxSizeMB <= 0 {
-		c.DecisionLogMaxSizeMB = 100
-	}
+	d := defaultObservability
+	setPositive(&c.DecisionLogQueue, d.DecisionLogQueue)
+	setDefault(&c.DecisionLogFull, d.DecisionLogFull)
+	setPositive(&c.DecisionLogMaxSizeMB, d.DecisionLogMaxSizeMB)
 }
 
 // Validate reports every problem.
@@ -110,19 +116,20 @@ func (c *ObservabilityConfig) Validate() []error {
 }
 
 func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
+	d := defaultObservability
+	fs.StringVar(&c.MetricsListen, "metrics-listen", d.MetricsListen, "Prometheus /metrics listen address (empty: off)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP trace collector URL, e.g. http://127.0.0.1:4317 (default: OTEL_EXPORTER_OTLP_ENDPOINT; empty: tracing off)")
 	fs.StringVar(&c.OTLPProtocol, "otlp-protocol", "", "OTLP protocol: grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
 	fs.StringVar(&c.OTLPHeaders, "otlp-headers", "", "OTLP export headers, k=v,k2=v2 (default: OTEL_EXPORTER_OTLP_HEADERS)")
 	fs.StringVar(&c.OTLPCAFile, "otlp-ca-file", "", "CA certificate that verifies an https collector (default: OTEL_EXPORTER_OTLP_CERTIFICATE)")
-	fs.Float64Var(&c.TraceSampleRatio, "trace-sample-ratio", 1, "parent-based ratio of new traces sampled (OTEL_TRACES_SAMPLER wins when set)")
+	fs.Float64Var(&c.TraceSampleRatio, "trace-sample-ratio", d.TraceSampleRatio, "parent-based ratio of new traces sampled (OTEL_TRACES_SAMPLER wins when set)")
 	fs.StringVar(&c.TraceIdentifiers, "trace-identifiers", "", "identifiers decision spans carry: principal,resource (may be personal data)")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "decision log file, or - for stdout (empty: off)")
-	fs.IntVar(&c.DecisionLogQueue, "decision-log-queue", 4096, "decision log queue bound")
-	fs.StringVar(&c.DecisionLogFull, "decision-log-full", "block", "when the decision log queue is full or its sink failing: block, drop (counted) or deny the decision")
+	fs.IntVar(&c.DecisionLogQueue, "decision-log-queue", d.DecisionLogQueue, "decision log queue bound")
+	fs.StringVar(&c.DecisionLogFull, "decision-log-full", d.DecisionLogFull, "when the decision log queue is full or its sink failing: block, drop (counted) or deny the decision")
 	fs.BoolVar(&c.DecisionLogSync, "decision-log-sync", false, "acknowledge a decision only once its log record is written and fsynced (group commit)")
-	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", 100, "rotate the decision log file at this size")
-	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", 10, "rotated decision log files kept (0: all)")
+	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", d.DecisionLogMaxSizeMB, "rotate the decision log file at this size")
+	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", d.DecisionLogMaxBackups, "rotated decision log files kept (0: all)")
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
 }
 
@@ -159,30 +166,49 @@ func (c *ObservabilityConfig) tracingEnabled() bool {
 }
 
 // observability is what serve builds from ObservabilityConfig: the
-// providers, the decision log and the /metrics server, and their shutdown.
+// providers, the metrics registry and the decision log. serve runs the
+// /metrics listener and the flushes as components.
 type observability struct {
 	tp          trace.TracerProvider
-	tracing     bool // tp exports spans
+	exporter    *sdktrace.TracerProvider // nil when tracing is off
 	metrics     *telemetry.Metrics
+	registry    *prometheus.Registry
 	decisionLog *decisionlog.Writer // nil when off
 	svcOpts     []server.Option
-	closers     []func(context.Context) error // run in reverse order
 	log         *slog.Logger
-	httpLimits  HTTPLimits // of the metrics listener
 }
 
-func startObservability(ctx context.Context, c *ObservabilityConfig, httpLimits HTTPLimits, log *slog.Logger) (*observability, error) {
-	o := &observability{tp: noop.NewTracerProvider(), log: log, httpLimits: httpLimits}
+// newObservability builds the providers and opens the decision log; on
+// failure it releases what it had built.
+func newObservability(ctx context.Context, c *ObservabilityConfig, log *slog.Logger) (*observability, error) {
+	o := &observability{tp: noop.NewTracerProvider(), log: log}
 	steps := []func(context.Context, *ObservabilityConfig) error{o.startTracing, o.startMetrics, o.startDecisionLog}
 	for _, step := range steps {
 		if err := step(ctx, c); err != nil {
-			o.close(ctx)
+			o.release(ctx)
 			return nil, err
 		}
 	}
 	ids, _ := c.tracedIdentifiers() // checked by Validate
 	o.svcOpts = append(o.svcOpts, server.WithTracerProvider(o.tp), server.WithTracedIdentifiers(ids), server.WithMetrics(o.metrics))
 	return o, nil
+}
+
+// release closes what a failed newObservability had opened.
+func (o *observability) release(ctx context.Context) {
+	if o.decisionLog != nil {
+		_ = o.decisionLog.Close(ctx)
+	}
+	if o.exporter != nil {
+		_ = o.exporter.Shutdown(ctx)
+	}
+}
+
+// metricsHandler serves the registry's metrics on GET /metrics.
+func (o *observability) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", telemetry.Handler(o.registry))
+	return mux
 }
 
 // serviceOption applies every observability option of the service.
@@ -199,7 +225,7 @@ func (o *observability) serviceOption() server.Option {
 // tracing off the stats handler would only cost time on every call.
 func (o *observability) grpcOptions() []grpc.ServerOption {
 	opts := o.metrics.GRPCServerOptions()
-	if o.tracing {
+	if o.exporter != nil {
 		opts = append(opts, telemetry.GRPCStatsHandler(o.tp))
 	}
 	return opts
@@ -208,20 +234,10 @@ func (o *observability) grpcOptions() []grpc.ServerOption {
 // httpHandler traces the HTTP front ends (AuthZEN, forward-auth) when
 // tracing is on; off, the wrapper would only cost time on every request.
 func (o *observability) httpHandler(h http.Handler) http.Handler {
-	if !o.tracing {
+	if o.exporter == nil {
 		return h
 	}
 	return telemetry.HTTPHandler(o.tp, h)
-}
-
-// close stops in reverse order of start: it flushes the decision log, stops
-// /metrics, then flushes the trace exporter.
-func (o *observability) close(ctx context.Context) {
-	for i := len(o.closers) - 1; i >= 0; i-- {
-		if err := o.closers[i](ctx); err != nil {
-			o.log.Error("observability shutdown", "err", err)
-		}
-	}
 }
 
 func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig) error {
@@ -244,17 +260,16 @@ func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
-	o.tp, o.tracing = tp, true
-	o.closers = append(o.closers, tp.Shutdown)
+	o.tp, o.exporter = tp, tp
 	o.log.Info("tracing on", "protocol", c.protocol(), "endpoint", c.OTLPEndpoint)
 	return nil
 }
 
 func newExporter(ctx context.Context, c *ObservabilityConfig) (sdktrace.SpanExporter, error) {
 	headers, _ := keyValues(c.OTLPHeaders) // checked by Validate
-	tlsConf, err := caTLSConfig(c.OTLPCAFile)
+	tlsConf, err := tlsfiles.ClientConfig(c.OTLPCAFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("otlp-ca-file: %w", err)
 	}
 	if c.protocol() == "http/protobuf" {
 		var opts []otlptracehttp.Option
@@ -282,21 +297,6 @@ func newExporter(ctx context.Context, c *ObservabilityConfig) (sdktrace.SpanExpo
 	return otlptracegrpc.New(ctx, opts...)
 }
 
-func caTLSConfig(file string) (*tls.Config, error) {
-	if file == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
-}
-
 func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -304,24 +304,7 @@ func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) 
 	if err != nil {
 		return err
 	}
-	o.metrics = m
-	if c.MetricsListen == "" {
-		return nil
-	}
-	lis, err := listen("metrics-listen", c.MetricsListen, true)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", telemetry.Handler(reg))
-	srv := o.httpLimits.server(mux, o.log)
-	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			o.log.Error("metrics server", "err", err)
-		}
-	}()
-	o.closers = append(o.closers, srv.Shutdown)
-	o.log.Info("serving metrics", "addr", lis.Addr().String())
+	o.metrics, o.registry = m, reg
 	return nil
 }
 
@@ -344,7 +327,6 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 		return fmt.Errorf("decision log: %w", err)
 	}
 	o.decisionLog = w
-	o.closers = append(o.closers, w.Close)
 	o.svcOpts = append(o.svcOpts, server.WithDecisionLog(w))
 	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
 	return o.metrics.ObserveDecisionLog(w)

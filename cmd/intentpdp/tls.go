@@ -1,14 +1,12 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
-	"os"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 )
 
 // TLSConfig configures TLS, and mutual TLS when ClientCA is set, on the
@@ -34,25 +32,9 @@ func (c TLSConfig) validate() error {
 
 // serverOption returns the gRPC credentials option, or nil for plaintext.
 func (c TLSConfig) serverOption() (grpc.ServerOption, error) {
-	if c.Cert == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-	if err != nil {
-		return nil, fmt.Errorf("load TLS key pair: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCA != "" {
-		pem, err := os.ReadFile(c.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("read client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client CA %s: no PEM certificates", c.ClientCA)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg, err := tlsfiles.ServerConfig(c.Cert, c.Key, c.ClientCA)
+	if err != nil || cfg == nil {
+		return nil, err
 	}
 	return grpc.Creds(credentials.NewTLS(cfg)), nil
 }

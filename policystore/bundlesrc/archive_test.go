@@ -4,7 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/pem"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -79,13 +79,14 @@ func TestArchiveOverHTTPS(t *testing.T) {
 	if _, err := mustArchive(t, ts.URL, nil).Fetch(bg); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("fetch without the CA: %v", err)
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
-	client, err := bundlesrc.NewHTTPClient(caPEM, 10*time.Second)
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	fetcher, err := bundlesrc.Open(ts.URL+"/bundle.tar.gz", bundlesrc.Options{RootCAs: roots, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := policystore.NewStore(policystore.WithVerificationKeys(pub))
-	r := bundlesrc.NewReloader(store, mustArchive(t, ts.URL+"/bundle.tar.gz", client))
+	r := bundlesrc.NewReloader(store, fetcher)
 
 	step := func(name string, wantChanged bool, wantErr error, wantRev string) {
 		t.Helper()

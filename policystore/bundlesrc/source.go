@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -67,10 +66,11 @@ func WithHTTPClient(c *http.Client) ArchiveOption { return func(a *Archive) { a.
 func WithMaxBytes(n int64) ArchiveOption { return func(a *Archive) { a.maxBytes = n } }
 
 // NewArchive returns a Fetcher for the archive at location: an http:// or
-// https:// URL, or a local path.
+// https:// URL, or a local path. Open chooses among every kind of source
+// by the location's scheme.
 func NewArchive(location string, opts ...ArchiveOption) (*Archive, error) {
 	a := &Archive{location: location, source: location, client: http.DefaultClient, maxBytes: DefaultMaxBytes}
-	if strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://") {
+	if s := scheme(location); s == "http" || s == "https" {
 		u, err := url.Parse(location)
 		if err != nil {
 			return nil, fmt.Errorf("bundle url: %w", err)
@@ -83,19 +83,15 @@ func NewArchive(location string, opts ...ArchiveOption) (*Archive, error) {
 	return a, nil
 }
 
-// NewHTTPClient returns a client for remote archives that trusts the CA
-// certificates in caPEM (the system roots when empty) and gives up on a
-// fetch after timeout.
-func NewHTTPClient(caPEM []byte, timeout time.Duration) (*http.Client, error) {
+// NewHTTPClient returns a client for remote archives that trusts roots
+// (the system roots when nil) and gives up on a fetch after timeout (zero:
+// never).
+func NewHTTPClient(roots *x509.CertPool, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if len(caPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, errors.New("bundle CA: no PEM certificate found")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}, nil
+	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // Source is the archive's path or URL, password redacted.
