@@ -1,7 +1,6 @@
 package policystore
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -17,12 +16,12 @@ func (s *Snapshot) EntitiesOfType(t types.EntityType) []types.EntityUID {
 			out = append(out, uid)
 		}
 	}
-	slices.SortFunc(out, func(a, b types.EntityUID) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, CompareUIDs)
 	return out
 }
 
 // Actions returns the actions a request from a principal of type principal
-// on a resource of type resource could name, sorted. With a schema these
+// on a resource of type resource could name, sorted by CompareUIDs. With a schema these
 // are the schema's actions whose appliesTo admits both types (an empty
 // type admits any); action groups without appliesTo are left out because
 // no valid request names them. Without a schema they are every action the
@@ -51,7 +50,7 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 	for uid := range set {
 		out = append(out, uid)
 	}
-	slices.SortFunc(out, func(a, b types.EntityUID) int { return cmp.Compare(a.String(), b.String()) })
+	slices.SortFunc(out, CompareUIDs)
 	return out
 }
 
