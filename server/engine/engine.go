@@ -29,6 +29,14 @@ type SnapshotSource interface {
 	Current() (*policystore.Snapshot, error)
 }
 
+// Fixed is a SnapshotSource that always yields snap (offline evaluation,
+// tests).
+func Fixed(snap *policystore.Snapshot) SnapshotSource { return fixed{snap} }
+
+type fixed struct{ snap *policystore.Snapshot }
+
+func (f fixed) Current() (*policystore.Snapshot, error) { return f.snap, nil }
+
 // Engine decides requests against the current snapshot of its source. It
 // is safe for concurrent use.
 type Engine struct {
@@ -84,6 +92,9 @@ func WithAuthenticator(a Authenticator) Option { return func(e *Engine) { e.auth
 
 // WithEnricher sets the enrichment step (default: none).
 func WithEnricher(en Enricher) Option { return func(e *Engine) { e.enricher = en } }
+
+// WithDecisionID sets how decision ids are made (default: UUIDv7).
+func WithDecisionID(newID func() string) Option { return func(e *Engine) { e.newID = newID } }
 
 // New returns an Engine deciding against store's current snapshot.
 func New(store SnapshotSource, opts ...Option) *Engine {
