@@ -14,7 +14,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/authzen"
 )
 
@@ -35,7 +35,7 @@ func startPDP(t *testing.T, bundleDir string, opts ...authzen.Option) *pdp {
 
 func serve(t *testing.T, store *policystore.Store, opts ...authzen.Option) *pdp {
 	t.Helper()
-	svc := server.NewService(store, server.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
+	svc := engine.New(store, engine.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
 	mux := http.NewServeMux()
 	authzen.New(svc, opts...).Register(mux)
 	ts := httptest.NewServer(mux)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/intentpdp/intentpdp/policystore"
 )
@@ -124,6 +126,16 @@ func Classify(err error) Failure {
 		}
 	}
 	return internal
+}
+
+// Status is f as a gRPC status carrying its reason in an ErrorInfo, for
+// the front ends that answer in gRPC terms (gRPC, Envoy ext_authz).
+func (f Failure) Status() *status.Status {
+	st := status.New(f.Code, f.Message)
+	if detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: f.Reason, Domain: ErrorDomain}); err == nil {
+		st = detailed
+	}
+	return st
 }
 
 // InternalFailure is the Failure of an internal error (a recovered panic).

@@ -3,7 +3,6 @@ package grpcapi
 import (
 	"log/slog"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 
 	"github.com/intentpdp/intentpdp/server/engine"
@@ -26,11 +25,5 @@ func toStatus(log *slog.Logger, err error) error {
 	return statusOf(f)
 }
 
-// statusOf is f as a gRPC status error with an ErrorInfo.
-func statusOf(f engine.Failure) error {
-	st := status.New(f.Code, f.Message)
-	if detailed, err := st.WithDetails(&errdetails.ErrorInfo{Reason: f.Reason, Domain: engine.ErrorDomain}); err == nil {
-		st = detailed
-	}
-	return st.Err()
-}
+// statusOf is f as a gRPC status error.
+func statusOf(f engine.Failure) error { return f.Status().Err() }
