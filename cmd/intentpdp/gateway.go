@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/extauthz"
 	"github.com/intentpdp/intentpdp/server/forwardauth"
 	"github.com/intentpdp/intentpdp/server/gateway"
@@ -23,7 +23,7 @@ import (
 // The returned function shuts the HTTP server down, waiting at most
 // timeout for in-flight requests; failed receives the error if the HTTP
 // listener stops on its own.
-func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.Logger, wrap func(http.Handler) http.Handler) (stop func(timeout time.Duration), failed <-chan error, err error) {
+func startGateways(cfg Config, eng *engine.Engine, gs *grpc.Server, log *slog.Logger, wrap func(http.Handler) http.Handler) (stop func(timeout time.Duration), failed <-chan error, err error) {
 	gcfg := gateway.Config{}
 	if cfg.GatewayConfig != "" {
 		var err error
@@ -31,7 +31,7 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.L
 			return nil, nil, err
 		}
 	}
-	checker, err := gateway.NewChecker(svc, gcfg)
+	checker, err := gateway.NewChecker(eng, gcfg, gateway.WithLogger(log))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -42,7 +42,7 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, log *slog.L
 	}
 
 	mux := http.NewServeMux()
-	authzen.New(svc, authzen.WithExposeReasons(gcfg.ExposeReasons), authzen.WithBaseURL(cfg.AuthZENBaseURL)).Register(mux)
+	authzen.New(eng, authzen.WithLimits(cfg.Limits), authzen.WithLogger(log), authzen.WithExposeReasons(gcfg.ExposeReasons), authzen.WithBaseURL(cfg.AuthZENBaseURL)).Register(mux)
 	mux.Handle(forwardauth.Path, forwardauth.New(checker))
 	lis, err := listen("http-listen", cfg.HTTPListen, true)
 	if err != nil {

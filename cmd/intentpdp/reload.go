@@ -17,7 +17,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // bundleFetchTimeout bounds one download of a remote bundle.
@@ -95,7 +95,7 @@ func startReloading(ctx context.Context, cfg *Config, log *slog.Logger, r *bundl
 		if adminLis, err = listen("admin-listen", cfg.Reload.AdminListen, true); err != nil {
 			return nil, err
 		}
-		admin = server.NewAdminGRPCServer(r, log, cfg.GRPCLimits.serverOptions()...)
+		admin = grpcapi.NewAdminServer(r, log, cfg.GRPCLimits.serverOptions()...)
 		log.Info("serving admin API", "addr", adminLis.Addr().String())
 	}
 	trigger := make(chan struct{}, 1)

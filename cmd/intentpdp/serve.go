@@ -14,7 +14,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -52,11 +53,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
-	svc := server.NewService(store,
-		server.WithLimits(cfg.Limits),
-		server.WithLogger(log),
-		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
+	eng := engine.New(store,
+		engine.WithLogger(log),
+		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
 		obs.serviceOption())
+	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
+	if obs.decisionLog != nil {
+		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
+	}
 	grpcOpts := obs.grpcOptions()
 	creds, err := cfg.TLS.serverOption()
 	if err != nil {
@@ -66,8 +70,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcOpts = append(grpcOpts, creds)
 	}
 	grpcOpts = append(grpcOpts, cfg.GRPCLimits.serverOptions()...)
-	gs, health := server.NewGRPCServer(svc, grpcOpts...)
-	stopGateways, httpFailed, err := startGateways(cfg, svc, gs, log, obs.httpHandler)
+	gs, health := grpcapi.NewServer(grpcapi.New(eng, svcOpts...), grpcOpts...)
+	stopGateways, httpFailed, err := startGateways(cfg, eng, gs, log, obs.httpHandler)
 	if err != nil {
 		return err
 	}
@@ -88,9 +92,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		stopReloading()
 		waitReloading()
 	}()
-	server.SetServing(health, true)
+	grpcapi.SetServing(health, true)
 	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
-	return runUntilDone(ctx, log, gs, lis, httpFailed, cfg.ShutdownTimeout, func() { server.SetServing(health, false) })
+	return runUntilDone(ctx, log, gs, lis, httpFailed, cfg.ShutdownTimeout, func() { grpcapi.SetServing(health, false) })
 }
 
 // runUntilDone serves until ctx ends or another listener fails, then marks

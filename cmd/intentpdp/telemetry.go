@@ -25,8 +25,8 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
@@ -126,8 +126,8 @@ func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
 }
 
-func (c *ObservabilityConfig) tracedIdentifiers() (server.TracedIdentifiers, error) {
-	var ids server.TracedIdentifiers
+func (c *ObservabilityConfig) tracedIdentifiers() (engine.TracedIdentifiers, error) {
+	var ids engine.TracedIdentifiers
 	for _, name := range splitList(c.TraceIdentifiers) {
 		switch name {
 		case "principal":
@@ -165,7 +165,7 @@ type observability struct {
 	tracing     bool // tp exports spans
 	metrics     *telemetry.Metrics
 	decisionLog *decisionlog.Writer // nil when off
-	svcOpts     []server.Option
+	svcOpts     []engine.Option
 	closers     []func(context.Context) error // run in reverse order
 	log         *slog.Logger
 	httpLimits  HTTPLimits // of the metrics listener
@@ -181,13 +181,13 @@ func startObservability(ctx context.Context, c *ObservabilityConfig, httpLimits 
 		}
 	}
 	ids, _ := c.tracedIdentifiers() // checked by Validate
-	o.svcOpts = append(o.svcOpts, server.WithTracerProvider(o.tp), server.WithTracedIdentifiers(ids), server.WithMetrics(o.metrics))
+	o.svcOpts = append(o.svcOpts, engine.WithTracerProvider(o.tp), engine.WithTracedIdentifiers(ids), engine.WithMetrics(o.metrics))
 	return o, nil
 }
 
 // serviceOption applies every observability option of the service.
-func (o *observability) serviceOption() server.Option {
-	return func(s *server.Service) {
+func (o *observability) serviceOption() engine.Option {
+	return func(s *engine.Engine) {
 		for _, opt := range o.svcOpts {
 			opt(s)
 		}
@@ -345,7 +345,7 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 	}
 	o.decisionLog = w
 	o.closers = append(o.closers, w.Close)
-	o.svcOpts = append(o.svcOpts, server.WithDecisionLog(w))
+	o.svcOpts = append(o.svcOpts, engine.WithDecisionLog(w))
 	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
 	return o.metrics.ObserveDecisionLog(w)
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // pdp is an AuthZEN server over real HTTP on loopback.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // BenchmarkHandler measures the AuthZEN handlers without the network:

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // FuzzAPI sends arbitrary bodies to every POST endpoint: each answer is a

@@ -25,9 +25,9 @@ import (
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
 	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
-	"github.com/intentpdp/intentpdp/server/decisionlog"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 

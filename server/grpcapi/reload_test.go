@@ -86,7 +86,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	grpcapi.SetServing(hs, true)
 	pdpConn := serveOnLoopback(t, gs)
 	pdp := pdpv1.NewAuthorizationServiceClient(pdpConn)
-	admin := pdpv1.NewPolicyAdminServiceClient(serveOnLoopback(t, grpcapi.NewAdminGRPCServer(reloader, slog.New(slog.DiscardHandler))))
+	admin := pdpv1.NewPolicyAdminServiceClient(serveOnLoopback(t, grpcapi.NewAdminServer(reloader, slog.New(slog.DiscardHandler))))
 
 	var requests, errs, mismatches atomic.Int64
 	check := func(r *pdpv1.AuthorizeResponse) {

@@ -16,9 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
 	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
-	"github.com/intentpdp/intentpdp/server/decisionlog"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
