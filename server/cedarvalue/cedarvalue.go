@@ -58,42 +58,23 @@ func EntityUID(what, typ, id string) (types.EntityUID, error) {
 	return types.NewEntityUID(t, types.String(id)), nil
 }
 
-// record converts the members of a record at depth, each with conv: the
-// one walk both wire formats share.
-func record[V any](c *Converter, what string, in map[string]V, depth int, conv func(string, V, int) (types.Value, error)) (types.RecordMap, error) {
+// elemName names the i-th element of a set in errors.
+func elemName(what string, i int) string { return fmt.Sprintf("%s[%d]", what, i) }
+
+// WireRecord converts the fields of a wire record at depth.
+func (c *Converter) WireRecord(what string, in map[string]*pdpv1.Value, depth int) (types.RecordMap, error) {
 	if err := c.Nest(what, depth); err != nil {
 		return nil, err
 	}
 	out := make(types.RecordMap, len(in))
 	for k, v := range in {
-		val, err := conv(what+"."+k, v, depth)
+		val, err := c.Wire(what+"."+k, v, depth)
 		if err != nil {
 			return nil, err
 		}
 		out[types.String(k)] = val
 	}
 	return out, nil
-}
-
-// set converts the elements of a set held by a value at depth.
-func set[V any](c *Converter, what string, elems []V, depth int, conv func(string, V, int) (types.Value, error)) (types.Value, error) {
-	if err := c.Nest(what, depth+1); err != nil {
-		return nil, err
-	}
-	vals := make([]types.Value, len(elems))
-	for i, e := range elems {
-		val, err := conv(fmt.Sprintf("%s[%d]", what, i), e, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		vals[i] = val
-	}
-	return types.NewSet(vals...), nil
-}
-
-// WireRecord converts the fields of a wire record at depth.
-func (c *Converter) WireRecord(what string, in map[string]*pdpv1.Value, depth int) (types.RecordMap, error) {
-	return record(c, what, in, depth, c.Wire)
 }
 
 // Wire converts one wire value at depth.
@@ -111,7 +92,18 @@ func (c *Converter) Wire(what string, v *pdpv1.Value, depth int) (types.Value, e
 	case *pdpv1.Value_EntityValue:
 		return EntityUID(what, k.EntityValue.GetType(), k.EntityValue.GetId())
 	case *pdpv1.Value_SetValue:
-		return set(c, what, k.SetValue.GetValues(), depth, c.Wire)
+		if err := c.Nest(what, depth+1); err != nil {
+			return nil, err
+		}
+		vals := make([]types.Value, len(k.SetValue.GetValues()))
+		for i, e := range k.SetValue.GetValues() {
+			val, err := c.Wire(elemName(what, i), e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			vals[i] = val
+		}
+		return types.NewSet(vals...), nil
 	case *pdpv1.Value_RecordValue:
 		fields, err := c.WireRecord(what, k.RecordValue.GetFields(), depth+1)
 		if err != nil {
@@ -150,7 +142,18 @@ func extension(what string, call *pdpv1.ExtensionCall) (types.Value, error) {
 
 // JSONRecord converts a JSON object (decoded with UseNumber) at depth.
 func (c *Converter) JSONRecord(what string, m map[string]any, depth int) (types.RecordMap, error) {
-	return record(c, what, m, depth, c.JSON)
+	if err := c.Nest(what, depth); err != nil {
+		return nil, err
+	}
+	out := make(types.RecordMap, len(m))
+	for k, v := range m {
+		val, err := c.JSON(what+"."+k, v, depth)
+		if err != nil {
+			return nil, err
+		}
+		out[types.String(k)] = val
+	}
+	return out, nil
 }
 
 // JSON maps one JSON value (decoded with UseNumber) onto Cedar: strings,
@@ -171,7 +174,18 @@ func (c *Converter) JSON(what string, v any, depth int) (types.Value, error) {
 	case json.Number:
 		return long(what, v)
 	case []any:
-		return set(c, what, v, depth, c.JSON)
+		if err := c.Nest(what, depth+1); err != nil {
+			return nil, err
+		}
+		vals := make([]types.Value, len(v))
+		for i, e := range v {
+			val, err := c.JSON(elemName(what, i), e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			vals[i] = val
+		}
+		return types.NewSet(vals...), nil
 	case map[string]any:
 		if isEscape(v) {
 			return escape(what, v)

@@ -112,16 +112,13 @@ func (s *Service) decide(ctx context.Context, p engine.Pinned, req *pdpv1.Author
 	return EncodeDecision(res.Decision, res.ID), nil
 }
 
-// Decide decodes req and decides it through eng, as Authorize does, for
-// callers outside a server (the eval command).
+// Decide decodes req and decides it through eng within limits, as
+// Authorize does, for callers outside a server (the eval command).
 func Decide(ctx context.Context, eng *engine.Engine, req *pdpv1.AuthorizeRequest, limits engine.Limits) (*pdpv1.AuthorizeResponse, error) {
-	preq, err := DecodeRequest(req, limits)
+	p, err := eng.Pin()
 	if err != nil {
 		return nil, err
 	}
-	res, err := eng.Evaluate(ctx, FrontEnd, preq)
-	if err != nil {
-		return nil, err
-	}
-	return EncodeDecision(res.Decision, res.ID), nil
+	s := Service{engine: eng, limits: limits}
+	return s.decide(ctx, p, req)
 }
