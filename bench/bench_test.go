@@ -25,7 +25,8 @@ import (
 	"github.com/intentpdp/intentpdp/bench/scenario"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // fixture is a built scenario with its compiled snapshot and decoded
@@ -48,12 +49,7 @@ var (
 // benchmark function.
 // service decides against the fixture's snapshot: the bundle is compiled
 // once per fixture, not again per benchmark.
-func (f *fixture) service() *server.Service { return server.NewService(fixedSnapshot{f.snap}) }
-
-// fixedSnapshot is a server.SnapshotSource that never changes.
-type fixedSnapshot struct{ snap *policystore.Snapshot }
-
-func (s fixedSnapshot) Current() (*policystore.Snapshot, error) { return s.snap, nil }
+func (f *fixture) service() *grpcapi.Service { return grpcapi.New(engine.New(engine.Fixed(f.snap))) }
 
 func fixtureFor(b *testing.B, name string) *fixture {
 	b.Helper()
@@ -75,7 +71,7 @@ func fixtureFor(b *testing.B, name string) *fixture {
 	}
 	f := &fixture{sc: sc, snap: snap}
 	for _, q := range sc.Queries {
-		req, err := server.DecodeRequest(q.Request, server.DefaultLimits)
+		req, err := grpcapi.DecodeRequest(q.Request, engine.DefaultLimits)
 		if err != nil {
 			b.Fatalf("%s: %v", q.Name, err)
 		}
@@ -222,7 +218,7 @@ func serveLoopback(b *testing.B, s *grpc.Server) *grpc.ClientConn {
 // calls in flight on this 2-core machine.
 func BenchmarkLoopback(b *testing.B) {
 	f := fixtureFor(b, "p10k-e100k")
-	gs, _ := server.NewGRPCServer(f.service())
+	gs, _ := grpcapi.NewServer(f.service())
 	client := pdpv1.NewAuthorizationServiceClient(serveLoopback(b, gs))
 	ctx := context.Background()
 	resp, err := client.Authorize(ctx, f.sc.Queries[0].Request)
@@ -281,7 +277,7 @@ func BenchmarkLoopback(b *testing.B) {
 // requests against single Authorize calls, both over loopback.
 func BenchmarkBatch(b *testing.B) {
 	f := fixtureFor(b, "p10k-e100k")
-	gs, _ := server.NewGRPCServer(f.service())
+	gs, _ := grpcapi.NewServer(f.service())
 	client := pdpv1.NewAuthorizationServiceClient(serveLoopback(b, gs))
 	ctx := context.Background()
 	batch := &pdpv1.BatchAuthorizeRequest{}

@@ -22,8 +22,9 @@ import (
 	"github.com/intentpdp/intentpdp/internal/testutil/agentrequests"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
@@ -47,7 +48,7 @@ var observeSetups = []observeSetup{
 // observedService builds the service for setup: spans sampled at the
 // setup's ratio and batched to an exporter that discards (the collector's cost is not the
 // PDP's), the decision log written to a file.
-func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.ServerOption) {
+func observedService(b *testing.B, setup observeSetup) (*grpcapi.Service, []grpc.ServerOption) {
 	b.Helper()
 	bundle, err := policystore.LoadFS(examples.Agents())
 	if err != nil {
@@ -57,12 +58,12 @@ func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.
 	if _, err := store.Activate(b.Context(), bundle); err != nil {
 		b.Fatal(err)
 	}
-	var opts []server.Option
+	var opts []engine.Option
 	var grpcOpts []grpc.ServerOption
 	if setup.tracing {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(setup.sampleRatio))))
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-		opts = append(opts, server.WithTracerProvider(tp))
+		opts = append(opts, engine.WithTracerProvider(tp))
 		grpcOpts = append(grpcOpts, telemetry.GRPCStatsHandler(tp))
 	}
 	if setup.dlog {
@@ -75,14 +76,14 @@ func observedService(b *testing.B, setup observeSetup) (*server.Service, []grpc.
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = w.Close(context.Background()) })
-		opts = append(opts, server.WithDecisionLog(w))
+		opts = append(opts, engine.WithDecisionLog(w))
 	}
-	return server.NewService(store, opts...), grpcOpts
+	return grpcapi.New(engine.New(store, opts...)), grpcOpts
 }
 
 // observeRequests are the example bundle's requests, each answered once
 // outside the timed loop.
-func observeRequests(b *testing.B, svc *server.Service) []*pdpv1.AuthorizeRequest {
+func observeRequests(b *testing.B, svc *grpcapi.Service) []*pdpv1.AuthorizeRequest {
 	b.Helper()
 	reqs, err := agentrequests.Load()
 	if err != nil || len(reqs) == 0 {
@@ -127,7 +128,7 @@ func BenchmarkObserveGRPC(b *testing.B) {
 		b.Run(setup.name, func(b *testing.B) {
 			svc, grpcOpts := observedService(b, setup)
 			reqs := observeRequests(b, svc)
-			gs, _ := server.NewGRPCServer(svc, grpcOpts...)
+			gs, _ := grpcapi.NewServer(svc, grpcOpts...)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)

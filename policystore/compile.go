@@ -205,9 +205,7 @@ func (c *compiler) validate(sch *resolved.Schema, mode string, policies []parsed
 			}
 		}
 	}
-	uids := slices.SortedFunc(maps.Keys(entities), func(a, b types.EntityUID) int {
-		return strings.Compare(a.String(), b.String())
-	})
+	uids := slices.SortedFunc(maps.Keys(entities), CompareUIDs)
 	for _, uid := range uids {
 		if err := v.Entity(entities[uid]); err != nil {
 			c.fail(EntitiesFile, nil, "entity %s does not conform to the schema: %v", uid, err)

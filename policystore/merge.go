@@ -1,7 +1,6 @@
 package policystore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -113,7 +112,7 @@ func (s *Snapshot) detachPrincipal(principal types.EntityUID, used types.EntityM
 			continue
 		}
 		var kept []types.EntityUID
-		for _, parent := range slices.SortedFunc(e.Parents.All(), compareUIDs) {
+		for _, parent := range slices.SortedFunc(e.Parents.All(), CompareUIDs) {
 			if _, bundleDefined := s.entities[parent]; bundleDefined {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
 					"parent %s ignored: a request cannot place the principal under an entity of the policy bundle", parent)})
@@ -139,18 +138,11 @@ func isActionType(t types.EntityType) bool {
 	return t == "Action" || strings.HasSuffix(string(t), "::Action")
 }
 
-// compareUIDs orders UIDs by type, then id, so that what merge reports
-// comes out in a stable order; it allocates nothing, unlike comparing
-// UID strings, which matters for requests with many entities.
-func compareUIDs(a, b types.EntityUID) int {
-	return cmp.Or(strings.Compare(string(a.Type), string(b.Type)), strings.Compare(string(a.ID), string(b.ID)))
-}
-
 func sortedUIDs(m types.EntityMap) []types.EntityUID {
 	uids := make([]types.EntityUID, 0, len(m))
 	for uid := range m {
 		uids = append(uids, uid)
 	}
-	slices.SortFunc(uids, compareUIDs)
+	slices.SortFunc(uids, CompareUIDs)
 	return uids
 }

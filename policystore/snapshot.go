@@ -1,7 +1,6 @@
 package policystore
 
 import (
-	"cmp"
 	"context"
 	"iter"
 	"maps"
@@ -110,7 +109,7 @@ func (s *Snapshot) EntitiesOfType(t types.EntityType) []types.EntityUID {
 			out = append(out, uid)
 		}
 	}
-	slices.SortFunc(out, func(a, b types.EntityUID) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, CompareUIDs)
 	return out
 }
 
@@ -144,7 +143,7 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 	for uid := range set {
 		out = append(out, uid)
 	}
-	slices.SortFunc(out, func(a, b types.EntityUID) int { return cmp.Compare(a.String(), b.String()) })
+	slices.SortFunc(out, CompareUIDs)
 	return out
 }
 

@@ -7,7 +7,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/bench/scenario"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // TestQueriesDecideAsExpected checks the small scenarios' queries against
@@ -35,7 +36,7 @@ func TestQueriesDecideAsExpected(t *testing.T) {
 			}
 			allows := 0
 			for _, q := range s.Queries {
-				req, err := server.DecodeRequest(q.Request, server.DefaultLimits)
+				req, err := grpcapi.DecodeRequest(q.Request, engine.DefaultLimits)
 				if err != nil {
 					t.Fatalf("%s: %v", q.Name, err)
 				}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // Config is the configuration of `intentpdp serve`. Flags and INTENTPDP_*
@@ -23,7 +23,7 @@ type Config struct {
 	// TLS secures the gRPC listener; empty means plaintext.
 	TLS TLSConfig
 	// Limits bound each request.
-	Limits server.Limits
+	Limits engine.Limits
 	// EntityOverrides is what to do with request entity data that the
 	// bundle contradicts: "ignore" (default: ignore and report) or "reject".
 	EntityOverrides string
@@ -52,7 +52,7 @@ type Config struct {
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
-// configurations have theirs (server.DefaultLimits, defaultHTTPLimits,
+// configurations have theirs (engine.DefaultLimits, defaultHTTPLimits,
 // defaultGRPCLimits, defaultObservability, defaultReload). The flags show
 // them and SetDefaults fills unset fields from them, so each default is
 // written once.
@@ -120,11 +120,11 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM server certificate for the gRPC listener (enables TLS)")
 	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM CAs whose client certificates are required (mutual TLS)")
-	fs.IntVar(&c.Limits.MaxMessageBytes, "max-message-bytes", server.DefaultLimits.MaxMessageBytes, "largest request message accepted")
-	fs.IntVar(&c.Limits.MaxDepth, "max-context-depth", server.DefaultLimits.MaxDepth, "deepest nesting of records and sets in a request")
-	fs.IntVar(&c.Limits.MaxValues, "max-context-values", server.DefaultLimits.MaxValues, "most values in one request (context, intent attributes, entities)")
-	fs.IntVar(&c.Limits.MaxEntities, "max-entities", server.DefaultLimits.MaxEntities, "most request-scoped entities per request")
-	fs.IntVar(&c.Limits.MaxBatch, "max-batch", server.DefaultLimits.MaxBatch, "most requests in one BatchAuthorize")
+	fs.IntVar(&c.Limits.MaxMessageBytes, "max-message-bytes", engine.DefaultLimits.MaxMessageBytes, "largest request message accepted")
+	fs.IntVar(&c.Limits.MaxDepth, "max-context-depth", engine.DefaultLimits.MaxDepth, "deepest nesting of records and sets in a request")
+	fs.IntVar(&c.Limits.MaxValues, "max-context-values", engine.DefaultLimits.MaxValues, "most values in one request (context, intent attributes, entities)")
+	fs.IntVar(&c.Limits.MaxEntities, "max-entities", engine.DefaultLimits.MaxEntities, "most request-scoped entities per request")
+	fs.IntVar(&c.Limits.MaxBatch, "max-batch", engine.DefaultLimits.MaxBatch, "most requests in one BatchAuthorize")
 	fs.StringVar(&c.EntityOverrides, "entity-overrides", d.EntityOverrides, "request entity data the bundle contradicts: ignore (and report) or reject")
 	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", d.LogFormat, "log format: text or json")

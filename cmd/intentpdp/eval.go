@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // eval decides one AuthorizeRequest (protojson, as grpcurl sends it)
@@ -44,16 +44,12 @@ func eval(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	preq, err := server.DecodeRequest(&req, server.DefaultLimits)
+	eng := engine.New(engine.Fixed(snap), engine.WithDecisionID(func() string { return "offline" }))
+	resp, err := grpcapi.Decide(context.Background(), eng, &req, engine.DefaultLimits)
 	if err != nil {
 		return err
 	}
-	preq.Now = time.Now()
-	d, err := snap.Decide(context.Background(), preq)
-	if err != nil {
-		return err
-	}
-	out, err := protojson.MarshalOptions{Multiline: true}.Marshal(server.EncodeDecision(d, "offline"))
+	out, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"log/slog"
 	"net/http"
 
 	"google.golang.org/grpc"
 
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/extauthz"
 	"github.com/intentpdp/intentpdp/server/forwardauth"
 	"github.com/intentpdp/intentpdp/server/gateway"
@@ -16,7 +17,7 @@ import (
 // AuthZEN and forward-auth, wrapped by wrap (tracing), and the number of
 // gateway routes; the handler is nil when cfg.HTTPListen is empty (the
 // HTTP listener is off).
-func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, wrap func(http.Handler) http.Handler) (h http.Handler, routes int, err error) {
+func startGateways(cfg Config, eng *engine.Engine, gs *grpc.Server, log *slog.Logger, wrap func(http.Handler) http.Handler) (h http.Handler, routes int, err error) {
 	gcfg := gateway.Config{}
 	if cfg.GatewayConfig != "" {
 		var err error
@@ -24,7 +25,7 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, wrap func(h
 			return nil, 0, err
 		}
 	}
-	checker, err := gateway.NewChecker(svc, gcfg)
+	checker, err := gateway.NewChecker(eng, gcfg, gateway.WithLogger(log))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -34,7 +35,7 @@ func startGateways(cfg Config, svc *server.Service, gs *grpc.Server, wrap func(h
 	}
 
 	mux := http.NewServeMux()
-	authzen.New(svc, authzen.WithExposeReasons(gcfg.ExposeReasons), authzen.WithBaseURL(cfg.AuthZENBaseURL)).Register(mux)
+	authzen.New(eng, authzen.WithLimits(cfg.Limits), authzen.WithLogger(log), authzen.WithExposeReasons(gcfg.ExposeReasons), authzen.WithBaseURL(cfg.AuthZENBaseURL)).Register(mux)
 	mux.Handle(forwardauth.Path, forwardauth.New(checker))
 	return wrap(mux), len(gcfg.Routes), nil
 }

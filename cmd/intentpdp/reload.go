@@ -15,7 +15,7 @@ import (
 	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // bundleFetchTimeout bounds one download of a remote bundle.
@@ -85,7 +85,7 @@ func readPublicKeys(files []string) ([]ed25519.PublicKey, error) {
 
 // newAdminServer returns the admin API (PolicyAdminService) of r.
 func newAdminServer(cfg *Config, log *slog.Logger, r *bundlesrc.Reloader) *grpc.Server {
-	return server.NewAdminGRPCServer(r, log, cfg.GRPCLimits.serverOptions()...)
+	return grpcapi.NewAdminServer(r, log, cfg.GRPCLimits.serverOptions()...)
 }
 
 // watchSIGHUP subscribes to SIGHUP at once, so that a SIGHUP once serving

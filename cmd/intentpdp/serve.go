@@ -10,7 +10,8 @@ import (
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -67,11 +68,14 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		return rn.abort(err)
 	}
 
-	svc := server.NewService(store,
-		server.WithLimits(cfg.Limits),
-		server.WithLogger(log),
-		server.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
+	eng := engine.New(store,
+		engine.WithLogger(log),
+		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
 		obs.serviceOption())
+	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
+	if obs.decisionLog != nil {
+		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
+	}
 	grpcOpts := obs.grpcOptions()
 	creds, err := cfg.TLS.serverOption()
 	if err != nil {
@@ -81,8 +85,8 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		grpcOpts = append(grpcOpts, creds)
 	}
 	grpcOpts = append(grpcOpts, cfg.GRPCLimits.serverOptions()...)
-	gs, health := server.NewGRPCServer(svc, grpcOpts...)
-	httpHandler, routes, err := startGateways(cfg, svc, gs, obs.httpHandler)
+	gs, health := grpcapi.NewServer(grpcapi.New(eng, svcOpts...), grpcOpts...)
+	httpHandler, routes, err := startGateways(cfg, eng, gs, log, obs.httpHandler)
 	if err != nil {
 		return rn.abort(err)
 	}
@@ -108,9 +112,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	}
 	rn.add(stageHealth, onStop("health", func() {
 		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
-		server.SetServing(health, false)
+		grpcapi.SetServing(health, false)
 	}))
-	server.SetServing(health, true)
+	grpcapi.SetServing(health, true)
 	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
 	err = rn.run(ctx)
 	log.Info("stopped")

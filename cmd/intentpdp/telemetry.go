@@ -24,8 +24,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
@@ -133,8 +133,8 @@ func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
 }
 
-func (c *ObservabilityConfig) tracedIdentifiers() (server.TracedIdentifiers, error) {
-	var ids server.TracedIdentifiers
+func (c *ObservabilityConfig) tracedIdentifiers() (engine.TracedIdentifiers, error) {
+	var ids engine.TracedIdentifiers
 	for _, name := range splitList(c.TraceIdentifiers) {
 		switch name {
 		case "principal":
@@ -174,7 +174,7 @@ type observability struct {
 	metrics     *telemetry.Metrics
 	registry    *prometheus.Registry
 	decisionLog *decisionlog.Writer // nil when off
-	svcOpts     []server.Option
+	svcOpts     []engine.Option
 	log         *slog.Logger
 }
 
@@ -190,7 +190,7 @@ func newObservability(ctx context.Context, c *ObservabilityConfig, log *slog.Log
 		}
 	}
 	ids, _ := c.tracedIdentifiers() // checked by Validate
-	o.svcOpts = append(o.svcOpts, server.WithTracerProvider(o.tp), server.WithTracedIdentifiers(ids), server.WithMetrics(o.metrics))
+	o.svcOpts = append(o.svcOpts, engine.WithTracerProvider(o.tp), engine.WithTracedIdentifiers(ids), engine.WithMetrics(o.metrics))
 	return o, nil
 }
 
@@ -212,8 +212,8 @@ func (o *observability) metricsHandler() http.Handler {
 }
 
 // serviceOption applies every observability option of the service.
-func (o *observability) serviceOption() server.Option {
-	return func(s *server.Service) {
+func (o *observability) serviceOption() engine.Option {
+	return func(s *engine.Engine) {
 		for _, opt := range o.svcOpts {
 			opt(s)
 		}
@@ -327,7 +327,7 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 		return fmt.Errorf("decision log: %w", err)
 	}
 	o.decisionLog = w
-	o.svcOpts = append(o.svcOpts, server.WithDecisionLog(w))
+	o.svcOpts = append(o.svcOpts, engine.WithDecisionLog(w))
 	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
 	return o.metrics.ObserveDecisionLog(w)
 }

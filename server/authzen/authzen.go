@@ -1,7 +1,7 @@
 // Package authzen serves the OpenID AuthZEN Authorization API 1.0 over
 // HTTP/JSON: access evaluation, batched evaluations, the subject, resource
-// and action search APIs, and the discovery metadata. Every decision goes
-// through Service.Evaluate, like Authorize's.
+// and action search APIs, and the discovery metadata. Values convert with
+// cedarvalue and every decision goes through the engine.
 package authzen
 
 import (
@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -18,7 +19,8 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/cedarvalue"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // The API's paths.
@@ -31,19 +33,35 @@ const (
 	PathSearchAction   = "/access/v1/search/action"
 )
 
+// FrontEnd is how metrics, spans and the decision log name this front end.
+const FrontEnd engine.FrontEnd = "authzen"
+
 // intentKeys are action properties lifted into the intent's own fields;
 // every other property goes to context.intent.attributes.
 var intentKeys = []string{"purpose", "task_id", "tool"}
 
 // Handler serves the AuthZEN API. It is safe for concurrent use.
 type Handler struct {
-	svc           *server.Service
+	engine        *engine.Engine
+	limits        engine.Limits
+	log           *slog.Logger
 	exposeReasons bool
 	baseURL       string
 }
 
 // Option configures a Handler.
 type Option func(*Handler)
+
+// WithLimits sets the request limits; unset fields keep their defaults.
+func WithLimits(l engine.Limits) Option {
+	return func(h *Handler) {
+		l.SetDefaults()
+		h.limits = l
+	}
+}
+
+// WithLogger sets the logger of internal errors (default: none).
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
 // WithExposeReasons puts the determining policy ids into each decision's
 // context.
@@ -58,9 +76,9 @@ func WithBaseURL(u string) Option {
 	return func(h *Handler) { h.baseURL = strings.TrimSuffix(u, "/") }
 }
 
-// New returns a Handler deciding through svc.
-func New(svc *server.Service, opts ...Option) *Handler {
-	h := &Handler{svc: svc}
+// New returns a Handler deciding through eng.
+func New(eng *engine.Engine, opts ...Option) *Handler {
+	h := &Handler{engine: eng, limits: engine.DefaultLimits, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(h)
 	}
@@ -77,7 +95,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+PathSearchAction, h.wrap(h.search(actionSearch)))
 }
 
-// endpoint answers with a value to encode, or an error for ToStatus.
+// endpoint answers with a value to encode, or an error for engine.Classify.
 type endpoint func(r *http.Request) (any, error)
 
 // wrap echoes X-Request-ID, as the specification asks, and writes the
@@ -101,8 +119,11 @@ func (h *Handler) wrap(e endpoint) http.Handler {
 }
 
 func (h *Handler) errorDetail(err error) (int, errorDetail) {
-	code, st := h.svc.HTTPError(err)
-	return code, errorDetail{Status: code, Message: st.Message()}
+	f := engine.Classify(err)
+	if f.Internal() {
+		h.log.Error("internal error on the decision path", "err", err)
+	}
+	return f.HTTPStatus, errorDetail{Status: f.HTTPStatus, Message: f.Message}
 }
 
 func (h *Handler) configuration(r *http.Request) (any, error) {
@@ -132,24 +153,24 @@ func (h *Handler) configuration(r *http.Request) (any, error) {
 // checkStrict refuses. Numbers stay json.Number so whole numbers become
 // Longs exactly.
 func (h *Handler) decode(r *http.Request, v any) error {
-	max := int64(h.svc.Limits().MaxMessageBytes)
+	max := int64(h.limits.MaxMessageBytes)
 	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
-		return server.Invalid("reading the body: %v", err)
+		return engine.Invalid("reading the body: %v", err)
 	}
 	if int64(len(body)) > max {
-		return fmt.Errorf("%w: body larger than %d bytes", server.ErrLimitExceeded, max)
+		return fmt.Errorf("%w: body larger than %d bytes", engine.ErrLimitExceeded, max)
 	}
 	if err := checkStrict(body, v); err != nil {
-		return server.Invalid("malformed JSON: %v", err)
+		return engine.Invalid("malformed JSON: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return server.Invalid("malformed JSON: %v", err)
+		return engine.Invalid("malformed JSON: %v", err)
 	}
 	if err := dec.Decode(&struct{}{}); err != io.EOF {
-		return server.Invalid("malformed JSON: data after the request object")
+		return engine.Invalid("malformed JSON: data after the request object")
 	}
 	return nil
 }
@@ -159,11 +180,11 @@ func (h *Handler) evaluation(r *http.Request) (any, error) {
 	if err := h.decode(r, &req); err != nil {
 		return nil, err
 	}
-	snap, err := h.svc.Store().Current()
+	p, err := h.engine.Pin()
 	if err != nil {
 		return nil, err
 	}
-	return h.decide(r.Context(), snap, req)
+	return h.decide(r.Context(), p, req)
 }
 
 func (h *Handler) evaluations(r *http.Request) (any, error) {
@@ -175,23 +196,23 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 	switch semantic {
 	case "", executeAll, denyOnFirstDeny, permitOnFirstPermit:
 	default:
-		return nil, server.Invalid("options.evaluations_semantic %q: want %s, %s or %s", semantic, executeAll, denyOnFirstDeny, permitOnFirstPermit)
+		return nil, engine.Invalid("options.evaluations_semantic %q: want %s, %s or %s", semantic, executeAll, denyOnFirstDeny, permitOnFirstPermit)
 	}
-	if err := h.svc.Limits().CheckBatch(len(req.Evaluations)); err != nil {
+	if err := h.limits.CheckBatch(len(req.Evaluations)); err != nil {
 		return nil, err
 	}
-	snap, err := h.svc.Store().Current()
+	p, err := h.engine.Pin()
 	if err != nil {
 		return nil, err
 	}
 	if len(req.Evaluations) == 0 {
 		// Without items the request is a single evaluation (spec §7.1).
-		return h.decide(r.Context(), snap, req.evaluation)
+		return h.decide(r.Context(), p, req.evaluation)
 	}
-	h.svc.ObserveBatch(server.FrontEndAuthZEN, len(req.Evaluations))
+	h.engine.ObserveBatch(FrontEnd, len(req.Evaluations))
 	out := evaluationsResponse{Evaluations: make([]decision, 0, len(req.Evaluations))}
 	for _, item := range req.Evaluations {
-		d, err := h.decide(r.Context(), snap, item.withDefaults(req.evaluation))
+		d, err := h.decide(r.Context(), p, item.withDefaults(req.evaluation))
 		if err != nil {
 			if r.Context().Err() != nil {
 				return nil, err // the client is gone: no point deciding the rest
@@ -207,21 +228,22 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 	return out, nil
 }
 
-// decide converts one evaluation and evaluates it against snap.
-func (h *Handler) decide(ctx context.Context, snap *policystore.Snapshot, e evaluation) (decision, error) {
+// decide converts one evaluation and evaluates it against p.
+func (h *Handler) decide(ctx context.Context, p engine.Pinned, e evaluation) (decision, error) {
 	req, err := h.request(e)
 	if err != nil {
 		return decision{}, err
 	}
-	return h.evaluate(ctx, snap, req)
+	return h.evaluate(ctx, p, req)
 }
 
-// evaluate decides a converted request against snap.
-func (h *Handler) evaluate(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (decision, error) {
-	d, id, err := h.svc.Evaluate(ctx, server.FrontEndAuthZEN, snap, req)
+// evaluate decides a converted request against p.
+func (h *Handler) evaluate(ctx context.Context, p engine.Pinned, req policystore.Request) (decision, error) {
+	res, err := p.Evaluate(ctx, FrontEnd, req)
 	if err != nil {
 		return decision{}, err
 	}
+	d, id := res.Decision, res.ID
 	out := decision{Decision: d.Allow, Context: map[string]any{"decision_id": id, "policy_revision": d.Revision}}
 	if h.exposeReasons && len(d.Reasons) > 0 {
 		out.Context["reasons"] = d.PolicyIDs()
@@ -234,10 +256,10 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	var out policystore.Request
 	var err error
 	if e.Action == nil || e.Action.Name == "" {
-		return out, server.Invalid("action.name is required")
+		return out, engine.Invalid("action.name is required")
 	}
 	out.Action = types.NewEntityUID("Action", types.String(e.Action.Name))
-	conv := converter{server.NewBudget(h.svc.Limits())}
+	conv := converter{cedarvalue.New(h.limits)}
 	out.Entities = types.EntityMap{}
 	if out.Principal, err = conv.entity("subject", e.Subject, out.Entities); err != nil {
 		return out, err
@@ -248,7 +270,7 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	if out.Intent, err = conv.intent(e.Action.Properties); err != nil {
 		return out, err
 	}
-	fields, err := conv.record("context", e.Context, 0)
+	fields, err := conv.JSONRecord("context", e.Context, 0)
 	if err != nil {
 		return out, err
 	}
@@ -256,26 +278,31 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	return out, nil
 }
 
+// converter converts the values of one evaluation.
+type converter struct {
+	*cedarvalue.Converter
+}
+
 // entity maps a subject or resource to its UID, and its properties, if
 // any, to a request-scoped entity added to ents. The bundle stays
 // authoritative for entities it defines.
 func (c *converter) entity(what string, e *entity, ents types.EntityMap) (types.EntityUID, error) {
 	if e == nil || e.Type == "" || e.ID == "" {
-		return types.EntityUID{}, server.Invalid("%s.type and %s.id are required", what, what)
+		return types.EntityUID{}, engine.Invalid("%s.type and %s.id are required", what, what)
 	}
-	uid, err := server.EntityUID(what+".type", e.Type, e.ID)
+	uid, err := cedarvalue.EntityUID(what+".type", e.Type, e.ID)
 	if err != nil {
 		return uid, err
 	}
 	if len(e.Properties) == 0 {
 		return uid, nil
 	}
-	attrs, err := c.record(what+".properties", e.Properties, 0)
+	attrs, err := c.JSONRecord(what+".properties", e.Properties, 0)
 	if err != nil {
 		return uid, err
 	}
 	if _, dup := ents[uid]; dup {
-		return uid, server.Invalid("subject and resource are the same entity with properties given twice")
+		return uid, engine.Invalid("subject and resource are the same entity with properties given twice")
 	}
 	ents[uid] = types.Entity{UID: uid, Attributes: types.NewRecord(attrs)}
 	return uid, nil
@@ -295,12 +322,12 @@ func (c *converter) intent(props map[string]any) (policystore.Intent, error) {
 		}
 		s, isString := v.(string)
 		if !isString {
-			return in, server.Invalid("action.properties.%s must be a string", k)
+			return in, engine.Invalid("action.properties.%s must be a string", k)
 		}
 		*fields[i] = s
 		delete(rest, k)
 	}
-	attrs, err := c.record("action.properties", rest, 1)
+	attrs, err := c.JSONRecord("action.properties", rest, 1)
 	in.Attributes = attrs
 	return in, err
 }

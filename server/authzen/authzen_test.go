@@ -14,8 +14,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // pdp is an AuthZEN server over real HTTP on loopback.
@@ -35,7 +35,7 @@ func startPDP(t *testing.T, bundleDir string, opts ...authzen.Option) *pdp {
 
 func serve(t *testing.T, store *policystore.Store, opts ...authzen.Option) *pdp {
 	t.Helper()
-	svc := server.NewService(store, server.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
+	svc := engine.New(store, engine.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
 	mux := http.NewServeMux()
 	authzen.New(svc, opts...).Register(mux)
 	ts := httptest.NewServer(mux)

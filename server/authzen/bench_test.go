@@ -9,8 +9,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // BenchmarkHandler measures the AuthZEN handlers without the network:
@@ -25,7 +25,7 @@ func BenchmarkHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	authzen.New(server.NewService(store)).Register(mux)
+	authzen.New(engine.New(store)).Register(mux)
 	cases := []struct{ name, path, body, want string }{
 		{"evaluation", authzen.PathEvaluation,
 			`{"subject": {"type": "Agent", "id": "code-reviewer"}, "action": {"name": "read_file", "properties": {"purpose": "code-review"}}, "resource": {"type": "Document", "id": "payments-api/README.md"}, "context": {"attempt": 1}}`,

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/authzen"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // FuzzAPI sends arbitrary bodies to every POST endpoint: each answer is a
@@ -30,9 +30,8 @@ func FuzzAPI(f *testing.F) {
 	if _, err := store.Activate(f.Context(), b); err != nil {
 		f.Fatal(err)
 	}
-	svc := server.NewService(store, server.WithLimits(server.Limits{MaxDepth: 4, MaxValues: 64}))
 	mux := http.NewServeMux()
-	authzen.New(svc).Register(mux)
+	authzen.New(engine.New(store), authzen.WithLimits(engine.Limits{MaxDepth: 4, MaxValues: 64})).Register(mux)
 	paths := []string{authzen.PathEvaluation, authzen.PathEvaluations, authzen.PathSearchSubject, authzen.PathSearchResource, authzen.PathSearchAction}
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, p := range paths {

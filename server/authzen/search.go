@@ -12,7 +12,7 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // Page sizes of the search APIs.
@@ -127,7 +127,7 @@ func required(present bool, member string) error {
 	if present {
 		return nil
 	}
-	return server.Invalid("%s is required", member)
+	return engine.Invalid("%s is required", member)
 }
 
 // search answers a search by evaluating each candidate, in a stable order,
@@ -143,11 +143,12 @@ func (h *Handler) search(k searchKind) endpoint {
 		if err := k.check(req); err != nil {
 			return nil, err
 		}
-		snap, err := h.svc.Store().Current()
+		p, err := h.engine.Pin()
 		if err != nil {
 			return nil, err
 		}
-		limit, offset, err := page(req.Page, snap.Revision())
+		snap := p.Snapshot()
+		limit, offset, err := page(req.Page, p.Revision())
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +162,7 @@ func (h *Handler) search(k searchKind) endpoint {
 		}
 		i := offset
 		for ; i < len(cands) && len(out.Results) < limit; i++ {
-			d, err := h.evaluate(r.Context(), snap, k.swap(base, cands[i]))
+			d, err := h.evaluate(r.Context(), p, k.swap(base, cands[i]))
 			if err != nil {
 				return nil, fmt.Errorf("%s search: %w", k.name, err)
 			}
@@ -184,7 +185,7 @@ func page(p *pageRequest, revision string) (limit, offset int, err error) {
 	limit = p.Limit
 	switch {
 	case limit < 0:
-		return 0, 0, server.Invalid("page.limit must not be negative")
+		return 0, 0, engine.Invalid("page.limit must not be negative")
 	case limit == 0:
 		limit = defaultPageLimit
 	case limit > maxPageLimit:
@@ -204,15 +205,15 @@ func pageToken(revision string, offset int) string {
 func parsePageToken(tok, revision string) (int, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return 0, server.Invalid("page.token is not a token this PDP issued")
+		return 0, engine.Invalid("page.token is not a token this PDP issued")
 	}
 	off, rev, ok := strings.Cut(string(raw), ":")
 	n, err := strconv.Atoi(off)
 	if !ok || err != nil || n < 0 {
-		return 0, server.Invalid("page.token is not a token this PDP issued")
+		return 0, engine.Invalid("page.token is not a token this PDP issued")
 	}
 	if rev != revision {
-		return 0, server.Invalid("page.token belongs to policy revision %q, now %q: restart the search", rev, revision)
+		return 0, engine.Invalid("page.token belongs to policy revision %q, now %q: restart the search", rev, revision)
 	}
 	return n, nil
 }

@@ -90,11 +90,9 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 }
 
 func appendDecision(b []byte, d *policystore.Decision) []byte {
-	if d.Allow {
-		b = append(b, `,"decision":"ALLOW","reasons":[`...)
-	} else {
-		b = append(b, `,"decision":"DENY","reasons":[`...)
-	}
+	b = append(b, `,"decision":"`...)
+	b = append(b, d.Outcome()...)
+	b = append(b, `","reasons":[`...)
 	for i, rs := range d.Reasons {
 		if i > 0 {
 			b = append(b, ',')

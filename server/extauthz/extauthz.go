@@ -1,6 +1,6 @@
 // Package extauthz serves Envoy's external authorization API
-// (envoy.service.auth.v3.Authorization/Check) from the same decision path
-// as Authorize.
+// (envoy.service.auth.v3.Authorization/Check), mapping requests with the
+// gateway library and deciding through the engine.
 package extauthz
 
 import (
@@ -11,11 +11,16 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/gateway"
 )
+
+// FrontEnd is how metrics, spans and the decision log name this front end.
+const FrontEnd engine.FrontEnd = "ext_authz"
 
 // Server implements authv3.AuthorizationServer. It is safe for concurrent
 // use.
@@ -40,7 +45,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	a := s.checker.Check(ctx, gatewayRequest(req))
 	if a.Allow {
 		return &authv3.CheckResponse{
-			Status: a.Status.Proto(),
+			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 				Headers: headerOptions(a.Header),
 			}},
@@ -49,13 +54,22 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	h := a.Header.Clone()
 	h.Set("Content-Type", "application/json")
 	return &authv3.CheckResponse{
-		Status: a.Status.Proto(),
+		Status: deniedStatus(a),
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(a.HTTPStatus)},
 			Headers: headerOptions(h),
 			Body:    string(a.Body),
 		}},
 	}, nil
+}
+
+// deniedStatus is PermissionDenied for a policy deny, else the status of
+// the failure that prevented a decision, its reason included.
+func deniedStatus(a gateway.Answer) *rpcstatus.Status {
+	if a.Failure == nil {
+		return &rpcstatus.Status{Code: int32(codes.PermissionDenied), Message: "denied by policy"}
+	}
+	return a.Failure.Status().Proto()
 }
 
 // gatewayRequest reads what the gateway mapping needs from Envoy's
@@ -65,7 +79,7 @@ func gatewayRequest(req *authv3.CheckRequest) gateway.Request {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	out := gateway.Request{
-		FrontEnd: server.FrontEndExtAuthz,
+		FrontEnd: FrontEnd,
 		Method:   h.GetMethod(),
 		Path:     h.GetPath(),
 		Host:     h.GetHost(),

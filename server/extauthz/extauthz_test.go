@@ -20,7 +20,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/extauthz"
 	"github.com/intentpdp/intentpdp/server/gateway"
 )
@@ -41,7 +41,7 @@ func startPDP(t *testing.T, activate bool) (authv3.AuthorizationClient, *policys
 		}
 	}
 	clock := func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }
-	svc := server.NewService(store, server.WithClock(clock))
+	svc := engine.New(store, engine.WithClock(clock))
 	cfg, err := gateway.LoadConfig("../../examples/gateway/agents.json")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func startPDP(t *testing.T, activate bool) (authv3.AuthorizationClient, *policys
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, _ := server.NewGRPCServer(svc)
+	gs := grpc.NewServer()
 	extauthz.Register(gs, checker)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -216,8 +216,8 @@ func TestCheckRefusesNonCanonicalPaths(t *testing.T) {
 			if got := codes.Code(resp.GetStatus().GetCode()); got != codes.InvalidArgument {
 				t.Fatalf("status %v (%s), want InvalidArgument", got, resp.GetStatus().GetMessage())
 			}
-			if got := statusReason(t, resp); got != server.ReasonNonCanonicalPath {
-				t.Errorf("reason %q, want %s", got, server.ReasonNonCanonicalPath)
+			if got := statusReason(t, resp); got != engine.ReasonNonCanonicalPath {
+				t.Errorf("reason %q, want %s", got, engine.ReasonNonCanonicalPath)
 			}
 			if body := checkDenied(t, resp, http.StatusBadRequest); body.Error == "" {
 				t.Errorf("deny body %+v does not say why", body)
@@ -236,8 +236,8 @@ func TestCheckRefusesMethodOverride(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if got := codes.Code(resp.GetStatus().GetCode()); got != codes.InvalidArgument || statusReason(t, resp) != server.ReasonConflictingHeaders {
-		t.Fatalf("status %v, reason %q; want InvalidArgument %s", got, statusReason(t, resp), server.ReasonConflictingHeaders)
+	if got := codes.Code(resp.GetStatus().GetCode()); got != codes.InvalidArgument || statusReason(t, resp) != engine.ReasonConflictingHeaders {
+		t.Fatalf("status %v, reason %q; want InvalidArgument %s", got, statusReason(t, resp), engine.ReasonConflictingHeaders)
 	}
 	checkDenied(t, resp, http.StatusBadRequest)
 }

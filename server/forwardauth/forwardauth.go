@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/gateway"
 )
+
+// FrontEnd is how metrics, spans and the decision log name this front end.
+const FrontEnd engine.FrontEnd = "forward_auth"
 
 // Path is where the handler is mounted on the HTTP listener.
 const Path = "/forward-auth"
@@ -89,7 +92,7 @@ func (h *Handler) original(r *http.Request) (gateway.Request, error) {
 	for _, n := range h.others {
 		if _, ok := r.Header[n]; ok {
 			return gateway.Request{}, fmt.Errorf("%w: %s is present but forward_auth reads %s, %s and %s",
-				server.ErrConflictingRequestHeaders, n, h.method, h.uri, h.host)
+				engine.ErrConflictingRequestHeaders, n, h.method, h.uri, h.host)
 		}
 	}
 	method, err := single(r.Header, h.method)
@@ -108,7 +111,7 @@ func (h *Handler) original(r *http.Request) (gateway.Request, error) {
 		host = r.Host
 	}
 	return gateway.Request{
-		FrontEnd:      server.FrontEndForwardAuth,
+		FrontEnd:      FrontEnd,
 		Method:        method,
 		Path:          uri,
 		Host:          host,
@@ -126,7 +129,7 @@ func single(h http.Header, name string) (string, error) {
 	case 1:
 		return vs[0], nil
 	default:
-		return "", fmt.Errorf("%w: %s is repeated", server.ErrConflictingRequestHeaders, name)
+		return "", fmt.Errorf("%w: %s is repeated", engine.ErrConflictingRequestHeaders, name)
 	}
 }
 

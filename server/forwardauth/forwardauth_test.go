@@ -13,7 +13,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/forwardauth"
 	"github.com/intentpdp/intentpdp/server/gateway"
 )
@@ -55,7 +55,7 @@ func startPDPWith(t *testing.T, setup pdpSetup) *httptest.Server {
 			t.Fatal(err)
 		}
 	}
-	svc := server.NewService(store, server.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
+	svc := engine.New(store, engine.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
 	cfg, err := gateway.LoadConfig("../../examples/gateway/agents.json")
 	if err != nil {
 		t.Fatal(err)
@@ -121,26 +121,26 @@ func TestProxyConventions(t *testing.T) {
 		{name: "nginx with X-Original-* configured allow", original: true, headers: hdr("X-Original-Method", "GET", "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 200, decided: true},
 		{name: "deny", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api/issues", "X-Agent-Id", "intern-bot"), want: 403, decided: true},
 		{name: "no identity", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api/issues"), want: 401},
-		{name: "no route", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", "/repos/payments-api", "X-Agent-Id", "code-reviewer"), want: 403, reason: server.ReasonNoRoute},
-		{name: "no original request", headers: hdr("X-Agent-Id", "code-reviewer"), want: 403, reason: server.ReasonNoRoute},
-		{name: "only the other set", headers: hdr("X-Original-Method", "GET", "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "no route", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", "/repos/payments-api", "X-Agent-Id", "code-reviewer"), want: 403, reason: engine.ReasonNoRoute},
+		{name: "no original request", headers: hdr("X-Agent-Id", "code-reviewer"), want: 403, reason: engine.ReasonNoRoute},
+		{name: "only the other set", headers: hdr("X-Original-Method", "GET", "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
 
 		// A client's forged description of an allowed request, next to the
 		// one the proxy set for the denied request it sent.
-		{name: "forged X-Original-URI", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", secrets, "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "forged X-Original-Method", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", readme, "X-Original-Method", "GET", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "forged X-Forwarded-Uri", original: true, headers: hdr("X-Original-Method", "GET", "X-Original-URI", secrets, "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "forged X-Forwarded-Method", original: true, headers: hdr("X-Original-Method", "DELETE", "X-Original-URI", readme, "X-Forwarded-Method", "GET", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "forged X-Original-Url", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Original-Url", secrets, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "forged X-Rewrite-Url", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Rewrite-Url", secrets, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "forged X-Original-Host", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Original-Host", "other.example", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "method override", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-HTTP-Method-Override", "DELETE", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "repeated URI header", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", secrets, "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "repeated method header", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
-		{name: "repeated host header", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Forwarded-Host", "a", "X-Forwarded-Host", "b", "X-Agent-Id", "deployer"), want: 400, reason: server.ReasonConflictingHeaders},
+		{name: "forged X-Original-URI", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", secrets, "X-Original-URI", readme, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "forged X-Original-Method", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", readme, "X-Original-Method", "GET", "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "forged X-Forwarded-Uri", original: true, headers: hdr("X-Original-Method", "GET", "X-Original-URI", secrets, "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "forged X-Forwarded-Method", original: true, headers: hdr("X-Original-Method", "DELETE", "X-Original-URI", readme, "X-Forwarded-Method", "GET", "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "forged X-Original-Url", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Original-Url", secrets, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "forged X-Rewrite-Url", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Rewrite-Url", secrets, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "forged X-Original-Host", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Original-Host", "other.example", "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "method override", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-HTTP-Method-Override", "DELETE", "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "repeated URI header", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", secrets, "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "repeated method header", headers: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
+		{name: "repeated host header", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", readme, "X-Forwarded-Host", "a", "X-Forwarded-Host", "b", "X-Agent-Id", "deployer"), want: 400, reason: engine.ReasonConflictingHeaders},
 
-		{name: "escaped slash", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api%2Fother/issues", "X-Agent-Id", "code-reviewer"), want: 400, reason: server.ReasonNonCanonicalPath},
-		{name: "dot segments", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/x/../payments-api/issues", "X-Agent-Id", "code-reviewer"), want: 400, reason: server.ReasonNonCanonicalPath},
+		{name: "escaped slash", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/payments-api%2Fother/issues", "X-Agent-Id", "code-reviewer"), want: 400, reason: engine.ReasonNonCanonicalPath},
+		{name: "dot segments", headers: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/repos/x/../payments-api/issues", "X-Agent-Id", "code-reviewer"), want: 400, reason: engine.ReasonNonCanonicalPath},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,9 +174,9 @@ func TestProxyConventions(t *testing.T) {
 // reasonText is what the deny body's error says for each refusal; the
 // HTTP answer carries the status message, not the ErrorInfo.
 var reasonText = map[string]string{
-	server.ReasonNoRoute:            server.ErrNoRoute.Error(),
-	server.ReasonConflictingHeaders: server.ErrConflictingRequestHeaders.Error(),
-	server.ReasonNonCanonicalPath:   server.ErrNonCanonicalPath.Error(),
+	engine.ReasonNoRoute:            engine.ErrNoRoute.Error(),
+	engine.ReasonConflictingHeaders: engine.ErrConflictingRequestHeaders.Error(),
+	engine.ReasonNonCanonicalPath:   engine.ErrNonCanonicalPath.Error(),
 }
 
 // hdr builds a header from name, value pairs, repeating repeated names.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/gateway"
 )
 
@@ -28,7 +28,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	svc := server.NewService(store, server.WithClock(func() time.Time { return now }))
+	svc := engine.New(store, engine.WithClock(func() time.Time { return now }))
 	cfg, err := gateway.LoadConfig("../../examples/gateway/agents.json")
 	if err != nil {
 		b.Fatal(err)

@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // Response headers of an answered gateway request. On allow, gateways
@@ -25,8 +24,8 @@ const (
 
 // Request is what a gateway tells us about one HTTP request.
 type Request struct {
-	// FrontEnd is the hook that asks (server.FrontEndExtAuthz, ...).
-	FrontEnd string
+	// FrontEnd is the hook that asks (extauthz.FrontEnd, ...).
+	FrontEnd engine.FrontEnd
 	Method   string
 	// Path is the request target as sent: escaped, possibly with a query.
 	Path   string
@@ -48,9 +47,9 @@ type Answer struct {
 	// the error that prevented a decision (401 without identity, 503
 	// without a bundle, ...).
 	HTTPStatus int
-	// Status is the gRPC status: OK, PermissionDenied on a policy deny, or
-	// the status ToStatus gave the error.
-	Status *status.Status
+	// Failure is how engine.Classify classified the error that prevented a
+	// decision; nil when a decision was made.
+	Failure *engine.Failure
 	// Header carries the decision id and revision when a decision was made.
 	Header http.Header
 	// Body is the JSON deny body (empty on allow).
@@ -64,23 +63,34 @@ type contextHeader struct {
 	key       types.String
 }
 
-// Checker decides gateway requests through the service's one decision
-// path. It is safe for concurrent use.
+// Checker maps gateway requests to decision requests and decides them
+// through the engine. It is safe for concurrent use.
 type Checker struct {
-	svc     *server.Service
+	engine  *engine.Engine
 	cfg     Config
+	log     *slog.Logger
 	routes  []route
 	headers []contextHeader // ContextHeaders, named once
 }
 
-// NewChecker compiles cfg (after SetDefaults) into a Checker.
-func NewChecker(svc *server.Service, cfg Config) (*Checker, error) {
+// Option configures a Checker.
+type Option func(*Checker)
+
+// WithLogger sets the logger of internal errors (default: none).
+func WithLogger(l *slog.Logger) Option { return func(c *Checker) { c.log = l } }
+
+// NewChecker compiles cfg (after SetDefaults) into a Checker deciding
+// through eng.
+func NewChecker(eng *engine.Engine, cfg Config, opts ...Option) (*Checker, error) {
 	cfg.SetDefaults()
 	routes, err := cfg.compile()
 	if err != nil {
 		return nil, err
 	}
-	c := &Checker{svc: svc, cfg: cfg, routes: routes}
+	c := &Checker{engine: eng, cfg: cfg, routes: routes, log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(c)
+	}
 	for _, h := range cfg.ContextHeaders {
 		c.headers = append(c.headers, contextHeader{canonical: http.CanonicalHeaderKey(h), key: types.String(strings.ToLower(h))})
 	}
@@ -90,7 +100,7 @@ func NewChecker(svc *server.Service, cfg Config) (*Checker, error) {
 // Check decides r. It never allows unless a decision allowed: a request it
 // cannot map or evaluate is denied with the error's status.
 func (c *Checker) Check(ctx context.Context, r Request) Answer {
-	snap, err := c.svc.Store().Current()
+	p, err := c.engine.Pin()
 	if err != nil {
 		return c.failed(err)
 	}
@@ -98,23 +108,23 @@ func (c *Checker) Check(ctx context.Context, r Request) Answer {
 	if err != nil {
 		return c.failed(err)
 	}
-	d, id, err := c.svc.Evaluate(ctx, r.FrontEnd, snap, req)
+	res, err := p.Evaluate(ctx, r.FrontEnd, req)
 	if err != nil {
 		return c.failed(err)
 	}
+	d, id := res.Decision, res.ID
 	h := http.Header{}
 	h.Set(HeaderDecisionID, id)
 	h.Set(HeaderRevision, d.Revision)
 	if d.Allow {
-		return Answer{Allow: true, HTTPStatus: http.StatusOK, Status: status.New(codes.OK, ""), Header: h}
+		return Answer{Allow: true, HTTPStatus: http.StatusOK, Header: h}
 	}
-	body := denyBody{Decision: "deny", DecisionID: id, PolicyRevision: d.Revision}
+	body := denyBody{Decision: policystore.Deny.Lower(), DecisionID: id, PolicyRevision: d.Revision}
 	if c.cfg.ExposeReasons {
 		body.Reasons = d.PolicyIDs()
 	}
 	return Answer{
 		HTTPStatus: http.StatusForbidden,
-		Status:     status.New(codes.PermissionDenied, "denied by policy"),
 		Header:     h,
 		Body:       marshal(body),
 	}
@@ -139,12 +149,15 @@ func (c *Checker) ForwardAuth() ForwardAuthConfig { return c.cfg.ForwardAuth }
 func (c *Checker) Refuse(err error) Answer { return c.failed(err) }
 
 func (c *Checker) failed(err error) Answer {
-	code, st := c.svc.HTTPError(err)
+	f := engine.Classify(err)
+	if f.Internal() {
+		c.log.Error("internal error on the decision path", "err", err)
+	}
 	return Answer{
-		HTTPStatus: code,
-		Status:     st,
+		HTTPStatus: f.HTTPStatus,
+		Failure:    &f,
 		Header:     http.Header{},
-		Body:       marshal(denyBody{Decision: "deny", Error: st.Message()}),
+		Body:       marshal(denyBody{Decision: policystore.Deny.Lower(), Error: f.Message}),
 	}
 }
 
@@ -170,7 +183,7 @@ func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 	path, _, _ := strings.Cut(r.Path, "?")
 	method := strings.ToUpper(r.Method)
 	if path == "" {
-		return out, fmt.Errorf("%w: %s without a path", server.ErrNoRoute, method)
+		return out, fmt.Errorf("%w: %s without a path", engine.ErrNoRoute, method)
 	}
 	parts, path, err := canonicalPath(path)
 	if err != nil {
@@ -178,12 +191,12 @@ func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 	}
 	for _, h := range methodOverrideHeaders {
 		if _, ok := r.Header[h]; ok {
-			return out, fmt.Errorf("%w: %s asks the backend for another method than %s", server.ErrConflictingRequestHeaders, h, method)
+			return out, fmt.Errorf("%w: %s asks the backend for another method than %s", engine.ErrConflictingRequestHeaders, h, method)
 		}
 	}
 	rt, params, ok := c.route(method, parts)
 	if !ok {
-		return out, fmt.Errorf("%w: %s %s", server.ErrNoRoute, method, path)
+		return out, fmt.Errorf("%w: %s %s", engine.ErrNoRoute, method, path)
 	}
 	principal, err := c.principal(r)
 	if err != nil {
@@ -224,7 +237,7 @@ func (c *Checker) principalID(r Request) (string, error) {
 	if r.SPIFFEID != "" {
 		id, ok := strings.CutPrefix(r.SPIFFEID, pc.SPIFFEPrefix)
 		if !ok || id == "" {
-			return "", fmt.Errorf("%w: SPIFFE ID %q is outside %q", server.ErrUnauthenticated, r.SPIFFEID, pc.SPIFFEPrefix)
+			return "", fmt.Errorf("%w: SPIFFE ID %q is outside %q", engine.ErrUnauthenticated, r.SPIFFEID, pc.SPIFFEPrefix)
 		}
 		return id, nil
 	}
@@ -239,7 +252,7 @@ func (c *Checker) principalID(r Request) (string, error) {
 			return id, nil
 		}
 	}
-	return "", server.ErrUnauthenticated
+	return "", engine.ErrUnauthenticated
 }
 
 // httpContext is context.http: method, path (canonical, no query), host,

@@ -7,14 +7,14 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // TestMapRequestContext checks context.http field by field: what policies
 // may read of the original request.
 func TestMapRequestContext(t *testing.T) {
 	t.Parallel()
-	c, err := NewChecker(server.NewService(policystore.NewStore()), Config{
+	c, err := NewChecker(engine.New(policystore.NewStore()), Config{
 		Principal:      PrincipalConfig{Header: "X-Agent"},
 		Routes:         []RouteConfig{{Method: "GET", Path: "/repos/{repo}/issues", Action: "list_issues", Resource: ResourceConfig{Type: "Repository", ID: "{repo}"}}},
 		ContextHeaders: []string{"x-request-source"},

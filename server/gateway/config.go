@@ -1,7 +1,9 @@
-// Package gateway maps HTTP requests seen by an API gateway (Envoy
-// ext_authz, nginx/Caddy/Traefik forward-auth) onto decision requests, and
-// decisions back onto HTTP answers. Both gateway hooks use it, so they map
-// requests identically.
+// Package gateway is the route-mapping library of the gateway hooks: it
+// maps HTTP requests seen by an API gateway (Envoy ext_authz,
+// nginx/Caddy/Traefik forward-auth) onto decision requests, decides them
+// through the engine, and maps decisions back onto HTTP answers. It is no
+// front end itself and imports none: the extauthz and forwardauth front
+// ends describe their requests to it, so both map requests identically.
 package gateway
 
 import (

@@ -7,7 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // canonicalPath checks the escaped request path (without its query) that a
@@ -15,7 +15,7 @@ import (
 // escaped form. intentpdp decides on the path the upstream will serve, so
 // it accepts only paths that every proxy and backend reads the same way:
 // each segment is unescaped exactly once, and a path is refused with
-// server.ErrNonCanonicalPath when, after that, any segment
+// engine.ErrNonCanonicalPath when, after that, any segment
 //
 //   - is ".", ".." or empty (a "//", a trailing "/"; the root "/" itself is
 //     fine), which path cleaning would fold into another path;
@@ -39,7 +39,7 @@ func canonicalPath(escaped string) (segments []string, canonical string, err err
 	}
 	rest, ok := strings.CutPrefix(escaped, "/")
 	if !ok {
-		return nil, "", fmt.Errorf("%w: %q does not start with /", server.ErrNonCanonicalPath, escaped)
+		return nil, "", fmt.Errorf("%w: %q does not start with /", engine.ErrNonCanonicalPath, escaped)
 	}
 	raw := strings.Split(rest, "/")
 	segments = make([]string, len(raw))
@@ -48,10 +48,10 @@ func canonicalPath(escaped string) (segments []string, canonical string, err err
 	for i, r := range raw {
 		seg, err := url.PathUnescape(r)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: %q: bad escape in segment %q", server.ErrNonCanonicalPath, escaped, r)
+			return nil, "", fmt.Errorf("%w: %q: bad escape in segment %q", engine.ErrNonCanonicalPath, escaped, r)
 		}
 		if why := badSegment(seg); why != "" {
-			return nil, "", fmt.Errorf("%w: %q: segment %q %s", server.ErrNonCanonicalPath, escaped, r, why)
+			return nil, "", fmt.Errorf("%w: %q: segment %q %s", engine.ErrNonCanonicalPath, escaped, r, why)
 		}
 		segments[i] = seg
 		b.WriteByte('/')

@@ -10,11 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // exampleChecker decides with the example bundle and gateway mapping.
@@ -32,7 +30,7 @@ func exampleChecker(t *testing.T) *Checker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := server.NewService(store, server.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
+	svc := engine.New(store, engine.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
 	c, err := NewChecker(svc, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +92,10 @@ func TestCheckRefusesNonCanonicalPaths(t *testing.T) {
 			t.Parallel()
 			a := c.Check(context.Background(), Request{Method: "GET", Path: p, Header: http.Header{"X-Agent-Id": {"code-reviewer"}}})
 			if a.Allow || a.HTTPStatus != http.StatusBadRequest {
-				t.Fatalf("allow %v, HTTP %d (%s); want a 400 denial", a.Allow, a.HTTPStatus, a.Status.Message())
+				t.Fatalf("allow %v, HTTP %d (%s); want a 400 denial", a.Allow, a.HTTPStatus, message(a))
 			}
-			if got := reason(a); got != server.ReasonNonCanonicalPath {
-				t.Errorf("reason %q, want %s", got, server.ReasonNonCanonicalPath)
+			if got := reason(a); got != engine.ReasonNonCanonicalPath {
+				t.Errorf("reason %q, want %s", got, engine.ReasonNonCanonicalPath)
 			}
 		})
 	}
@@ -113,7 +111,7 @@ func TestCheckRefusesNonCanonicalPaths(t *testing.T) {
 	} {
 		a := c.Check(context.Background(), Request{Method: "GET", Path: tt.path, Header: http.Header{"X-Agent-Id": {"code-reviewer"}}})
 		if a.HTTPStatus != tt.want {
-			t.Errorf("%s: HTTP %d (%s), want %d", tt.path, a.HTTPStatus, a.Status.Message(), tt.want)
+			t.Errorf("%s: HTTP %d (%s), want %d", tt.path, a.HTTPStatus, message(a), tt.want)
 		}
 	}
 }
@@ -127,19 +125,24 @@ func TestCheckRefusesMethodOverride(t *testing.T) {
 		hdr := http.Header{"X-Agent-Id": {"code-reviewer"}}
 		hdr.Set(h, "DELETE")
 		a := c.Check(context.Background(), Request{Method: "GET", Path: "/repos/payments-api/contents/README.md", Header: hdr})
-		if a.Allow || a.HTTPStatus != http.StatusBadRequest || reason(a) != server.ReasonConflictingHeaders {
-			t.Errorf("%s: allow %v, HTTP %d, reason %q; want 400 %s", h, a.Allow, a.HTTPStatus, reason(a), server.ReasonConflictingHeaders)
+		if a.Allow || a.HTTPStatus != http.StatusBadRequest || reason(a) != engine.ReasonConflictingHeaders {
+			t.Errorf("%s: allow %v, HTTP %d, reason %q; want 400 %s", h, a.Allow, a.HTTPStatus, reason(a), engine.ReasonConflictingHeaders)
 		}
 	}
 }
 
 func reason(a Answer) string {
-	for _, d := range a.Status.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
-		}
+	if a.Failure == nil {
+		return ""
 	}
-	return ""
+	return a.Failure.Reason
+}
+
+func message(a Answer) string {
+	if a.Failure == nil {
+		return ""
+	}
+	return a.Failure.Message
 }
 
 func TestCanonicalPath(t *testing.T) {

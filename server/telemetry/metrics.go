@@ -13,14 +13,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 const namespace = "intentpdp"
 
-// Outcomes of a decision, the "outcome" label of decisions_total.
+// The "outcome" label of decisions_total is a decision's outcome in lower
+// case (policystore.Outcome.Lower: "allow", "deny"), or OutcomeError.
 const (
-	OutcomeAllow = "allow"
-	OutcomeDeny  = "deny"
 	// OutcomeError is a request the decision path could not evaluate.
 	OutcomeError = "error"
 )
@@ -50,16 +50,16 @@ type frontEndSeries struct {
 	evalErrors          prometheus.Counter
 }
 
-func (m *Metrics) series(frontEnd string) *frontEndSeries {
+func (m *Metrics) series(frontEnd engine.FrontEnd) *frontEndSeries {
 	if s, ok := m.perFrontEnd.Load(frontEnd); ok {
 		return s.(*frontEndSeries)
 	}
 	s, _ := m.perFrontEnd.LoadOrStore(frontEnd, &frontEndSeries{
-		allow:      m.decisions.WithLabelValues(OutcomeAllow, frontEnd),
-		deny:       m.decisions.WithLabelValues(OutcomeDeny, frontEnd),
-		failed:     m.decisions.WithLabelValues(OutcomeError, frontEnd),
-		latency:    m.latency.WithLabelValues(frontEnd),
-		evalErrors: m.evalErrors.WithLabelValues(frontEnd),
+		allow:      m.decisions.WithLabelValues(policystore.Allow.Lower(), string(frontEnd)),
+		deny:       m.decisions.WithLabelValues(policystore.Deny.Lower(), string(frontEnd)),
+		failed:     m.decisions.WithLabelValues(OutcomeError, string(frontEnd)),
+		latency:    m.latency.WithLabelValues(string(frontEnd)),
+		evalErrors: m.evalErrors.WithLabelValues(string(frontEnd)),
 	})
 	return s.(*frontEndSeries)
 }
@@ -112,7 +112,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // ObserveDecision records one pass through the decision path: err non-nil
 // means no decision was made.
-func (m *Metrics) ObserveDecision(frontEnd string, d policystore.Decision, err error, latency time.Duration) {
+func (m *Metrics) ObserveDecision(frontEnd engine.FrontEnd, d policystore.Decision, err error, latency time.Duration) {
 	s := m.series(frontEnd)
 	switch {
 	case err != nil:
@@ -130,8 +130,8 @@ func (m *Metrics) ObserveDecision(frontEnd string, d policystore.Decision, err e
 }
 
 // ObserveBatch records the size of one batch call.
-func (m *Metrics) ObserveBatch(frontEnd string, n int) {
-	m.batchSize.WithLabelValues(frontEnd).Observe(float64(n))
+func (m *Metrics) ObserveBatch(frontEnd engine.FrontEnd, n int) {
+	m.batchSize.WithLabelValues(string(frontEnd)).Observe(float64(n))
 }
 
 // ObserveActivation records one bundle activation; a success also makes

@@ -34,7 +34,8 @@ import (
 	"github.com/intentpdp/intentpdp/bench/scenario"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 type config struct {
@@ -232,7 +233,7 @@ func startServer(ctx context.Context, bundle *policystore.Bundle) (stop func(), 
 	if _, err := store.Activate(ctx, bundle); err != nil {
 		return nil, "", err
 	}
-	gs, _ := server.NewGRPCServer(server.NewService(store))
+	gs, _ := grpcapi.NewServer(grpcapi.New(engine.New(store)))
 	return serveLoopback(gs, "127.0.0.1:0")
 }
 

@@ -1,14 +1,16 @@
-package server
+package grpcapi
 
 import (
 	"context"
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // requestCodec is grpc's proto codec, except that a request it cannot
@@ -18,7 +20,7 @@ import (
 //
 // grpc offers no hook between decoding and the handler, so Unmarshal
 // records the failure against the message and reports success; the
-// interceptors installed by NewGRPCServer, which see every decoded
+// interceptors installed by NewServer, which see every decoded
 // message before any handler, turn the record into the status. It is safe
 // for concurrent use.
 type requestCodec struct {
@@ -41,7 +43,9 @@ func (c *requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // unmarshal, forgetting it, or nil.
 func (c *requestCodec) check(v any) error {
 	if err, ok := c.malformed.LoadAndDelete(v); ok {
-		return withReason(codes.InvalidArgument, ReasonInvalidRequest, "malformed request message: "+err.(error).Error())
+		f := engine.Classify(policystore.ErrInvalidRequest) // classified as any malformed request
+		f.Message = "malformed request message: " + err.(error).Error()
+		return statusOf(f)
 	}
 	return nil
 }

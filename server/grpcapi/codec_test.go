@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // rawCodec sends request bytes as they are, so a test can put on the wire
@@ -65,15 +65,15 @@ func TestMalformedMessagesAreInvalidArgument(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			conn := startServer(t, server.NewService(exampleStore(t)))
+			conn := startServer(t, newService(exampleStore(t)))
 			var out []byte
 			err := conn.Invoke(context.Background(), pdpv1.AuthorizationService_Authorize_FullMethodName, tt.body, &out, grpc.ForceCodecV2(rawCodec{}))
-			assertStatus(t, err, codes.InvalidArgument, server.ReasonInvalidRequest)
+			assertStatus(t, err, codes.InvalidArgument, engine.ReasonInvalidRequest)
 		})
 	}
 	t.Run("shallow nesting still decodes", func(t *testing.T) {
 		t.Parallel()
-		conn := startServer(t, server.NewService(exampleStore(t)))
+		conn := startServer(t, newService(exampleStore(t)))
 		var out pdpv1.AuthorizeResponse
 		err := conn.Invoke(context.Background(), pdpv1.AuthorizationService_Authorize_FullMethodName, append(valid, nestedSets(3)...), &out, grpc.ForceCodecV2(rawCodec{}))
 		if err != nil {

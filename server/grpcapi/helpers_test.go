@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // exampleStore returns a store serving the embedded example bundle.
@@ -32,11 +33,11 @@ func exampleStore(t testing.TB) *policystore.Store {
 
 // startServer serves svc over an in-memory listener and returns a client
 // connection to it; both stop when the test ends.
-func startServer(t testing.TB, svc *server.Service) *grpc.ClientConn {
+func startServer(t testing.TB, svc *grpcapi.Service) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	gs, health := server.NewGRPCServer(svc)
-	server.SetServing(health, true)
+	gs, health := grpcapi.NewServer(svc)
+	grpcapi.SetServing(health, true)
 	go gs.Serve(lis) //nolint:errcheck // returns when the test stops the server
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
@@ -65,4 +66,10 @@ func ext(fn, arg string) *pdpv1.Value {
 }
 func record(fields map[string]*pdpv1.Value) *pdpv1.Value {
 	return &pdpv1.Value{Kind: &pdpv1.Value_RecordValue{RecordValue: &pdpv1.Record{Fields: fields}}}
+}
+
+// newService returns the gRPC front end of an engine deciding against
+// store with opts.
+func newService(store engine.SnapshotSource, opts ...engine.Option) *grpcapi.Service {
+	return grpcapi.New(engine.New(store, opts...))
 }

@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"bytes"
@@ -16,8 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
@@ -80,7 +81,8 @@ func startFailingLog(t *testing.T, mode decisionlog.Mode) *failingLogPDP {
 	if err := metrics.ObserveDecisionLog(p.log); err != nil {
 		t.Fatal(err)
 	}
-	conn := startServer(t, server.NewService(exampleStore(t), server.WithDecisionLog(p.log), server.WithMetrics(metrics)))
+	conn := startServer(t, grpcapi.New(engine.New(exampleStore(t), engine.WithDecisionLog(p.log), engine.WithMetrics(metrics)),
+		grpcapi.WithDecisionLogHealth(p.log)))
 	p.client, p.health = pdpv1.NewAuthorizationServiceClient(conn), healthpb.NewHealthClient(conn)
 	// The first decision meets the full disk; it is held and retried.
 	if _, err := p.client.Authorize(t.Context(), readRequest()); err != nil {
@@ -116,10 +118,10 @@ func TestFailingDecisionLogSink(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
 		_, err := p.client.Authorize(ctx, readRequest())
-		if reason := errorReason(err); status.Code(err) != codes.Unavailable || reason != server.ReasonNotLogged {
-			t.Fatalf("Authorize while the log cannot write = %v (reason %q), want Unavailable %s", err, reason, server.ReasonNotLogged)
+		if reason := errorReason(err); status.Code(err) != codes.Unavailable || reason != engine.ReasonNotLogged {
+			t.Fatalf("Authorize while the log cannot write = %v (reason %q), want Unavailable %s", err, reason, engine.ReasonNotLogged)
 		}
-		for _, svc := range []string{"", "intentpdp.v1.AuthorizationService", server.DecisionLogHealthService} {
+		for _, svc := range []string{"", "intentpdp.v1.AuthorizationService", grpcapi.DecisionLogHealthService} {
 			if st := p.status(t, svc); st != healthpb.HealthCheckResponse_NOT_SERVING {
 				t.Errorf("health %q = %v while the sink fails, want NOT_SERVING", svc, st)
 			}
@@ -173,7 +175,7 @@ func TestFailingDecisionLogSink(t *testing.T) {
 		if st := p.status(t, ""); st != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health = %v in drop mode, want SERVING", st)
 		}
-		if st := p.status(t, server.DecisionLogHealthService); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		if st := p.status(t, grpcapi.DecisionLogHealthService); st != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Errorf("decision log health = %v while the sink fails, want NOT_SERVING", st)
 		}
 	})

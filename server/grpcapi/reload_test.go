@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // switchingFetcher yields whatever bundle the test last published.
@@ -82,11 +82,11 @@ func TestReloadUnderLoad(t *testing.T) {
 	if _, err := reloader.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	gs, hs := server.NewGRPCServer(server.NewService(store))
-	server.SetServing(hs, true)
+	gs, hs := grpcapi.NewServer(newService(store))
+	grpcapi.SetServing(hs, true)
 	pdpConn := serveOnLoopback(t, gs)
 	pdp := pdpv1.NewAuthorizationServiceClient(pdpConn)
-	admin := pdpv1.NewPolicyAdminServiceClient(serveOnLoopback(t, server.NewAdminGRPCServer(reloader, slog.New(slog.DiscardHandler))))
+	admin := pdpv1.NewPolicyAdminServiceClient(serveOnLoopback(t, grpcapi.NewAdminServer(reloader, slog.New(slog.DiscardHandler))))
 
 	var requests, errs, mismatches atomic.Int64
 	check := func(r *pdpv1.AuthorizeResponse) {

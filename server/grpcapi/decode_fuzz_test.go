@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // FuzzDecodeRequest feeds arbitrary wire bytes through decoding and the
@@ -41,15 +42,15 @@ func FuzzDecodeRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	limits := server.DefaultLimits
+	limits := engine.DefaultLimits
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		var req pdpv1.AuthorizeRequest
 		if proto.Unmarshal(wire, &req) != nil {
 			return
 		}
-		preq, err := server.DecodeRequest(&req, limits)
+		preq, err := grpcapi.DecodeRequest(&req, limits)
 		if err != nil {
-			if !errors.Is(err, policystore.ErrInvalidRequest) && !errors.Is(err, server.ErrLimitExceeded) {
+			if !errors.Is(err, policystore.ErrInvalidRequest) && !errors.Is(err, engine.ErrLimitExceeded) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return

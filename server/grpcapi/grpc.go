@@ -1,4 +1,4 @@
-package server
+package grpcapi
 
 import (
 	"context"
@@ -8,25 +8,25 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // streamWorkersPerCPU sizes the pool of goroutines that run calls; calls
 // beyond it still get goroutines of their own.
 const streamWorkersPerCPU = 16
 
-// NewGRPCServer returns a gRPC server carrying svc, health and reflection,
+// NewServer returns a gRPC server carrying svc, health and reflection,
 // with panic recovery outermost and malformed messages refused as
 // InvalidArgument. Health starts NOT_SERVING: call SetServing once a bundle
-// is active. When svc's decision log reports the health of its sink, health
-// follows it too (see Health).
-func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *Health) {
+// is active. With WithDecisionLogHealth, health follows the decision log's
+// sink too (see Health).
+func NewServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *Health) {
 	codec := newRequestCodec()
 	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
@@ -43,16 +43,16 @@ func NewGRPCServer(svc *Service, extra ...grpc.ServerOption) (*grpc.Server, *Hea
 	h.update()
 	healthpb.RegisterHealthServer(gs, h.Server)
 	reflection.Register(gs)
-	if l, ok := svc.decisionLog.(sinkHealthReporter); ok {
+	if l := svc.sinkHealth; l != nil {
 		h.hasLog = true
 		l.OnSinkHealth(func(healthy bool) { h.setLogHealthy(healthy, l.Mode()) })
 	}
 	return gs, h
 }
 
-// sinkHealthReporter is a decision log that reports whether its sink
+// SinkHealthReporter is a decision log that reports whether its sink
 // accepts writes (decisionlog.Writer).
-type sinkHealthReporter interface {
+type SinkHealthReporter interface {
 	Mode() decisionlog.Mode
 	OnSinkHealth(f func(healthy bool))
 }
@@ -135,5 +135,5 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 
 func recovered(log *slog.Logger, method string, r any) error {
 	log.Error("panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-	return withReason(codes.Internal, ReasonInternal, "internal error; the request was not evaluated")
+	return statusOf(engine.InternalFailure())
 }

@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"bytes"
@@ -25,8 +25,9 @@ import (
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 	"github.com/intentpdp/intentpdp/server/telemetry"
 )
 
@@ -39,7 +40,7 @@ type observed struct {
 	logBuf *bytes.Buffer
 }
 
-func startObserved(t *testing.T, opts ...server.Option) *observed {
+func startObserved(t *testing.T, opts ...engine.Option) *observed {
 	t.Helper()
 	b, err := policystore.LoadFS(examples.Agents())
 	if err != nil {
@@ -62,10 +63,10 @@ func startObserved(t *testing.T, opts ...server.Option) *observed {
 	if err := metrics.ObserveDecisionLog(o.log); err != nil {
 		t.Fatal(err)
 	}
-	svc := server.NewService(store, append([]server.Option{
-		server.WithTracerProvider(tp), server.WithMetrics(metrics), server.WithDecisionLog(o.log),
+	svc := newService(store, append([]engine.Option{
+		engine.WithTracerProvider(tp), engine.WithMetrics(metrics), engine.WithDecisionLog(o.log),
 	}, opts...)...)
-	gs, _ := server.NewGRPCServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(tp))...)
+	gs, _ := grpcapi.NewServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(tp))...)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
@@ -99,7 +100,7 @@ func spanAttrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 
 func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	t.Parallel()
-	o := startObserved(t, server.WithTracedIdentifiers(server.TracedIdentifiers{PrincipalID: true}))
+	o := startObserved(t, engine.WithTracedIdentifiers(engine.TracedIdentifiers{PrincipalID: true}))
 	req := exampleRequests(t)["read-readme-allowed"]
 	resp, err := o.client.Authorize(withCallerTrace(t.Context()), req)
 	if err != nil {
@@ -108,7 +109,7 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	var rpc, decision sdktrace.ReadOnlySpan
 	for _, s := range o.spans.Ended() {
 		switch s.Name() {
-		case server.SpanName:
+		case engine.SpanName:
 			decision = s
 		case "intentpdp.v1.AuthorizationService/Authorize":
 			rpc = s
@@ -128,15 +129,15 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	}
 	a := spanAttrs(decision)
 	want := map[string]string{
-		server.AttrDecision:      "ALLOW",
-		server.AttrDecisionID:    resp.GetDecisionId(),
-		server.AttrRevision:      resp.GetPolicyRevision(),
-		server.AttrPrincipalType: req.GetPrincipal().GetType(),
-		server.AttrPrincipalID:   req.GetPrincipal().GetId(),
-		server.AttrAction:        req.GetIntent().GetAction(),
-		server.AttrResourceType:  req.GetResource().GetType(),
-		server.AttrTaskID:        req.GetIntent().GetTaskId(),
-		server.AttrFrontEnd:      server.FrontEndGRPC,
+		engine.AttrDecision:      "ALLOW",
+		engine.AttrDecisionID:    resp.GetDecisionId(),
+		engine.AttrRevision:      resp.GetPolicyRevision(),
+		engine.AttrPrincipalType: req.GetPrincipal().GetType(),
+		engine.AttrPrincipalID:   req.GetPrincipal().GetId(),
+		engine.AttrAction:        req.GetIntent().GetAction(),
+		engine.AttrResourceType:  req.GetResource().GetType(),
+		engine.AttrTaskID:        req.GetIntent().GetTaskId(),
+		engine.AttrFrontEnd:      string(grpcapi.FrontEnd),
 	}
 	for k, v := range want {
 		if got := a[attribute.Key(k)].AsString(); got != v {
@@ -147,10 +148,10 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	for _, r := range resp.GetReasons() {
 		reasonIDs = append(reasonIDs, r.GetPolicyId())
 	}
-	if got := a[server.AttrPolicyIDs].AsStringSlice(); fmt.Sprint(got) != fmt.Sprint(reasonIDs) || len(got) == 0 {
+	if got := a[engine.AttrPolicyIDs].AsStringSlice(); fmt.Sprint(got) != fmt.Sprint(reasonIDs) || len(got) == 0 {
 		t.Errorf("policy ids = %v, want %v", got, reasonIDs)
 	}
-	if _, ok := a[server.AttrResourceID]; ok {
+	if _, ok := a[engine.AttrResourceID]; ok {
 		t.Error("resource id recorded although not configured")
 	}
 }
@@ -169,8 +170,8 @@ func TestBatchGetsOneSpanPerDecision(t *testing.T) {
 	var rpc sdktrace.ReadOnlySpan
 	byID := map[string]sdktrace.ReadOnlySpan{}
 	for _, s := range o.spans.Ended() {
-		if s.Name() == server.SpanName {
-			byID[spanAttrs(s)[server.AttrDecisionID].AsString()] = s
+		if s.Name() == engine.SpanName {
+			byID[spanAttrs(s)[engine.AttrDecisionID].AsString()] = s
 		} else {
 			rpc = s
 		}
@@ -187,7 +188,7 @@ func TestBatchGetsOneSpanPerDecision(t *testing.T) {
 			t.Errorf("responses[%d]: span parent is not the batch RPC span", i)
 		}
 		want := strings.TrimPrefix(r.GetDecision().String(), "DECISION_")
-		if got := spanAttrs(s)[server.AttrDecision].AsString(); got != want {
+		if got := spanAttrs(s)[engine.AttrDecision].AsString(); got != want {
 			t.Errorf("responses[%d]: span decision %s, response %s", i, got, want)
 		}
 	}
@@ -263,7 +264,7 @@ func TestDecisionThatCannotBeLogged(t *testing.T) {
 	allowed := exampleRequests(t)["read-readme-allowed"]
 	t.Run("deny mode denies", func(t *testing.T) {
 		t.Parallel()
-		o := startObserved(t, server.WithDecisionLog(refusingLog{decisionlog.ErrQueueFull}))
+		o := startObserved(t, engine.WithDecisionLog(refusingLog{decisionlog.ErrQueueFull}))
 		resp, err := o.client.Authorize(t.Context(), allowed)
 		if err != nil {
 			t.Fatal(err)
@@ -274,7 +275,7 @@ func TestDecisionThatCannotBeLogged(t *testing.T) {
 	})
 	t.Run("closed log is unavailable", func(t *testing.T) {
 		t.Parallel()
-		o := startObserved(t, server.WithDecisionLog(refusingLog{decisionlog.ErrClosed}))
+		o := startObserved(t, engine.WithDecisionLog(refusingLog{decisionlog.ErrClosed}))
 		_, err := o.client.Authorize(t.Context(), allowed)
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("got %v, want Unavailable", err)

@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -11,12 +11,13 @@ import (
 
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 func TestExampleRequestsOverGRPC(t *testing.T) {
 	t.Parallel()
-	client := pdpv1.NewAuthorizationServiceClient(startServer(t, server.NewService(exampleStore(t))))
+	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(exampleStore(t))))
 	for name, c := range exampleCases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -34,7 +35,7 @@ func TestExampleRequestsOverGRPC(t *testing.T) {
 
 func TestBatchAuthorizeKeepsOrderAndOneRevision(t *testing.T) {
 	t.Parallel()
-	client := pdpv1.NewAuthorizationServiceClient(startServer(t, server.NewService(exampleStore(t))))
+	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(exampleStore(t))))
 	cases := exampleCases(t)
 	var names []string
 	batch := &pdpv1.BatchAuthorizeRequest{}
@@ -65,7 +66,7 @@ func TestBatchAuthorizeKeepsOrderAndOneRevision(t *testing.T) {
 
 func TestReasonsCarryAnnotations(t *testing.T) {
 	t.Parallel()
-	resp, err := server.NewService(exampleStore(t)).Authorize(context.Background(), readRequest())
+	resp, err := newService(exampleStore(t)).Authorize(context.Background(), readRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +77,8 @@ func TestReasonsCarryAnnotations(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	limits := server.Limits{MaxDepth: 4, MaxValues: 50, MaxEntities: 3, MaxBatch: 5, MaxMessageBytes: 64 << 10}
-	client := pdpv1.NewAuthorizationServiceClient(startServer(t, server.NewService(exampleStore(t), server.WithLimits(limits))))
+	limits := engine.Limits{MaxDepth: 4, MaxValues: 50, MaxEntities: 3, MaxBatch: 5, MaxMessageBytes: 64 << 10}
+	client := pdpv1.NewAuthorizationServiceClient(startServer(t, grpcapi.New(engine.New(exampleStore(t)), grpcapi.WithLimits(limits))))
 	withContext := func(fields map[string]*pdpv1.Value) *pdpv1.AuthorizeRequest {
 		r := readRequest()
 		r.Context = &pdpv1.Record{Fields: fields}
@@ -103,36 +104,36 @@ func TestBadInput(t *testing.T) {
 			r := readRequest()
 			r.Principal.Type = "Agent::"
 			return r
-		}(), codes.InvalidArgument, server.ReasonInvalidRequest},
+		}(), codes.InvalidArgument, engine.ReasonInvalidRequest},
 		{"malformed entity in context", withContext(map[string]*pdpv1.Value{
 			"owner": {Kind: &pdpv1.Value_EntityValue{EntityValue: &pdpv1.EntityRef{Type: "not a type", Id: "x"}}},
-		}), codes.InvalidArgument, server.ReasonInvalidRequest},
+		}), codes.InvalidArgument, engine.ReasonInvalidRequest},
 		{"empty principal", func() *pdpv1.AuthorizeRequest {
 			r := readRequest()
 			r.Principal = nil
 			return r
-		}(), codes.InvalidArgument, server.ReasonInvalidRequest},
+		}(), codes.InvalidArgument, engine.ReasonInvalidRequest},
 		{"missing action", func() *pdpv1.AuthorizeRequest {
 			r := readRequest()
 			r.Intent.Action = nil
 			return r
-		}(), codes.InvalidArgument, server.ReasonInvalidRequest},
-		{"unknown extension function", withContext(map[string]*pdpv1.Value{"t": ext("float", "1.5")}), codes.InvalidArgument, server.ReasonInvalidRequest},
-		{"bad extension argument", withContext(map[string]*pdpv1.Value{"t": ext("datetime", "yesterday")}), codes.InvalidArgument, server.ReasonInvalidRequest},
-		{"value without a kind", withContext(map[string]*pdpv1.Value{"v": {}}), codes.InvalidArgument, server.ReasonInvalidRequest},
-		{"reserved context key", withContext(map[string]*pdpv1.Value{"now": ext("datetime", "2020-01-01")}), codes.InvalidArgument, server.ReasonInvalidRequest},
-		{"deep nesting", withContext(map[string]*pdpv1.Value{"deep": nested}), codes.InvalidArgument, server.ReasonInvalidRequest},
-		{"too many context values", withContext(wide), codes.ResourceExhausted, server.ReasonLimitExceeded},
+		}(), codes.InvalidArgument, engine.ReasonInvalidRequest},
+		{"unknown extension function", withContext(map[string]*pdpv1.Value{"t": ext("float", "1.5")}), codes.InvalidArgument, engine.ReasonInvalidRequest},
+		{"bad extension argument", withContext(map[string]*pdpv1.Value{"t": ext("datetime", "yesterday")}), codes.InvalidArgument, engine.ReasonInvalidRequest},
+		{"value without a kind", withContext(map[string]*pdpv1.Value{"v": {}}), codes.InvalidArgument, engine.ReasonInvalidRequest},
+		{"reserved context key", withContext(map[string]*pdpv1.Value{"now": ext("datetime", "2020-01-01")}), codes.InvalidArgument, engine.ReasonInvalidRequest},
+		{"deep nesting", withContext(map[string]*pdpv1.Value{"deep": nested}), codes.InvalidArgument, engine.ReasonInvalidRequest},
+		{"too many context values", withContext(wide), codes.ResourceExhausted, engine.ReasonLimitExceeded},
 		{"too many entities", func() *pdpv1.AuthorizeRequest {
 			r := readRequest()
 			r.Entities = []*pdpv1.Entity{entity("a"), entity("b"), entity("c"), entity("d")}
 			return r
-		}(), codes.ResourceExhausted, server.ReasonLimitExceeded},
+		}(), codes.ResourceExhausted, engine.ReasonLimitExceeded},
 		{"duplicate entity", func() *pdpv1.AuthorizeRequest {
 			r := readRequest()
 			r.Entities = []*pdpv1.Entity{entity("a"), entity("a")}
 			return r
-		}(), codes.InvalidArgument, server.ReasonInvalidRequest},
+		}(), codes.InvalidArgument, engine.ReasonInvalidRequest},
 		{"oversize message", withContext(map[string]*pdpv1.Value{"blob": str(strings.Repeat("x", 128<<10))}), codes.ResourceExhausted, ""},
 	}
 	for _, c := range cases {
@@ -154,7 +155,7 @@ func TestBadInput(t *testing.T) {
 			batch.Requests = append(batch.Requests, readRequest())
 		}
 		_, err := client.BatchAuthorize(context.Background(), batch)
-		assertStatus(t, err, codes.InvalidArgument, server.ReasonInvalidRequest)
+		assertStatus(t, err, codes.InvalidArgument, engine.ReasonInvalidRequest)
 		if !strings.Contains(status.Convert(err).Message(), "maximum of 5") {
 			t.Errorf("message %q does not name the limit", status.Convert(err).Message())
 		}
@@ -164,7 +165,7 @@ func TestBadInput(t *testing.T) {
 		bad := readRequest()
 		bad.Resource = nil
 		_, err := client.BatchAuthorize(context.Background(), &pdpv1.BatchAuthorizeRequest{Requests: []*pdpv1.AuthorizeRequest{readRequest(), bad}})
-		assertStatus(t, err, codes.InvalidArgument, server.ReasonInvalidRequest)
+		assertStatus(t, err, codes.InvalidArgument, engine.ReasonInvalidRequest)
 		if !strings.Contains(status.Convert(err).Message(), "requests[1]") {
 			t.Errorf("message %q does not name the item", status.Convert(err).Message())
 		}
@@ -173,9 +174,9 @@ func TestBadInput(t *testing.T) {
 
 func TestNoActiveBundleIsUnavailable(t *testing.T) {
 	t.Parallel()
-	client := pdpv1.NewAuthorizationServiceClient(startServer(t, server.NewService(policystore.NewStore())))
+	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(policystore.NewStore())))
 	_, err := client.Authorize(context.Background(), readRequest())
-	assertStatus(t, err, codes.Unavailable, server.ReasonNoActiveBundle)
+	assertStatus(t, err, codes.Unavailable, engine.ReasonNoActiveBundle)
 }
 
 func TestRejectEntityOverrides(t *testing.T) {
@@ -187,7 +188,7 @@ func TestRejectEntityOverrides(t *testing.T) {
 		Parents: []*pdpv1.EntityRef{{Type: "Team", Id: "platform"}},
 	}}
 
-	ignoring := server.NewService(exampleStore(t))
+	ignoring := newService(exampleStore(t))
 	resp, err := ignoring.Authorize(context.Background(), escalate)
 	if err != nil {
 		t.Fatal(err)
@@ -196,9 +197,9 @@ func TestRejectEntityOverrides(t *testing.T) {
 		t.Fatalf("ignore mode: %v, ignored %v", resp.GetDecision(), resp.GetIgnoredEntities())
 	}
 
-	rejecting := server.NewService(exampleStore(t), server.WithRejectEntityOverrides(true))
+	rejecting := newService(exampleStore(t), engine.WithRejectEntityOverrides(true))
 	_, err = rejecting.Authorize(context.Background(), escalate)
-	assertStatus(t, err, codes.InvalidArgument, server.ReasonEntityOverrides)
+	assertStatus(t, err, codes.InvalidArgument, engine.ReasonEntityOverrides)
 }
 
 func assertStatus(t *testing.T, err error, code codes.Code, reason string) {
@@ -212,7 +213,7 @@ func assertStatus(t *testing.T, err error, code codes.Code, reason string) {
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			if info.GetReason() != reason || info.GetDomain() != server.ErrorDomain {
+			if info.GetReason() != reason || info.GetDomain() != engine.ErrorDomain {
 				t.Fatalf("ErrorInfo %v, want reason %s", info, reason)
 			}
 			return

@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/intentpdp/intentpdp/internal/testutil/cedarcorpus"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 // TestCedarCorpus runs Cedar's conformance corpus through intentpdp's own
@@ -46,7 +46,7 @@ func TestCedarCorpus(t *testing.T) {
 	}
 }
 
-func corpusService(t *testing.T, ct cedarcorpus.Test) *server.Service {
+func corpusService(t *testing.T, ct cedarcorpus.Test) *grpcapi.Service {
 	t.Helper()
 	policies, err := ct.AnnotatedPolicies()
 	if err != nil {
@@ -68,10 +68,10 @@ func corpusService(t *testing.T, ct cedarcorpus.Test) *server.Service {
 	if err != nil {
 		t.Fatalf("activate corpus bundle: %v", err)
 	}
-	return server.NewService(store)
+	return newService(store)
 }
 
-func checkCorpusRequest(t *testing.T, svc *server.Service, r cedarcorpus.Request) bool {
+func checkCorpusRequest(t *testing.T, svc *grpcapi.Service, r cedarcorpus.Request) bool {
 	t.Helper()
 	req := &pdpv1.AuthorizeRequest{
 		Principal: ref(r.Principal),

@@ -1,4 +1,4 @@
-package server
+package grpcapi
 
 import (
 	"context"
@@ -34,10 +34,10 @@ func NewAdminService(admin PolicyAdmin) *AdminService {
 	return &AdminService{admin: admin}
 }
 
-// NewAdminGRPCServer returns a gRPC server carrying only the admin service,
+// NewAdminServer returns a gRPC server carrying only the admin service,
 // with panic recovery, for the admin listener; extra options (connection
 // limits) are added.
-func NewAdminGRPCServer(admin PolicyAdmin, log *slog.Logger, extra ...grpc.ServerOption) *grpc.Server {
+func NewAdminServer(admin PolicyAdmin, log *slog.Logger, extra ...grpc.ServerOption) *grpc.Server {
 	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverUnary(log))}, extra...)...)
 	pdpv1.RegisterPolicyAdminServiceServer(gs, NewAdminService(admin))
 	return gs

@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
 type fakePolicyAdmin struct {
@@ -37,7 +37,7 @@ func TestAdminReloadOutcomes(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			resp, err := server.NewAdminService(tc.admin).Reload(t.Context(), &pdpv1.ReloadRequest{})
+			resp, err := grpcapi.NewAdminService(tc.admin).Reload(t.Context(), &pdpv1.ReloadRequest{})
 			if err != nil || resp.GetOutcome() != tc.outcome || resp.GetError() != tc.errMsg {
 				t.Fatalf("got %v, %v", resp, err)
 			}
@@ -53,7 +53,7 @@ func TestAdminReloadOutcomes(t *testing.T) {
 
 func TestAdminStatusBeforeActivation(t *testing.T) {
 	t.Parallel()
-	resp, err := server.NewAdminService(fakePolicyAdmin{}).GetStatus(t.Context(), &pdpv1.GetStatusRequest{})
+	resp, err := grpcapi.NewAdminService(fakePolicyAdmin{}).GetStatus(t.Context(), &pdpv1.GetStatusRequest{})
 	if err != nil || resp.GetStatus().GetActive() != nil || resp.GetStatus().GetLastAttempt() != nil {
 		t.Fatalf("got %v, %v", resp, err)
 	}

@@ -1,4 +1,4 @@
-package server
+package grpcapi
 
 import (
 	"github.com/cedar-policy/cedar-go/types"

@@ -1,4 +1,4 @@
-package server_test
+package grpcapi_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
-	"github.com/intentpdp/intentpdp/server"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 func entityValue(typ, id string) *pdpv1.Value {
@@ -67,8 +67,8 @@ func TestRequestEntitiesCannotMintAuthority(t *testing.T) {
 			}},
 		}, `Secret::"prod-db-root"`},
 	}
-	ignoring := server.NewService(exampleStore(t))
-	rejecting := server.NewService(exampleStore(t), server.WithRejectEntityOverrides(true))
+	ignoring := newService(exampleStore(t))
+	rejecting := newService(exampleStore(t), engine.WithRejectEntityOverrides(true))
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -85,7 +85,7 @@ func TestRequestEntitiesCannotMintAuthority(t *testing.T) {
 				t.Errorf("ignored %s, want %s", got, c.ignored)
 			}
 			_, err = rejecting.Authorize(context.Background(), c.req)
-			assertStatus(t, err, codes.InvalidArgument, server.ReasonEntityOverrides)
+			assertStatus(t, err, codes.InvalidArgument, engine.ReasonEntityOverrides)
 		})
 	}
 }
@@ -103,8 +103,8 @@ func TestDeepRequestEntityHierarchyIsInvalid(t *testing.T) {
 		}
 		req.Entities = append(req.Entities, e)
 	}
-	_, err := server.NewService(exampleStore(t)).Authorize(context.Background(), req)
-	assertStatus(t, err, codes.InvalidArgument, server.ReasonInvalidRequest)
+	_, err := newService(exampleStore(t)).Authorize(context.Background(), req)
+	assertStatus(t, err, codes.InvalidArgument, engine.ReasonInvalidRequest)
 	if !strings.Contains(status.Convert(err).Message(), "deeper than the maximum") {
 		t.Errorf("message %q does not name the limit", status.Convert(err).Message())
 	}

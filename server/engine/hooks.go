@@ -1,0 +1,27 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/intentpdp/intentpdp/policystore"
+)
+
+// Authenticator is the first step of Evaluate: it verifies who is asking
+// (the caller, and the principal's token the caller forwards) and may set
+// the verified identity on the request; a request it cannot verify fails
+// with an error wrapping ErrUnauthenticated, never an allow. Credentials
+// reach it through ctx (the transport's peer and metadata). By default
+// there is none: front ends authenticate the transport themselves and the
+// request's principal is taken as given. Implementations must be safe for
+// concurrent use.
+type Authenticator interface {
+	Authenticate(ctx context.Context, req policystore.Request) (policystore.Request, error)
+}
+
+// Enricher is the second step of Evaluate: it adds runtime data that
+// neither the caller nor the bundle supplies, such as the live task grant
+// named by intent.task_id. It must not remove what the caller sent. By
+// default there is none. Implementations must be safe for concurrent use.
+type Enricher interface {
+	Enrich(ctx context.Context, req policystore.Request) (policystore.Request, error)
+}

@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server/decisionlog"
+)
+
+// SpanName is the name of the span that covers one decision. A batch gets
+// one such span per item, all children of the batch call's span, so each
+// decision is found and read the same way whatever front end asked.
+const SpanName = "intentpdp.authorize"
+
+// Span attributes of a decision span.
+const (
+	AttrDecision      = "intentpdp.decision"
+	AttrPolicyIDs     = "intentpdp.policy_ids"
+	AttrErrorCount    = "intentpdp.error_count"
+	AttrRevision      = "intentpdp.policy_revision"
+	AttrPrincipalType = "intentpdp.principal.type"
+	AttrPrincipalID   = "intentpdp.principal.id"
+	AttrAction        = "intentpdp.action"
+	AttrResourceType  = "intentpdp.resource.type"
+	AttrResourceID    = "intentpdp.resource.id"
+	AttrTaskID        = "intentpdp.task_id"
+	AttrDecisionID    = "intentpdp.decision_id"
+	AttrFrontEnd      = "intentpdp.front_end"
+)
+
+// DecisionObserver records decisions as metrics (telemetry.Metrics).
+type DecisionObserver interface {
+	// ObserveDecision records one pass through Evaluate; err non-nil means
+	// no decision was made.
+	ObserveDecision(frontEnd FrontEnd, d policystore.Decision, err error, latency time.Duration)
+	ObserveBatch(frontEnd FrontEnd, n int)
+}
+
+// DecisionLogger records decisions in the decision log. Log returns an
+// error wrapping decisionlog.ErrNotAccepted when the decision must be denied
+// because it cannot be logged (deny mode: queue full or sink failing), and
+// decisionlog.ErrNotLogged or ErrClosed when it must not be returned.
+type DecisionLogger interface {
+	Log(ctx context.Context, r decisionlog.Record) error
+}
+
+// TracedIdentifiers says which identifiers, possibly personal data, decision
+// spans carry. Entity types, the action and the task id are always recorded.
+type TracedIdentifiers struct {
+	PrincipalID bool
+	ResourceID  bool
+}
+
+// admit is the decision-log admission step of Evaluate: it hands the
+// decision's record to the log and returns the decision that may be
+// answered. When the log refuses it in deny mode (queue full, sink
+// failing), the decision becomes a deny that says why. When the log is
+// closed, or the request's context ends before the log takes the record
+// (block mode) or makes it durable (sync), there is no decision to
+// return: ErrDecisionNotLogged.
+func (e *Engine) admit(ctx context.Context, span trace.Span, start time.Time, latency time.Duration,
+	frontEnd FrontEnd, req policystore.Request, res Result) (policystore.Decision, error) {
+	d := res.Decision
+	rec := decisionlog.Record{
+		DecisionID: res.ID, Time: start, FrontEnd: string(frontEnd),
+		Request: req, Decision: d, Latency: latency,
+	}
+	if sc := span.SpanContext(); sc.IsValid() {
+		rec.TraceID, rec.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	err := e.decisionLog.Log(ctx, rec)
+	switch {
+	case err == nil:
+		return d, nil
+	case errors.Is(err, decisionlog.ErrNotAccepted):
+		msg := "denied: the decision log is full"
+		if errors.Is(err, decisionlog.ErrSinkFailing) {
+			msg = "denied: the decision log cannot write"
+		}
+		return policystore.Decision{
+			Revision: d.Revision,
+			Errors:   append(d.Errors, policystore.EvalError{PolicyID: "intentpdp.decision_log", Message: msg}),
+		}, nil
+	case errors.Is(err, decisionlog.ErrClosed), errors.Is(err, decisionlog.ErrNotLogged):
+		return d, fmt.Errorf("%w: %w", ErrDecisionNotLogged, err)
+	default:
+		return d, err
+	}
+}
+
+// annotate is the span step of Evaluate.
+func (e *Engine) annotate(span trace.Span, frontEnd FrontEnd, req policystore.Request, res Result, err error) {
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs,
+		attribute.String(AttrFrontEnd, string(frontEnd)),
+		attribute.String(AttrPrincipalType, string(req.Principal.Type)),
+		attribute.String(AttrAction, string(req.Action.ID)),
+		attribute.String(AttrResourceType, string(req.Resource.Type)),
+	)
+	if req.Intent.TaskID != "" {
+		attrs = append(attrs, attribute.String(AttrTaskID, req.Intent.TaskID))
+	}
+	if e.tracedIDs.PrincipalID {
+		attrs = append(attrs, attribute.String(AttrPrincipalID, string(req.Principal.ID)))
+	}
+	if e.tracedIDs.ResourceID {
+		attrs = append(attrs, attribute.String(AttrResourceID, string(req.Resource.ID)))
+	}
+	if err != nil {
+		span.SetAttributes(attrs...)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "no decision")
+		return
+	}
+	d := res.Decision
+	span.SetAttributes(append(attrs,
+		attribute.String(AttrDecision, string(d.Outcome())),
+		attribute.StringSlice(AttrPolicyIDs, d.PolicyIDs()),
+		attribute.Int(AttrErrorCount, len(d.Errors)),
+		attribute.String(AttrRevision, d.Revision),
+		attribute.String(AttrDecisionID, res.ID),
+	)...)
+}
+
+// noMetrics is the default when no metrics are configured.
+type noMetrics struct{}
+
+func (noMetrics) ObserveDecision(FrontEnd, policystore.Decision, error, time.Duration) {}
+func (noMetrics) ObserveBatch(FrontEnd, int)                                           {}
