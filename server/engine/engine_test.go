@@ -93,3 +93,14 @@ func TestPinWithoutSnapshot(t *testing.T) {
 		t.Errorf("Pin: %v, want ErrNoSnapshot", err)
 	}
 }
+
+func TestCredentialsTravelInTheContext(t *testing.T) {
+	t.Parallel()
+	if got := engine.CredentialsFrom(context.Background()); got != (engine.Credentials{}) {
+		t.Fatalf("credentials without any attached: %+v", got)
+	}
+	want := engine.Credentials{Caller: "spiffe://example.org/orchestrator", PrincipalToken: "tok"}
+	if got := engine.CredentialsFrom(engine.WithCredentials(context.Background(), want)); got != want {
+		t.Fatalf("credentials = %+v, want %+v", got, want)
+	}
+}
