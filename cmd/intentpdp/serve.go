@@ -46,6 +46,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	if obs.decisionLog != nil {
 		rn.add(stageDecisionLog, flusher("decision log", log, cfg.ShutdownTimeout, obs.decisionLog.Close))
 	}
+	if obs.otlpLog != nil {
+		rn.add(stageDecisionLog, flusher("OTLP decision log", log, cfg.ShutdownTimeout, obs.otlpLog.Close))
+	}
 	if obs.exporter != nil {
 		rn.add(stageTelemetry, flusher("trace exporter", log, cfg.ShutdownTimeout, obs.exporter.Shutdown))
 	}
