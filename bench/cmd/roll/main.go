@@ -254,4 +254,3 @@ func freeAddr() string {
 	defer l.Close()
 	return l.Addr().String()
 }
-
