@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 make lint check-generated
 ./scripts/install-nginx.sh # the forward-auth integration test runs a real nginx
+./scripts/install-registry.sh # the OCI bundle tests push to and pull from a real registry
 go test -race -count=1 -timeout 20m ./...

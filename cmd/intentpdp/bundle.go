@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/intentpdp/intentpdp/policystore"
@@ -18,6 +19,8 @@ import (
 
 const bundleUsage = `usage:
   intentpdp bundle build DIR -o BUNDLE.tar.gz [--sign KEY.pem] [--sequence N]
+  intentpdp bundle push DIR oci://HOST/REPO:TAG [--sign KEY.pem] [--sequence N]
+      [--registry-config CONFIG.json] [--bundle-ca CA.pem] [--registry-plain-http]
   intentpdp bundle verify [--verify-key PUB.pem]... BUNDLE.tar.gz|DIR
   intentpdp bundle keygen -o NAME     writes NAME.key (private) and NAME.pub`
 
@@ -29,6 +32,8 @@ func bundleCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	switch args[0] {
 	case "build":
 		return bundleBuild(ctx, args[1:], stdout)
+	case "push":
+		return bundlePush(ctx, args[1:], stdout)
 	case "verify":
 		return bundleVerify(ctx, args[1:], stdout)
 	case "keygen":
@@ -71,43 +76,103 @@ func bundleBuild(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) != 1 || *out == "" {
 		return errors.New(bundleUsage)
 	}
-	b, err := policystore.LoadDir(pos[0])
+	sealed, err := sealBundle(ctx, pos[0], *signKey, *sequence, stdout)
 	if err != nil {
 		return err
 	}
-	if *sequence == 0 {
-		*sequence = time.Now().Unix()
+	if err := os.WriteFile(*out, sealed.archive, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", *out, sealed)
+	return nil
+}
+
+// sealedBundle is a bundle directory sealed into an archive by sealBundle.
+type sealedBundle struct {
+	archive []byte
+	snap    *policystore.Snapshot
+	files   int
+	signed  bool
+}
+
+func (s *sealedBundle) String() string {
+	return fmt.Sprintf("revision %s, sequence %d, %d files, %d policies, signed: %t",
+		s.snap.Revision(), s.snap.Sequence(), s.files, s.snap.PolicyCount(), s.signed)
+}
+
+// sealBundle seals the bundle directory dir, signed with the key in
+// signKey when set, and checks that it activates; sequence 0 means the
+// current Unix time.
+func sealBundle(ctx context.Context, dir, signKey string, sequence int64, stdout io.Writer) (*sealedBundle, error) {
+	b, err := policystore.LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if sequence == 0 {
+		sequence = time.Now().Unix()
 	}
 	var key ed25519.PrivateKey
-	if *signKey != "" {
-		data, err := os.ReadFile(*signKey)
+	if signKey != "" {
+		data, err := os.ReadFile(signKey)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if key, err = policystore.ParsePrivateKeyPEM(data); err != nil {
-			return fmt.Errorf("%s: %w", *signKey, err)
+			return nil, fmt.Errorf("%s: %w", signKey, err)
 		}
 	}
-	if err := policystore.Seal(b, *sequence, key); err != nil {
-		return err
+	if err := policystore.Seal(b, sequence, key); err != nil {
+		return nil, err
 	}
 	var keys []ed25519.PublicKey
 	if key != nil {
 		keys = append(keys, key.Public().(ed25519.PublicKey))
 	}
-	snap, err := activateBundle(ctx, pos[0], b, keys, stdout)
+	snap, err := activateBundle(ctx, dir, b, keys, stdout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var buf bytes.Buffer
 	if err := bundlesrc.WriteTarGz(&buf, b); err != nil {
+		return nil, err
+	}
+	return &sealedBundle{archive: buf.Bytes(), snap: snap, files: len(b.Files), signed: key != nil}, nil
+}
+
+// bundlePush seals a bundle directory as bundle build does and publishes
+// it as an OCI artifact (see bundlesrc.Push) at an oci:// tag.
+func bundlePush(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bundle push", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	signKey := fs.String("sign", "", "PEM ed25519 private key to sign the manifest with")
+	sequence := fs.Int64("sequence", 0, "manifest sequence for anti-rollback (default: the current Unix time)")
+	var rc ReloadConfig
+	rc.bindRegistryFlags(fs)
+	fs.StringVar(&rc.BundleCA, "bundle-ca", "", "PEM CA certificates trusted for the registry (default: system roots)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+	if len(pos) != 2 {
+		return errors.New(bundleUsage)
+	}
+	sealed, err := sealBundle(ctx, pos[0], *signKey, *sequence, stdout)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: revision %s, sequence %d, %d files, %d policies, signed: %t\n",
-		*out, snap.Revision(), snap.Sequence(), len(b.Files), snap.PolicyCount(), key != nil)
+	rc.SetDefaults()
+	opts, err := rc.sourceOptions()
+	if err != nil {
+		return err
+	}
+	digest, err := bundlesrc.Push(ctx, pos[1], sealed.archive, map[string]string{
+		bundlesrc.AnnotationRevision: sealed.snap.Revision(),
+		bundlesrc.AnnotationSequence: strconv.FormatInt(sealed.snap.Sequence(), 10),
+	}, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s@%s: %s\n", pos[1], digest, sealed)
 	return nil
 }
 

@@ -45,6 +45,11 @@ type Config struct {
 	GatewayConfig string
 	// ShutdownTimeout bounds the graceful drain of in-flight requests.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long shutdown keeps serving after health turned
+	// NOT_SERVING (gRPC health and GET /healthz), so that a load balancer
+	// notices and stops sending new work before the listeners stop
+	// accepting. Zero: drain at once.
+	ShutdownDelay time.Duration
 	// Observability configures traces, metrics and the decision log.
 	Observability ObservabilityConfig
 	// Reload configures bundle sources, hot reload and the admin API.
@@ -98,6 +103,9 @@ func (c *Config) Validate() error {
 	if err := c.TLS.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("shutdown-delay must not be negative, not %v", c.ShutdownDelay))
+	}
 	if c.EntityOverrides != "ignore" && c.EntityOverrides != "reject" {
 		errs = append(errs, fmt.Errorf("entity-overrides must be ignore or reject, not %q", c.EntityOverrides))
 	}
@@ -132,6 +140,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AuthZENBaseURL, "authzen-base-url", "", "absolute URL the AuthZEN discovery metadata names, e.g. https://pdp.example.org (default: the address each request arrived on, never its Host header)")
 	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "JSON file mapping gateway requests (ext_authz, forward-auth) to decisions")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long graceful shutdown waits for in-flight requests")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on shutdown, how long to keep serving after health reports NOT_SERVING, so that load balancers stop sending work first (set it above the balancer's health-check interval × fall count)")
 	c.HTTPLimits.bindFlags(fs)
 	c.GRPCLimits.bindFlags(fs)
 	c.Observability.bindFlags(fs)

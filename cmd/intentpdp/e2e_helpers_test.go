@@ -43,8 +43,26 @@ type servedBinary struct {
 	conn        *grpc.ClientConn
 	client      pdpv1.AuthorizationServiceClient
 
-	mu     sync.Mutex
-	output bytes.Buffer // everything the binary logged
+	mu        sync.Mutex
+	output    bytes.Buffer // everything the binary logged
+	adminAddr string       // once logged; empty while the admin API is off
+}
+
+// admin dials the admin API, whose address is logged before gRPC's.
+func (p *servedBinary) admin(t *testing.T) pdpv1.PolicyAdminServiceClient {
+	t.Helper()
+	p.mu.Lock()
+	addr := p.adminAddr
+	p.mu.Unlock()
+	if addr == "" {
+		t.Fatal("the admin API is off")
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return pdpv1.NewPolicyAdminServiceClient(conn)
 }
 
 // logs returns what the binary has logged so far.
@@ -118,6 +136,10 @@ func (p *servedBinary) watchLog(r io.Reader, addrs chan<- [3]string) {
 			metricsAddr = l.Addr
 		case "serving AuthZEN and forward-auth over HTTP":
 			httpAddr = l.Addr
+		case "serving admin API":
+			p.mu.Lock()
+			p.adminAddr = l.Addr
+			p.mu.Unlock()
 		}
 		if grpcAddr != "" && metricsAddr != "" && httpAddr != "" {
 			addrs <- [3]string{grpcAddr, metricsAddr, httpAddr}

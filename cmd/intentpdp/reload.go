@@ -38,6 +38,21 @@ func newReloader(cfg *Config, log *slog.Logger, storeOpts ...policystore.StoreOp
 	return store, bundlesrc.NewReloader(store, fetcher, bundlesrc.WithLogger(log)), nil
 }
 
+// sourceOptions are the options of a remote bundle source: TLS roots,
+// registry credentials, bounds.
+func (rc *ReloadConfig) sourceOptions() (bundlesrc.Options, error) {
+	opts := bundlesrc.Options{Timeout: bundleFetchTimeout, MaxBytes: rc.BundleMaxBytes,
+		RegistryConfig: rc.RegistryConfig, PlainHTTP: rc.RegistryPlainHTTP}
+	if rc.BundleCA != "" {
+		pool, err := tlsfiles.LoadCAPool(rc.BundleCA)
+		if err != nil {
+			return opts, fmt.Errorf("bundle-ca: %w", err)
+		}
+		opts.RootCAs = pool
+	}
+	return opts, nil
+}
+
 // newFetcher returns the fetcher of the configured source: --bundle-url
 // by its scheme (see bundlesrc.Open), else the --bundle directory, else
 // the embedded example.
@@ -45,13 +60,9 @@ func newFetcher(cfg *Config) (bundlesrc.Fetcher, error) {
 	rc := cfg.Reload
 	switch {
 	case rc.BundleURL != "":
-		opts := bundlesrc.Options{Timeout: bundleFetchTimeout, MaxBytes: rc.BundleMaxBytes}
-		if rc.BundleCA != "" {
-			pool, err := tlsfiles.LoadCAPool(rc.BundleCA)
-			if err != nil {
-				return nil, fmt.Errorf("bundle-ca: %w", err)
-			}
-			opts.RootCAs = pool
+		opts, err := rc.sourceOptions()
+		if err != nil {
+			return nil, err
 		}
 		return bundlesrc.Open(rc.BundleURL, opts)
 	case cfg.Bundle != "":

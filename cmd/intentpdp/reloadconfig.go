@@ -13,7 +13,8 @@ import (
 // up, how bundles are verified, and the admin API.
 type ReloadConfig struct {
 	// BundleURL is a .tar.gz bundle: a local path, a file:// URL or an
-	// http(s) URL (see bundlesrc.Open), polled every PollInterval.
+	// http(s) URL, or an OCI artifact in a registry (oci://HOST/REPO:TAG
+	// or @sha256:…; see bundlesrc.Open), polled every PollInterval.
 	// Exclusive with Config.Bundle.
 	BundleURL string
 	// Watch reloads a bundle directory when its files change.
@@ -28,6 +29,13 @@ type ReloadConfig struct {
 	// BundleCA is a PEM file of CA certificates trusted for an https
 	// BundleURL; empty means the system roots.
 	BundleCA string
+	// RegistryConfig is a docker-style config.json holding the
+	// credentials of an oci:// BundleURL's registry; empty means
+	// ~/.docker/config.json when it exists.
+	RegistryConfig string
+	// RegistryPlainHTTP reaches an oci:// BundleURL's registry over plain
+	// HTTP instead of HTTPS.
+	RegistryPlainHTTP bool
 	// BundleMaxBytes bounds a bundle archive, compressed and uncompressed.
 	BundleMaxBytes int64
 	// VerifyKeys are PEM ed25519 public keys; when set, only bundles
@@ -74,16 +82,24 @@ func (c *ReloadConfig) validate(bundleDir string) []error {
 
 func (c *ReloadConfig) bindFlags(fs *flag.FlagSet) {
 	d := defaultReload
-	fs.StringVar(&c.BundleURL, "bundle-url", "", "bundle archive (.tar.gz): a local path, file:// or http(s) URL, polled for changes")
+	fs.StringVar(&c.BundleURL, "bundle-url", "", "bundle archive (.tar.gz): a local path, file:// or http(s) URL, or an OCI artifact oci://HOST/REPO:TAG (or @sha256:…), polled for changes")
 	fs.BoolVar(&c.Watch, "watch", d.Watch, "reload a --bundle directory when its files change")
 	fs.DurationVar(&c.WatchCooldown, "watch-cooldown", d.WatchCooldown, "quiet time after a file change before the directory is reloaded")
 	fs.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "pause between polls of --bundle-url (±10% jitter)")
 	fs.DurationVar(&c.PollMaxBackoff, "poll-max-backoff", d.PollMaxBackoff, "longest pause between polls after repeated failures")
 	fs.StringVar(&c.BundleCA, "bundle-ca", "", "PEM CA certificates trusted for an https --bundle-url (default: system roots)")
+	c.bindRegistryFlags(fs)
 	fs.Int64Var(&c.BundleMaxBytes, "bundle-max-bytes", d.BundleMaxBytes, "largest bundle archive accepted, compressed and uncompressed")
 	fs.Var(&c.VerifyKeys, "verify-key", "PEM ed25519 public key; when set, only bundles signed by one of these keys activate (repeatable, or comma-separated)")
 	fs.BoolVar(&c.AllowRollback, "allow-rollback", false, "activate bundles whose manifest sequence is older than the active one")
 	fs.StringVar(&c.AdminListen, "admin-listen", d.AdminListen, "admin API (PolicyAdminService) listen address; empty disables it")
+}
+
+// bindRegistryFlags binds the flags of an oci:// registry, shared by serve
+// and bundle push.
+func (c *ReloadConfig) bindRegistryFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.RegistryConfig, "registry-config", "", "docker-style config.json with the credentials of an oci:// registry (default: ~/.docker/config.json when it exists)")
+	fs.BoolVar(&c.RegistryPlainHTTP, "registry-plain-http", false, "reach an oci:// registry over plain HTTP instead of HTTPS")
 }
 
 // stringList is a repeatable flag that also splits on commas, so that one

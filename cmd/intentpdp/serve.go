@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
@@ -45,6 +46,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	rn := &runner{log: log}
 	if obs.decisionLog != nil {
 		rn.add(stageDecisionLog, flusher("decision log", log, cfg.ShutdownTimeout, obs.decisionLog.Close))
+	}
+	if obs.otlpLog != nil {
+		rn.add(stageDecisionLog, flusher("OTLP decision log", log, cfg.ShutdownTimeout, obs.otlpLog.Close))
 	}
 	if obs.exporter != nil {
 		rn.add(stageTelemetry, flusher("trace exporter", log, cfg.ShutdownTimeout, obs.exporter.Shutdown))
@@ -90,6 +94,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	if err != nil {
 		return rn.abort(err)
 	}
+	if httpHandler != nil {
+		httpHandler = withHealthz(health, httpHandler)
+	}
 	if httpHandler == nil {
 		log.Info("HTTP listener off: no AuthZEN or forward-auth")
 	} else {
@@ -111,8 +118,12 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		return rn.abort(err)
 	}
 	rn.add(stageHealth, onStop("health", func() {
-		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
 		grpcapi.SetServing(health, false)
+		if cfg.ShutdownDelay > 0 {
+			log.Info("shutting down: NOT_SERVING; still serving for the shutdown delay", "delay", cfg.ShutdownDelay)
+			time.Sleep(cfg.ShutdownDelay) // a deliberate pause for load balancers, not synchronisation
+		}
+		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
 	}))
 	grpcapi.SetServing(health, true)
 	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")

@@ -69,6 +69,15 @@ type ObservabilityConfig struct {
 	// DecisionLogRedact lists context fields (dotted paths) the log replaces
 	// with [REDACTED], comma-separated.
 	DecisionLogRedact string
+	// DecisionLogOTLPEndpoint sends the decision log to an OpenTelemetry
+	// Collector as OTLP log records too (beside DecisionLog, or alone):
+	// http://host:4317 (gRPC) or http://host:4318 (HTTP, /v1/logs unless
+	// the URL has a path of its own); an https URL is
+	// verified with OTLPCAFile, and OTLPHeaders are sent. It has its own
+	// queue of DecisionLogQueue records and DecisionLogFull mode.
+	DecisionLogOTLPEndpoint string
+	// DecisionLogOTLPProtocol is grpc or http/protobuf.
+	DecisionLogOTLPProtocol string
 }
 
 // defaultObservability holds the defaults of the flags and of SetDefaults.
@@ -79,6 +88,8 @@ var defaultObservability = ObservabilityConfig{
 	DecisionLogFull:       "block",
 	DecisionLogMaxSizeMB:  100,
 	DecisionLogMaxBackups: 10,
+
+	DecisionLogOTLPProtocol: "grpc",
 }
 
 // SetDefaults fills unset fields but those whose zero value is a choice:
@@ -89,6 +100,7 @@ func (c *ObservabilityConfig) SetDefaults() {
 	setPositive(&c.DecisionLogQueue, d.DecisionLogQueue)
 	setDefault(&c.DecisionLogFull, d.DecisionLogFull)
 	setPositive(&c.DecisionLogMaxSizeMB, d.DecisionLogMaxSizeMB)
+	setDefault(&c.DecisionLogOTLPProtocol, d.DecisionLogOTLPProtocol)
 }
 
 // Validate reports every problem.
@@ -112,6 +124,7 @@ func (c *ObservabilityConfig) Validate() []error {
 	if _, err := keyValues(c.OTLPHeaders); err != nil {
 		errs = append(errs, fmt.Errorf("otlp-headers: %w", err))
 	}
+	errs = append(errs, c.validateDecisionLogOTLP()...)
 	return errs
 }
 
@@ -130,6 +143,8 @@ func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.DecisionLogSync, "decision-log-sync", false, "acknowledge a decision only once its log record is written and fsynced (group commit)")
 	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", d.DecisionLogMaxSizeMB, "rotate the decision log file at this size")
 	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", d.DecisionLogMaxBackups, "rotated decision log files kept (0: all)")
+	fs.StringVar(&c.DecisionLogOTLPEndpoint, "decision-log-otlp-endpoint", "", "also send decision records to an OpenTelemetry Collector as OTLP logs, e.g. http://127.0.0.1:4317 (TLS for https, with --otlp-ca-file and --otlp-headers; empty: off)")
+	fs.StringVar(&c.DecisionLogOTLPProtocol, "decision-log-otlp-protocol", d.DecisionLogOTLPProtocol, "OTLP protocol of --decision-log-otlp-endpoint: grpc or http/protobuf")
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
 }
 
@@ -174,6 +189,7 @@ type observability struct {
 	metrics     *telemetry.Metrics
 	registry    *prometheus.Registry
 	decisionLog *decisionlog.Writer // nil when off
+	otlpLog     *decisionlog.Writer // nil when off
 	svcOpts     []engine.Option
 	log         *slog.Logger
 }
@@ -198,6 +214,9 @@ func newObservability(ctx context.Context, c *ObservabilityConfig, log *slog.Log
 func (o *observability) release(ctx context.Context) {
 	if o.decisionLog != nil {
 		_ = o.decisionLog.Close(ctx)
+	}
+	if o.otlpLog != nil {
+		_ = o.otlpLog.Close(ctx)
 	}
 	if o.exporter != nil {
 		_ = o.exporter.Shutdown(ctx)
@@ -308,28 +327,47 @@ func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) 
 	return nil
 }
 
-func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConfig) error {
-	if c.DecisionLog == "" {
+func (o *observability) startDecisionLog(ctx context.Context, c *ObservabilityConfig) error {
+	if c.DecisionLog == "" && c.DecisionLogOTLPEndpoint == "" {
 		return nil
 	}
-	sink, err := decisionlog.OpenSink(c.DecisionLog, c.DecisionLogMaxSizeMB, c.DecisionLogMaxBackups)
-	if err != nil {
-		return fmt.Errorf("decision log: %w", err)
-	}
 	mode, _ := decisionlog.ParseMode(c.DecisionLogFull) // checked by Validate
-	w, err := decisionlog.New(sink,
+	opts := []decisionlog.Option{
 		decisionlog.WithQueueSize(c.DecisionLogQueue),
 		decisionlog.WithMode(mode),
-		decisionlog.WithSync(c.DecisionLogSync),
 		decisionlog.WithRedact(splitList(c.DecisionLogRedact)),
-		decisionlog.WithLogger(o.log))
-	if err != nil {
-		return fmt.Errorf("decision log: %w", err)
+		decisionlog.WithLogger(o.log),
 	}
-	o.decisionLog = w
-	o.svcOpts = append(o.svcOpts, engine.WithDecisionLog(w))
-	o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
-	return o.metrics.ObserveDecisionLog(w)
+	var logs []*decisionlog.Writer
+	if c.DecisionLog != "" {
+		sink, err := decisionlog.OpenSink(c.DecisionLog, c.DecisionLogMaxSizeMB, c.DecisionLogMaxBackups)
+		if err != nil {
+			return fmt.Errorf("decision log: %w", err)
+		}
+		w, err := decisionlog.New(sink, append(opts, decisionlog.WithSync(c.DecisionLogSync))...)
+		if err != nil {
+			return fmt.Errorf("decision log: %w", err)
+		}
+		o.decisionLog = w
+		logs = append(logs, w)
+		o.log.Info("decision log on", "path", c.DecisionLog, "full", mode.String(), "queue", c.DecisionLogQueue, "sync", c.DecisionLogSync)
+		if err := o.metrics.ObserveDecisionLog(w); err != nil {
+			return err
+		}
+	}
+	if c.DecisionLogOTLPEndpoint != "" {
+		w, err := o.startOTLPDecisionLog(ctx, c, opts)
+		if err != nil {
+			return fmt.Errorf("decision log OTLP exporter: %w", err)
+		}
+		logs = append(logs, w)
+	}
+	if len(logs) == 1 {
+		o.svcOpts = append(o.svcOpts, engine.WithDecisionLog(logs[0]))
+	} else {
+		o.svcOpts = append(o.svcOpts, engine.WithDecisionLog(decisionlog.NewTee(logs...)))
+	}
+	return nil
 }
 
 func splitList(s string) []string {

@@ -20,6 +20,13 @@ type Options struct {
 	// MaxBytes bounds an archive, compressed and uncompressed; zero means
 	// DefaultMaxBytes.
 	MaxBytes int64
+	// RegistryConfig is, for oci:// locations, a docker-style config.json
+	// with the registry's credentials (auths, credential helpers). Empty
+	// means ~/.docker/config.json when it exists, else anonymous access.
+	RegistryConfig string
+	// PlainHTTP talks to an oci:// registry over HTTP rather than HTTPS.
+	// It is never implied, not even for a loopback registry.
+	PlainHTTP bool
 }
 
 // opener makes the fetcher of one kind of location.
@@ -32,6 +39,7 @@ var openers = map[string]opener{
 	"file":  openFileURL,
 	"http":  openRemoteArchive,
 	"https": openRemoteArchive,
+	"oci":   openOCI,
 }
 
 // schemeRE matches a location that names a scheme ("https://…"). Anything
@@ -48,7 +56,8 @@ func scheme(location string) string {
 
 // Open returns the fetcher for a bundle archive at location, chosen by its
 // scheme: an http:// or https:// URL is downloaded (with ETags), a file://
-// URL or a plain path is read from the local file system. An unknown
+// URL or a plain path is read from the local file system, an oci:// URL
+// is an OCI artifact in a registry (see OCI). An unknown
 // scheme is an error that lists the known ones.
 func Open(location string, opts Options) (Fetcher, error) {
 	open, ok := openers[scheme(location)]

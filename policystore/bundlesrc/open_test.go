@@ -58,7 +58,8 @@ func TestOpenChoosesFetcherByScheme(t *testing.T) {
 	}
 
 	for _, tt := range []struct{ name, location, want string }{
-		{"unknown scheme", "oci://registry.example.org/bundles/agents:v1", `unknown scheme "oci" (known: file://, http://, https://)`},
+		{"unknown scheme", "s3://bucket/bundles/agents.tar.gz", `unknown scheme "s3" (known: file://, http://, https://, oci://)`},
+		{"oci URL without a tag or digest", "oci://registry.example.org/bundles/agents", "name a tag"},
 		{"file URL with a host", "file://fileserver/bundle.tar.gz", "not host"},
 		{"file URL without a path", "file://", "no path"},
 	} {

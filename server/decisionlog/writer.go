@@ -115,7 +115,7 @@ type Writer struct {
 	hooks     []func(healthy bool)
 	errs      errLimiter
 
-	written, dropped, denied, failed atomic.Uint64
+	written, dropped, denied, failed, writeErrors atomic.Uint64
 }
 
 // entry is a queued record and, with WithSync, where its writer reports
@@ -396,6 +396,10 @@ func (w *Writer) Denied() uint64 { return w.denied.Load() }
 // Close gave up on a failing sink.
 func (w *Writer) Failed() uint64 { return w.failed.Load() }
 
+// WriteErrors counts failed writes (or syncs) of a batch to the sink; each
+// is retried with backoff, so it counts attempts, not lost records.
+func (w *Writer) WriteErrors() uint64 { return w.writeErrors.Load() }
+
 // Mode is what Log does when it cannot queue a record.
 func (w *Writer) Mode() Mode { return w.mode }
 
@@ -520,6 +524,7 @@ func (w *Writer) flush() {
 		if err == nil {
 			break
 		}
+		w.writeErrors.Add(1)
 		w.setHealthy(false)
 		w.errs.failed(w.log, err, w.pending, time.Now(), w.warnEvery)
 		select {
