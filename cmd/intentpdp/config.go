@@ -54,6 +54,9 @@ type Config struct {
 	Observability ObservabilityConfig
 	// Reload configures bundle sources, hot reload and the admin API.
 	Reload ReloadConfig
+	// Callers configures mutual TLS on every listener and the callers each
+	// service admits.
+	Callers CallersConfig
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -118,6 +121,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Observability.Validate()...)
 	errs = append(errs, c.Reload.validate(c.Bundle)...)
+	errs = append(errs, c.validateCallers()...)
 	return errors.Join(errs...)
 }
 
@@ -145,6 +149,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.GRPCLimits.bindFlags(fs)
 	c.Observability.bindFlags(fs)
 	c.Reload.bindFlags(fs)
+	c.Callers.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/intentpdp/intentpdp/examples"
@@ -53,12 +55,17 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	if obs.exporter != nil {
 		rn.add(stageTelemetry, flusher("trace exporter", log, cfg.ShutdownTimeout, obs.exporter.Shutdown))
 	}
+	sec, err := newTransportSecurity(ctx, &cfg, log)
+	if err != nil {
+		return rn.abort(err)
+	}
+	rn.add(stageTelemetry, onStop("SPIFFE source", sec.close))
 	if cfg.Observability.MetricsListen != "" {
 		lis, err := listen.open("metrics-listen", cfg.Observability.MetricsListen, true)
 		if err != nil {
 			return rn.abort(err)
 		}
-		rn.add(stageTelemetry, httpListener("metrics listener", cfg.HTTPLimits.server(obs.metricsHandler(), log), lis, cfg.ShutdownTimeout, log))
+		rn.add(stageTelemetry, httpListener("metrics listener", cfg.HTTPLimits.server(sec.metrics.handler(obs.metricsHandler()), log), sec.metrics.listener(lis), cfg.ShutdownTimeout, log))
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}
 
@@ -81,16 +88,10 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
 	}
 	grpcOpts := obs.grpcOptions()
-	creds, err := cfg.TLS.serverOption()
-	if err != nil {
-		return rn.abort(err)
-	}
-	if creds != nil {
-		grpcOpts = append(grpcOpts, creds)
-	}
+	grpcOpts = append(grpcOpts, sec.grpc.grpcOptions()...)
 	grpcOpts = append(grpcOpts, cfg.GRPCLimits.serverOptions()...)
 	gs, health := grpcapi.NewServer(grpcapi.New(eng, svcOpts...), grpcOpts...)
-	httpHandler, routes, err := startGateways(cfg, eng, gs, log, obs.httpHandler)
+	httpHandler, routes, err := startGateways(cfg, eng, gs, log, func(h http.Handler) http.Handler { return obs.httpHandler(sec.http.handler(h)) })
 	if err != nil {
 		return rn.abort(err)
 	}
@@ -104,7 +105,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		if err != nil {
 			return rn.abort(err)
 		}
-		rn.add(stageServe, httpListener("HTTP listener", cfg.HTTPLimits.server(httpHandler, log), lis, cfg.ShutdownTimeout, log))
+		rn.add(stageServe, httpListener("HTTP listener", cfg.HTTPLimits.server(httpHandler, log), sec.http.listener(lis), cfg.ShutdownTimeout, log))
 		log.Info("serving AuthZEN and forward-auth over HTTP", "addr", lis.Addr().String(), "routes", routes)
 	}
 	obs.metrics.InitializeGRPC(gs)
@@ -114,7 +115,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	}
 	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
 
-	if err := addReloading(rn, &cfg, log, reloader, listen); err != nil {
+	if err := addReloading(rn, &cfg, log, reloader, listen, sec.admin); err != nil {
 		return rn.abort(err)
 	}
 	rn.add(stageHealth, onStop("health", func() {
@@ -126,7 +127,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
 	}))
 	grpcapi.SetServing(health, true)
-	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", cfg.TLS.Cert != "", "mtls", cfg.TLS.ClientCA != "")
+	log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", sec.grpc.tls != nil, "mtls", sec.grpc.tls != nil && sec.grpc.tls.ClientAuth != tls.NoClientCert)
 	err = rn.run(ctx)
 	log.Info("stopped")
 	return err
@@ -134,7 +135,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 
 // addReloading adds what keeps the bundle current: SIGHUP, a directory
 // watcher or a poller, the reloader they trigger, and the admin API.
-func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc) error {
+func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc, sec listenerSecurity) error {
 	trigger := make(chan struct{}, 1)
 	rn.add(stageReload, loop("reloader", func(ctx context.Context) { r.Run(ctx, trigger) }))
 	rn.add(stageReload, loop("SIGHUP", watchSIGHUP(log, trigger)))
@@ -157,7 +158,7 @@ func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reload
 		}
 		// Admin calls are short: the drain bound is the one of the
 		// decision listeners.
-		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, r), lis, cfg.ShutdownTimeout, log))
+		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, r, sec.grpcOptions()...), lis, cfg.ShutdownTimeout, log))
 		log.Info("serving admin API", "addr", lis.Addr().String())
 	}
 	return nil

@@ -1,16 +1,10 @@
 package main
 
-import (
-	"errors"
+import "errors"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
-	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
-)
-
-// TLSConfig configures TLS, and mutual TLS when ClientCA is set, on the
-// gRPC listener.
+// TLSConfig configures TLS, and mutual TLS when ClientCA is set, on one
+// listener (Config.TLS: the gRPC listener; CallersConfig: the others);
+// newTransportSecurity loads it.
 type TLSConfig struct {
 	// Cert and Key are PEM files of the server certificate and its key.
 	Cert, Key string
@@ -28,13 +22,4 @@ func (c TLSConfig) validate() error {
 		return errors.New("tls-client-ca needs tls-cert and tls-key")
 	}
 	return nil
-}
-
-// serverOption returns the gRPC credentials option, or nil for plaintext.
-func (c TLSConfig) serverOption() (grpc.ServerOption, error) {
-	cfg, err := tlsfiles.ServerConfig(c.Cert, c.Key, c.ClientCA)
-	if err != nil || cfg == nil {
-		return nil, err
-	}
-	return grpc.Creds(credentials.NewTLS(cfg)), nil
 }

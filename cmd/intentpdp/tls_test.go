@@ -117,3 +117,20 @@ func TestServeMutualTLS(t *testing.T) {
 		t.Fatal("without a client certificate the call succeeded")
 	}
 }
+
+// TestServeCallerAllowlist runs the real binary with SPIFFE mutual TLS:
+// the allowlisted orchestrator gets decisions, another workload of the
+// trust domain is refused without one.
+func TestServeCallerAllowlist(t *testing.T) {
+	f := newCallerFixture(t)
+	p := startServe(t, nil, append(f.flags(), "--decision-callers", "spiffe://example.org/orchestrator")...)
+	resp, err := authorize(t, p.grpcAddr, f.pki.clientTLS(f.orchestrator))
+	if err != nil || resp.GetDecision() != pdpv1.Decision_DECISION_ALLOW {
+		t.Fatalf("Authorize by the orchestrator = %v, %v", resp.GetDecision(), err)
+	}
+	_, err = authorize(t, p.grpcAddr, f.pki.clientTLS(f.agent))
+	wantRefusedCaller(t, "Authorize by a workload off the allowlist", err)
+	_, err = authorize(t, p.grpcAddr, f.pki.clientTLS())
+	wantHandshakeRefused(t, "Authorize without a client certificate", err)
+	p.stop(t)
+}

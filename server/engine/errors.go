@@ -35,6 +35,10 @@ var (
 	// with a durable log the request's context ended first), so it is not
 	// returned.
 	ErrDecisionNotLogged = errors.New("the decision could not be logged")
+	// ErrCallerNotAllowed marks a request whose transport peer (the mTLS
+	// caller's SPIFFE ID) is not on the allowlist of the service it calls;
+	// it is refused before anything is evaluated.
+	ErrCallerNotAllowed = errors.New("caller not allowed")
 )
 
 // ErrorDomain is the ErrorInfo domain of every error intentpdp returns.
@@ -54,6 +58,7 @@ const (
 	ReasonNonCanonicalPath   = "NON_CANONICAL_PATH"
 	ReasonConflictingHeaders = "CONFLICTING_REQUEST_HEADERS"
 	ReasonNotLogged          = "DECISION_NOT_LOGGED"
+	ReasonCallerNotAllowed   = "CALLER_NOT_ALLOWED"
 )
 
 // StatusClientClosedRequest is the HTTP status of a request its client
@@ -100,6 +105,7 @@ var failures = [...]failureRow{
 	{is(ErrUnauthenticated), codes.Unauthenticated, http.StatusUnauthorized, ReasonUnauthenticated, ""},
 	{is(ErrNonCanonicalPath), codes.InvalidArgument, http.StatusBadRequest, ReasonNonCanonicalPath, ""},
 	{is(ErrConflictingRequestHeaders), codes.InvalidArgument, http.StatusBadRequest, ReasonConflictingHeaders, ""},
+	{is(ErrCallerNotAllowed), codes.PermissionDenied, http.StatusForbidden, ReasonCallerNotAllowed, ""},
 	{is(ErrNoRoute), codes.PermissionDenied, http.StatusForbidden, ReasonNoRoute, ""},
 	{is(policystore.ErrNoSnapshot), codes.Unavailable, http.StatusServiceUnavailable, ReasonNoActiveBundle, ""},
 	{is(ErrDecisionNotLogged), codes.Unavailable, http.StatusServiceUnavailable, ReasonNotLogged, ""},

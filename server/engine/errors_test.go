@@ -31,6 +31,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("%w: /a//b", engine.ErrNonCanonicalPath), codes.InvalidArgument, http.StatusBadRequest, engine.ReasonNonCanonicalPath, ""},
 		{fmt.Errorf("%w: X-Original-URI", engine.ErrConflictingRequestHeaders), codes.InvalidArgument, http.StatusBadRequest, engine.ReasonConflictingHeaders, ""},
 		{fmt.Errorf("%w: GET /x", engine.ErrNoRoute), codes.PermissionDenied, http.StatusForbidden, engine.ReasonNoRoute, ""},
+		{fmt.Errorf("%w: spiffe://example.org/x", engine.ErrCallerNotAllowed), codes.PermissionDenied, http.StatusForbidden, engine.ReasonCallerNotAllowed, ""},
 		{fmt.Errorf("route: %w", engine.ErrUnauthenticated), codes.Unauthenticated, http.StatusUnauthorized, engine.ReasonUnauthenticated, ""},
 		{policystore.ErrNoSnapshot, codes.Unavailable, http.StatusServiceUnavailable, engine.ReasonNoActiveBundle, ""},
 		{engine.ErrDecisionNotLogged, codes.Unavailable, http.StatusServiceUnavailable, engine.ReasonNotLogged, ""},
