@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -38,8 +39,10 @@ type Request struct {
 	Identity *Identity
 }
 
-// Identity is what a verified principal token proved. Its values are
-// shared with the verifier's cache: read only.
+// Identity is what a verified principal token proved. One Identity may be
+// shared by every request carrying the same token from the same caller:
+// it is read only once built, and its Cedar record is made once, on first
+// use.
 type Identity struct {
 	Issuer    string
 	Subject   string
@@ -53,6 +56,8 @@ type Identity struct {
 	// Caller is the SPIFFE ID of the mTLS caller that forwarded the token,
 	// or "".
 	Caller string
+
+	rec atomic.Pointer[types.Record]
 }
 
 // Intent is what the principal is trying to do, beyond the Cedar action.
@@ -106,6 +111,9 @@ func (req *Request) CedarContext() (types.Record, error) {
 }
 
 func (id *Identity) record() types.Record {
+	if r := id.rec.Load(); r != nil {
+		return *r
+	}
 	rec := types.RecordMap{
 		"issuer":     types.String(id.Issuer),
 		"subject":    types.String(id.Subject),
@@ -118,7 +126,9 @@ func (id *Identity) record() types.Record {
 	if id.Actor != nil {
 		rec["actor"] = *id.Actor
 	}
-	return types.NewRecord(rec)
+	r := types.NewRecord(rec)
+	id.rec.Store(&r)
+	return r
 }
 
 // Decision is the outcome of one request.

@@ -67,9 +67,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, req policystore.Reques
 		return req, err
 	}
 	out := req
-	id := ver.Identity
-	id.Caller = creds.Caller
-	out.Identity = &id
+	out.Identity = ver.ForCaller(creds.Caller)
 	unset := req.Principal == types.EntityUID{}
 	if a.binding == BindRequest {
 		if unset {

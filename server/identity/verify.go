@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -132,8 +133,27 @@ func (c *Config) Validate() error {
 type Verified struct {
 	Principal types.EntityUID
 	// Identity is context.identity without the caller.
-	Identity policystore.Identity
+	Identity *policystore.Identity
 	kid      string
+	// forCaller is Identity with the caller that last presented the token,
+	// shared by its requests.
+	forCaller atomic.Pointer[policystore.Identity]
+}
+
+// ForCaller is v's identity as presented by caller (context.identity.caller),
+// shared by consecutive requests of that caller.
+func (v *Verified) ForCaller(caller string) *policystore.Identity {
+	if caller == "" {
+		return v.Identity
+	}
+	if id := v.forCaller.Load(); id != nil && id.Caller == caller {
+		return id
+	}
+	b := v.Identity
+	id := &policystore.Identity{Issuer: b.Issuer, Subject: b.Subject, SPIFFEID: b.SPIFFEID, Audience: b.Audience,
+		ExpiresAt: b.ExpiresAt, Claims: b.Claims, Actor: b.Actor, Caller: caller}
+	v.forCaller.Store(id)
+	return id
 }
 
 // Verifier verifies principal tokens against its Keys and Config. It is
@@ -282,7 +302,7 @@ func (v *Verifier) identity(c jwt.Claims, raw map[string]json.RawMessage, kid st
 	ver := &Verified{
 		Principal: types.NewEntityUID(types.EntityType(v.cfg.PrincipalType), types.String(id)),
 		kid:       kid,
-		Identity: policystore.Identity{
+		Identity: &policystore.Identity{
 			Issuer:    c.Issuer,
 			Subject:   c.Subject,
 			Audience:  types.NewSet(aud...),
