@@ -25,8 +25,12 @@ func DecodeRequest(req *pdpv1.AuthorizeRequest, limits engine.Limits) (policysto
 func (d *decoder) request(req *pdpv1.AuthorizeRequest) (policystore.Request, error) {
 	var out policystore.Request
 	var err error
-	if out.Principal, err = requiredRef("principal", req.GetPrincipal()); err != nil {
-		return out, err
+	// With a token the principal may be left to the authenticate step,
+	// which takes it from the verified token.
+	if req.GetPrincipal() != nil || req.GetPrincipalToken() == "" {
+		if out.Principal, err = requiredRef("principal", req.GetPrincipal()); err != nil {
+			return out, err
+		}
 	}
 	if out.Resource, err = requiredRef("resource", req.GetResource()); err != nil {
 		return out, err
