@@ -12,6 +12,7 @@ import (
 	"log/slog"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/cedarvalue"
 	"github.com/intentpdp/intentpdp/server/engine"
 )
 
@@ -117,7 +118,8 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 
 // decide decodes and checks one wire request, then evaluates it.
 func (s *Service) decide(ctx context.Context, p engine.Pinned, req *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
-	preq, err := DecodeRequest(req, s.limits)
+	d := decoder{cedarvalue.New(s.limits)}
+	preq, err := d.request(req, engine.CredentialsFrom(ctx).PrincipalToken != "")
 	if err != nil {
 		return nil, err
 	}
