@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -32,6 +33,31 @@ type Request struct {
 	// RejectOverrides makes request entity data that the bundle overrides an
 	// error instead of being ignored and reported.
 	RejectOverrides bool
+	// Identity is the principal's verified identity, set by the engine's
+	// authenticate step; nil when no token was verified. Policies see it as
+	// context.identity.
+	Identity *Identity
+}
+
+// Identity is what a verified principal token proved. One Identity may be
+// shared by every request carrying the same token from the same caller:
+// it is read only once built, and its Cedar record is made once, on first
+// use.
+type Identity struct {
+	Issuer    string
+	Subject   string
+	SPIFFEID  string // "" when the subject is no SPIFFE ID
+	Audience  types.Set
+	ExpiresAt time.Time
+	// Claims are the configured claims, typed; Actor is the RFC 8693 `act`
+	// chain as a record {sub, iss, act?}, or nil without one.
+	Claims types.Record
+	Actor  *types.Record
+	// Caller is the SPIFFE ID of the mTLS caller that forwarded the token,
+	// or "".
+	Caller string
+
+	rec atomic.Pointer[types.Record]
 }
 
 // Intent is what the principal is trying to do, beyond the Cedar action.
@@ -44,22 +70,28 @@ type Intent struct {
 
 // Reserved context keys, set by the PDP.
 const (
-	ContextIntent = "intent"
-	ContextNow    = "now"
+	ContextIntent   = "intent"
+	ContextNow      = "now"
+	ContextIdentity = "identity"
 )
 
 // CedarContext is the context policies see: the caller's fields plus the
-// reserved keys, `intent` (purpose, task_id, tool, attributes) and `now`.
+// reserved keys, `intent` (purpose, task_id, tool, attributes), `now` and,
+// when a token was verified, `identity` (issuer, subject, spiffe_id,
+// audience, expires_at, claims, caller, actor?).
 // It is the one place where reserved keys are made (Decide calls it); a
 // caller may not set one itself. req.Context is not modified, so a caller
 // may reuse it.
 func (req *Request) CedarContext() (types.Record, error) {
-	for _, k := range []types.String{ContextIntent, ContextNow} {
+	if req.Principal.Type == "" {
+		return types.Record{}, fmt.Errorf("%w: principal is required", ErrInvalidRequest)
+	}
+	for _, k := range []types.String{ContextIntent, ContextNow, ContextIdentity} {
 		if _, ok := req.Context[k]; ok {
 			return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it", ErrInvalidRequest, k)
 		}
 	}
-	fields := make(types.RecordMap, len(req.Context)+2)
+	fields := make(types.RecordMap, len(req.Context)+3)
 	maps.Copy(fields, req.Context)
 	attrs := req.Intent.Attributes
 	if attrs == nil {
@@ -72,7 +104,31 @@ func (req *Request) CedarContext() (types.Record, error) {
 		"attributes": types.NewRecord(attrs),
 	})
 	fields[ContextNow] = types.NewDatetime(req.Now)
+	if id := req.Identity; id != nil {
+		fields[ContextIdentity] = id.record()
+	}
 	return types.NewRecord(fields), nil
+}
+
+func (id *Identity) record() types.Record {
+	if r := id.rec.Load(); r != nil {
+		return *r
+	}
+	rec := types.RecordMap{
+		"issuer":     types.String(id.Issuer),
+		"subject":    types.String(id.Subject),
+		"spiffe_id":  types.String(id.SPIFFEID),
+		"audience":   id.Audience,
+		"expires_at": types.NewDatetime(id.ExpiresAt),
+		"claims":     id.Claims,
+		"caller":     types.String(id.Caller),
+	}
+	if id.Actor != nil {
+		rec["actor"] = *id.Actor
+	}
+	r := types.NewRecord(rec)
+	id.rec.Store(&r)
+	return r
 }
 
 // Decision is the outcome of one request.

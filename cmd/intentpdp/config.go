@@ -57,6 +57,8 @@ type Config struct {
 	// Callers configures mutual TLS on every listener and the callers each
 	// service admits.
 	Callers CallersConfig
+	// Identity configures principal-token verification.
+	Identity IdentityConfig
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -87,6 +89,7 @@ func (c *Config) SetDefaults() {
 	setPositive(&c.ShutdownTimeout, d.ShutdownTimeout)
 	c.Observability.SetDefaults()
 	c.Reload.SetDefaults()
+	c.Identity.SetDefaults()
 }
 
 // Validate reports every problem at once.
@@ -122,6 +125,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Observability.Validate()...)
 	errs = append(errs, c.Reload.validate(c.Bundle)...)
 	errs = append(errs, c.validateCallers()...)
+	errs = append(errs, c.Identity.Validate()...)
 	return errors.Join(errs...)
 }
 
@@ -150,6 +154,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.Observability.bindFlags(fs)
 	c.Reload.bindFlags(fs)
 	c.Callers.bindFlags(fs)
+	c.Identity.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

@@ -25,7 +25,7 @@ func startGateways(cfg Config, eng *engine.Engine, gs *grpc.Server, log *slog.Lo
 			return nil, 0, err
 		}
 	}
-	checker, err := gateway.NewChecker(eng, gcfg, gateway.WithLogger(log))
+	checker, err := gateway.NewChecker(eng, gcfg, append(cfg.Identity.gatewayOptions(), gateway.WithLogger(log))...)
 	if err != nil {
 		return nil, 0, err
 	}

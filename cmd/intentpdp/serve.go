@@ -79,10 +79,14 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		return rn.abort(err)
 	}
 
-	eng := engine.New(store,
+	authn, err := cfg.Identity.engineOptions(ctx, log)
+	if err != nil {
+		return rn.abort(err)
+	}
+	eng := engine.New(store, append([]engine.Option{
 		engine.WithLogger(log),
 		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
-		obs.serviceOption())
+		obs.serviceOption()}, authn...)...)
 	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
 	if obs.decisionLog != nil {
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))

@@ -112,6 +112,9 @@ func (h *Handler) wrap(e endpoint) http.Handler {
 			var d errorDetail
 			code, d = h.errorDetail(err)
 			out = errorBody{Error: d}
+			if ch := engine.Classify(err).WWWAuthenticate(); ch != "" {
+				w.Header().Set("WWW-Authenticate", ch)
+			}
 		}
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(out) // the status is already sent; nothing to add on failure
@@ -230,11 +233,48 @@ func (h *Handler) evaluations(r *http.Request) (any, error) {
 
 // decide converts one evaluation and evaluates it against p.
 func (h *Handler) decide(ctx context.Context, p engine.Pinned, e evaluation) (decision, error) {
+	ctx, err := tokenContext(ctx, e)
+	if err != nil {
+		return decision{}, err
+	}
 	req, err := h.request(e)
 	if err != nil {
 		return decision{}, err
 	}
 	return h.evaluate(ctx, p, req)
+}
+
+// TokenProperty is the subject property carrying the principal's token:
+// the HTTP Authorization header of an AuthZEN request authenticates the
+// PEP to the PDP, not the subject. It is never a Cedar attribute.
+const TokenProperty = "token"
+
+// subjectToken is e's subject.properties.token, or "".
+func subjectToken(e evaluation) (string, error) {
+	if e.Subject == nil {
+		return "", nil
+	}
+	v, ok := e.Subject.Properties[TokenProperty]
+	if !ok {
+		return "", nil
+	}
+	tok, isString := v.(string)
+	if !isString || tok == "" {
+		return "", engine.Invalid("subject.properties.%s must be a non-empty string", TokenProperty)
+	}
+	return tok, nil
+}
+
+// tokenContext is ctx carrying e's subject token, if any, for the
+// authenticate step, beside the caller the transport set.
+func tokenContext(ctx context.Context, e evaluation) (context.Context, error) {
+	tok, err := subjectToken(e)
+	if err != nil || tok == "" {
+		return ctx, err
+	}
+	c := engine.CredentialsFrom(ctx)
+	c.PrincipalToken = tok
+	return engine.WithCredentials(ctx, c), nil
 }
 
 // evaluate decides a converted request against p.
@@ -261,8 +301,13 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	out.Action = types.NewEntityUID("Action", types.String(e.Action.Name))
 	conv := converter{cedarvalue.New(h.limits)}
 	out.Entities = types.EntityMap{}
-	if out.Principal, err = conv.entity("subject", e.Subject, out.Entities); err != nil {
-		return out, err
+	subject, tok := withoutToken(e.Subject)
+	// With a token the subject's id may be left to the authenticate step,
+	// which takes the principal from the verified token.
+	if fromToken := tok && subject.ID == "" && len(subject.Properties) == 0; !fromToken {
+		if out.Principal, err = conv.entity("subject", subject, out.Entities); err != nil {
+			return out, err
+		}
 	}
 	if out.Resource, err = conv.entity("resource", e.Resource, out.Entities); err != nil {
 		return out, err
@@ -276,6 +321,24 @@ func (h *Handler) request(e evaluation) (policystore.Request, error) {
 	}
 	out.Context = fields
 	return out, nil
+}
+
+// withoutToken is s without its token property, and whether it had one.
+func withoutToken(s *entity) (*entity, bool) {
+	if s == nil {
+		return s, false
+	}
+	if _, ok := s.Properties[TokenProperty]; !ok {
+		return s, false
+	}
+	out := *s
+	out.Properties = make(map[string]any, len(s.Properties)-1)
+	for k, v := range s.Properties {
+		if k != TokenProperty {
+			out.Properties[k] = v
+		}
+	}
+	return &out, true
 }
 
 // converter converts the values of one evaluation.

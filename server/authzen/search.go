@@ -160,9 +160,13 @@ func (h *Handler) search(k searchKind) endpoint {
 				return nil, fmt.Errorf("%s search: %w", k.name, err)
 			}
 		}
+		ctx, err := tokenContext(r.Context(), req.evaluation)
+		if err != nil {
+			return nil, err
+		}
 		i := offset
 		for ; i < len(cands) && len(out.Results) < limit; i++ {
-			d, err := h.evaluate(r.Context(), p, k.swap(base, cands[i]))
+			d, err := h.evaluate(ctx, p, k.swap(base, cands[i]))
 			if err != nil {
 				return nil, fmt.Errorf("%s search: %w", k.name, err)
 			}

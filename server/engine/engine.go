@@ -178,7 +178,10 @@ func (p Pinned) Snapshot() *policystore.Snapshot { return p.snap }
 //  7. the metrics observe it.
 //
 // An error means no decision was made; front ends must then deny (fail
-// closed) and map the error with Classify.
+// closed) and map the error with Classify. A refusal of the authenticate
+// step (a missing or invalid token, a principal mismatch) is still
+// recorded in the decision log, as a deny whose one error names the
+// reason (see logRefusal).
 func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore.Request) (Result, error) {
 	e := p.e
 	start := time.Now()
@@ -188,6 +191,8 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	latency := time.Since(start)
 	if err == nil && e.decisionLog != nil {
 		res.Decision, err = e.admit(ctx, span, start, latency, frontEnd, req, res)
+	} else if e.decisionLog != nil && refused(err) {
+		e.logRefusal(ctx, span, start, latency, frontEnd, req, p.snap.Revision(), err)
 	}
 	if span.IsRecording() {
 		e.annotate(span, frontEnd, req, res, err)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -41,6 +42,19 @@ var (
 	ErrCallerNotAllowed = errors.New("caller not allowed")
 )
 
+// Errors of the authenticate step (a principal token). Each token error
+// wraps ErrUnauthenticated; ErrPrincipalMismatch is a refusal of a proven
+// identity, not a missing one.
+var (
+	ErrTokenMissing      = fmt.Errorf("%w: a principal token is required", ErrUnauthenticated)
+	ErrTokenInvalid      = fmt.Errorf("%w: invalid principal token", ErrUnauthenticated)
+	ErrTokenExpired      = fmt.Errorf("%w: the principal token has expired", ErrUnauthenticated)
+	ErrIssuerNotAllowed  = fmt.Errorf("%w: the principal token's issuer is not allowed", ErrUnauthenticated)
+	ErrAudienceMismatch  = fmt.Errorf("%w: the principal token is not for this audience", ErrUnauthenticated)
+	ErrTokenTooLongLived = fmt.Errorf("%w: the principal token lives longer than allowed", ErrUnauthenticated)
+	ErrPrincipalMismatch = errors.New("the request's principal is not the one its token proves")
+)
+
 // ErrorDomain is the ErrorInfo domain of every error intentpdp returns.
 const ErrorDomain = "intentpdp"
 
@@ -59,6 +73,13 @@ const (
 	ReasonConflictingHeaders = "CONFLICTING_REQUEST_HEADERS"
 	ReasonNotLogged          = "DECISION_NOT_LOGGED"
 	ReasonCallerNotAllowed   = "CALLER_NOT_ALLOWED"
+	ReasonTokenMissing       = "TOKEN_MISSING"
+	ReasonTokenInvalid       = "TOKEN_INVALID"
+	ReasonTokenExpired       = "TOKEN_EXPIRED"
+	ReasonIssuerNotAllowed   = "ISSUER_NOT_ALLOWED"
+	ReasonAudienceMismatch   = "AUDIENCE_MISMATCH"
+	ReasonTokenTooLongLived  = "TOKEN_TOO_LONG_LIVED"
+	ReasonPrincipalMismatch  = "PRINCIPAL_MISMATCH"
 )
 
 // StatusClientClosedRequest is the HTTP status of a request its client
@@ -102,7 +123,14 @@ var failures = [...]failureRow{
 	{isOverride, codes.InvalidArgument, http.StatusBadRequest, ReasonEntityOverrides, ""},
 	{is(policystore.ErrInvalidRequest), codes.InvalidArgument, http.StatusBadRequest, ReasonInvalidRequest, ""},
 	{is(ErrLimitExceeded), codes.ResourceExhausted, http.StatusRequestEntityTooLarge, ReasonLimitExceeded, ""},
+	{is(ErrTokenMissing), codes.Unauthenticated, http.StatusUnauthorized, ReasonTokenMissing, ""},
+	{is(ErrTokenExpired), codes.Unauthenticated, http.StatusUnauthorized, ReasonTokenExpired, ""},
+	{is(ErrIssuerNotAllowed), codes.Unauthenticated, http.StatusUnauthorized, ReasonIssuerNotAllowed, ""},
+	{is(ErrAudienceMismatch), codes.Unauthenticated, http.StatusUnauthorized, ReasonAudienceMismatch, ""},
+	{is(ErrTokenTooLongLived), codes.Unauthenticated, http.StatusUnauthorized, ReasonTokenTooLongLived, ""},
+	{is(ErrTokenInvalid), codes.Unauthenticated, http.StatusUnauthorized, ReasonTokenInvalid, ""},
 	{is(ErrUnauthenticated), codes.Unauthenticated, http.StatusUnauthorized, ReasonUnauthenticated, ""},
+	{is(ErrPrincipalMismatch), codes.PermissionDenied, http.StatusForbidden, ReasonPrincipalMismatch, ""},
 	{is(ErrNonCanonicalPath), codes.InvalidArgument, http.StatusBadRequest, ReasonNonCanonicalPath, ""},
 	{is(ErrConflictingRequestHeaders), codes.InvalidArgument, http.StatusBadRequest, ReasonConflictingHeaders, ""},
 	{is(ErrCallerNotAllowed), codes.PermissionDenied, http.StatusForbidden, ReasonCallerNotAllowed, ""},

@@ -14,7 +14,7 @@ const module = "github.com/intentpdp/intentpdp/"
 // decision log) may import any of them.
 var frontEnds = []string{"server/grpcapi", "server/authzen", "server/extauthz", "server/forwardauth"}
 
-var libraries = []string{"server/engine", "server/gateway", "server/cedarvalue", "server/telemetry", "server/decisionlog", "policystore"}
+var libraries = []string{"server/engine", "server/identity", "server/gateway", "server/cedarvalue", "server/telemetry", "server/decisionlog", "policystore"}
 
 // TestPackageGraph fails on any forbidden import edge, direct or not, of
 // the production code (tests excluded).

@@ -95,6 +95,31 @@ func (e *Engine) admit(ctx context.Context, span trace.Span, start time.Time, la
 	}
 }
 
+// RefusalPolicyID is the policy id of the one error of a refusal record.
+const RefusalPolicyID = "intentpdp.authenticate"
+
+// refused reports whether err is a refusal of the authenticate step.
+func refused(err error) bool {
+	return errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrPrincipalMismatch)
+}
+
+// logRefusal records a request the authenticate step refused: a deny
+// with no reasons and one error, RefusalPolicyID with the machine-readable
+// reason (TOKEN_EXPIRED, ...) as its message; nothing of the token. The
+// principal is the one the request claimed. It is best effort: the
+// request is refused whatever the log answers.
+func (e *Engine) logRefusal(ctx context.Context, span trace.Span, start time.Time, latency time.Duration,
+	frontEnd FrontEnd, req policystore.Request, revision string, err error) {
+	rec := decisionlog.Record{
+		DecisionID: e.newID(), Time: start, FrontEnd: string(frontEnd), Request: req, Latency: latency,
+		Decision: policystore.Decision{Revision: revision, Errors: []policystore.EvalError{{PolicyID: RefusalPolicyID, Message: Classify(err).Reason}}},
+	}
+	if sc := span.SpanContext(); sc.IsValid() {
+		rec.TraceID, rec.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	_ = e.decisionLog.Log(ctx, rec)
+}
+
 // annotate is the span step of Evaluate.
 func (e *Engine) annotate(span trace.Span, frontEnd FrontEnd, req policystore.Request, res Result, err error) {
 	attrs := make([]attribute.KeyValue, 0, 12)

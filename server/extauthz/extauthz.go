@@ -42,7 +42,14 @@ func Register(gs *grpc.Server, checker *gateway.Checker) {
 // failure_mode_allow through, whereas a non-OK status in the response is a
 // denial whatever Envoy's configuration.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	a := s.checker.Check(ctx, gatewayRequest(req))
+	greq := gatewayRequest(req)
+	if tok := gateway.BearerToken(greq.Header); tok != "" {
+		// Envoy forwards the client's headers, authorization included.
+		c := engine.CredentialsFrom(ctx)
+		c.PrincipalToken = tok
+		ctx = engine.WithCredentials(ctx, c)
+	}
+	a := s.checker.Check(ctx, greq)
 	if a.Allow {
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},

@@ -5,6 +5,7 @@
 package forwardauth
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,7 +71,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req, err := h.original(r); err != nil {
 		a = h.checker.Refuse(err)
 	} else {
-		a = h.checker.Check(r.Context(), req)
+		a = h.checker.Check(withBearer(r), req)
 	}
 	for k, vs := range a.Header {
 		w.Header()[k] = vs
@@ -82,6 +83,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(a.HTTPStatus)
 	_, _ = w.Write(a.Body) // the status is the answer; a lost body changes nothing
+}
+
+// withBearer is r's context carrying the original request's bearer token
+// (nginx, Caddy and Traefik pass the client's Authorization header to the
+// auth request), beside the caller the transport set.
+func withBearer(r *http.Request) context.Context {
+	ctx := r.Context()
+	tok := gateway.BearerToken(r.Header)
+	if tok == "" {
+		return ctx
+	}
+	c := engine.CredentialsFrom(ctx)
+	c.PrincipalToken = tok
+	return engine.WithCredentials(ctx, c)
 }
 
 // original reconstructs the request the proxy is asking about from the

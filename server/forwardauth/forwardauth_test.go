@@ -33,6 +33,9 @@ type pdpSetup struct {
 	forwardAuth gateway.ForwardAuthConfig
 	// answered, when set, holds the status of the latest answer.
 	answered *atomic.Int64
+	// engineOpts and gatewayOpts are added to the engine's and checker's.
+	engineOpts  []engine.Option
+	gatewayOpts []gateway.Option
 }
 
 func startPDPWith(t *testing.T, setup pdpSetup) *httptest.Server {
@@ -55,13 +58,13 @@ func startPDPWith(t *testing.T, setup pdpSetup) *httptest.Server {
 			t.Fatal(err)
 		}
 	}
-	svc := engine.New(store, engine.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }))
+	svc := engine.New(store, append([]engine.Option{engine.WithClock(func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) })}, setup.engineOpts...)...)
 	cfg, err := gateway.LoadConfig("../../examples/gateway/agents.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.ForwardAuth = setup.forwardAuth
-	checker, err := gateway.NewChecker(svc, cfg)
+	checker, err := gateway.NewChecker(svc, cfg, setup.gatewayOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,8 @@ type Checker struct {
 	log     *slog.Logger
 	routes  []route
 	headers []contextHeader // ContextHeaders, named once
+	// tokenPrincipal: see WithTokenPrincipal.
+	tokenPrincipal bool
 }
 
 // Option configures a Checker.
@@ -78,6 +80,23 @@ type Option func(*Checker)
 
 // WithLogger sets the logger of internal errors (default: none).
 func WithLogger(l *slog.Logger) Option { return func(c *Checker) { c.log = l } }
+
+// WithTokenPrincipal leaves the principal of a request that carries a
+// principal token (engine.Credentials) to the engine's authenticate step,
+// which takes it from the verified token, instead of mapping it from the
+// mTLS peer, jwt_authn metadata or the identity header. It is set when the
+// principal binding is verified or verified-or-request.
+func WithTokenPrincipal() Option { return func(c *Checker) { c.tokenPrincipal = true } }
+
+// BearerToken is the token of h's one `Authorization: Bearer` header, or
+// "" without one.
+func BearerToken(h http.Header) string {
+	vs := h.Values("Authorization")
+	if len(vs) != 1 || len(vs[0]) < 7 || !strings.EqualFold(vs[0][:7], "bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(vs[0][7:])
+}
 
 // NewChecker compiles cfg (after SetDefaults) into a Checker deciding
 // through eng.
@@ -104,7 +123,7 @@ func (c *Checker) Check(ctx context.Context, r Request) Answer {
 	if err != nil {
 		return c.failed(err)
 	}
-	req, err := c.mapRequest(r)
+	req, err := c.mapRequest(r, c.tokenPrincipal && engine.CredentialsFrom(ctx).PrincipalToken != "")
 	if err != nil {
 		return c.failed(err)
 	}
@@ -153,10 +172,14 @@ func (c *Checker) failed(err error) Answer {
 	if f.Internal() {
 		c.log.Error("internal error on the decision path", "err", err)
 	}
+	h := http.Header{}
+	if ch := f.WWWAuthenticate(); ch != "" {
+		h.Set("WWW-Authenticate", ch)
+	}
 	return Answer{
 		HTTPStatus: f.HTTPStatus,
 		Failure:    &f,
-		Header:     http.Header{},
+		Header:     h,
 		Body:       marshal(denyBody{Decision: policystore.Deny.Lower(), Error: f.Message}),
 	}
 }
@@ -178,7 +201,7 @@ var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Method-Overrid
 // request itself context.http. A request whose path is not canonical, or
 // that asks the backend to override its method, is refused before any
 // route is tried.
-func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
+func (c *Checker) mapRequest(r Request, fromToken bool) (policystore.Request, error) {
 	var out policystore.Request
 	path, _, _ := strings.Cut(r.Path, "?")
 	method := strings.ToUpper(r.Method)
@@ -198,11 +221,13 @@ func (c *Checker) mapRequest(r Request) (policystore.Request, error) {
 	if !ok {
 		return out, fmt.Errorf("%w: %s %s", engine.ErrNoRoute, method, path)
 	}
-	principal, err := c.principal(r)
-	if err != nil {
-		return out, err
+	if !fromToken {
+		principal, err := c.principal(r)
+		if err != nil {
+			return out, err
+		}
+		out.Principal = principal
 	}
-	out.Principal = principal
 	out.Action = rt.action
 	out.Resource = rt.resource(params)
 	out.Intent = policystore.Intent{

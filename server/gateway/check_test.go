@@ -31,7 +31,7 @@ func TestMapRequestContext(t *testing.T) {
 			"X-Intent-Purpose":  {"triage"},
 		},
 		SourceAddress: "::ffff:10.1.2.3",
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,14 +19,20 @@ type decoder struct {
 // DecodeRequest checks and converts an AuthorizeRequest within limits.
 func DecodeRequest(req *pdpv1.AuthorizeRequest, limits engine.Limits) (policystore.Request, error) {
 	d := decoder{cedarvalue.New(limits)}
-	return d.request(req)
+	return d.request(req, req.GetPrincipalToken() != "")
 }
 
-func (d *decoder) request(req *pdpv1.AuthorizeRequest) (policystore.Request, error) {
+// request converts req; withToken says a principal token comes with it
+// (its own or its batch's).
+func (d *decoder) request(req *pdpv1.AuthorizeRequest, withToken bool) (policystore.Request, error) {
 	var out policystore.Request
 	var err error
-	if out.Principal, err = requiredRef("principal", req.GetPrincipal()); err != nil {
-		return out, err
+	// With a token the principal may be left to the authenticate step,
+	// which takes it from the verified token.
+	if req.GetPrincipal() != nil || !withToken {
+		if out.Principal, err = requiredRef("principal", req.GetPrincipal()); err != nil {
+			return out, err
+		}
 	}
 	if out.Resource, err = requiredRef("resource", req.GetResource()); err != nil {
 		return out, err

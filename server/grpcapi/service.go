@@ -12,6 +12,7 @@ import (
 	"log/slog"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/cedarvalue"
 	"github.com/intentpdp/intentpdp/server/engine"
 )
 
@@ -64,11 +65,22 @@ func (s *Service) Authorize(ctx context.Context, req *pdpv1.AuthorizeRequest) (*
 	if err != nil {
 		return nil, toStatus(s.log, err)
 	}
-	resp, err := s.decide(ctx, p, req)
+	resp, err := s.decide(withToken(ctx, req.GetPrincipalToken()), p, req)
 	if err != nil {
 		return nil, toStatus(s.log, err)
 	}
 	return resp, nil
+}
+
+// withToken returns ctx carrying the principal token for the authenticate
+// step, beside the caller the transport set, if any.
+func withToken(ctx context.Context, token string) context.Context {
+	if token == "" {
+		return ctx
+	}
+	c := engine.CredentialsFrom(ctx)
+	c.PrincipalToken = token
+	return engine.WithCredentials(ctx, c)
 }
 
 // BatchAuthorize decides every request against one snapshot.
@@ -89,8 +101,13 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 		Responses:      make([]*pdpv1.AuthorizeResponse, n),
 		PolicyRevision: p.Revision(),
 	}
+	batchCtx := withToken(ctx, req.GetPrincipalToken())
 	for i, r := range req.GetRequests() {
-		resp, err := s.decide(ctx, p, r)
+		itemCtx := batchCtx
+		if r.GetPrincipalToken() != "" {
+			itemCtx = withToken(ctx, r.GetPrincipalToken())
+		}
+		resp, err := s.decide(itemCtx, p, r)
 		if err != nil {
 			return nil, toStatus(s.log, fmt.Errorf("requests[%d]: %w", i, err))
 		}
@@ -101,7 +118,8 @@ func (s *Service) BatchAuthorize(ctx context.Context, req *pdpv1.BatchAuthorizeR
 
 // decide decodes and checks one wire request, then evaluates it.
 func (s *Service) decide(ctx context.Context, p engine.Pinned, req *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
-	preq, err := DecodeRequest(req, s.limits)
+	d := decoder{cedarvalue.New(s.limits)}
+	preq, err := d.request(req, engine.CredentialsFrom(ctx).PrincipalToken != "")
 	if err != nil {
 		return nil, err
 	}
@@ -120,5 +138,5 @@ func Decide(ctx context.Context, eng *engine.Engine, req *pdpv1.AuthorizeRequest
 		return nil, err
 	}
 	s := Service{engine: eng, limits: limits}
-	return s.decide(ctx, p, req)
+	return s.decide(withToken(ctx, req.GetPrincipalToken()), p, req)
 }

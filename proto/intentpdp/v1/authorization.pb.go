@@ -612,9 +612,16 @@ type AuthorizeRequest struct {
 	// the PDP sets them.
 	Context *Record `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
 	// entities are request-scoped entities merged under the bundle's.
-	Entities      []*Entity `protobuf:"bytes,5,rep,name=entities,proto3" json:"entities,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Entities []*Entity `protobuf:"bytes,5,rep,name=entities,proto3" json:"entities,omitempty"`
+	// principal_token is the principal's token (a JWT-SVID or an OIDC/OAuth
+	// access token) as the caller received it. When the PDP verifies tokens,
+	// a present token must verify; with principal binding `verified` it is
+	// required and the principal comes from it (then `principal` may be
+	// left out, and a different one is refused). It never reaches policies
+	// or the decision log; what it proves is `context.identity`.
+	PrincipalToken string `protobuf:"bytes,6,opt,name=principal_token,json=principalToken,proto3" json:"principal_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuthorizeRequest) Reset() {
@@ -680,6 +687,13 @@ func (x *AuthorizeRequest) GetEntities() []*Entity {
 		return x.Entities
 	}
 	return nil
+}
+
+func (x *AuthorizeRequest) GetPrincipalToken() string {
+	if x != nil {
+		return x.PrincipalToken
+	}
+	return ""
 }
 
 // Reason is a policy that determined the decision.
@@ -936,10 +950,13 @@ func (x *AuthorizeResponse) GetIgnoredEntities() []*IgnoredEntityData {
 
 // BatchAuthorizeRequest holds requests decided against one snapshot.
 type BatchAuthorizeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Requests      []*AuthorizeRequest    `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Requests []*AuthorizeRequest    `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// principal_token is the token of every request that carries none of its
+	// own.
+	PrincipalToken string `protobuf:"bytes,2,opt,name=principal_token,json=principalToken,proto3" json:"principal_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BatchAuthorizeRequest) Reset() {
@@ -977,6 +994,13 @@ func (x *BatchAuthorizeRequest) GetRequests() []*AuthorizeRequest {
 		return x.Requests
 	}
 	return nil
+}
+
+func (x *BatchAuthorizeRequest) GetPrincipalToken() string {
+	if x != nil {
+		return x.PrincipalToken
+	}
+	return ""
 }
 
 // BatchAuthorizeResponse holds one response per request, in request order.
@@ -1087,13 +1111,14 @@ const file_intentpdp_v1_authorization_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x13.intentpdp.v1.ValueR\x05value:\x028\x01\x1aL\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12)\n" +
-	"\x05value\x18\x02 \x01(\v2\x13.intentpdp.v1.ValueR\x05value:\x028\x01\"\x8e\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x13.intentpdp.v1.ValueR\x05value:\x028\x01\"\xb7\x02\n" +
 	"\x10AuthorizeRequest\x125\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x17.intentpdp.v1.EntityRefR\tprincipal\x12,\n" +
 	"\x06intent\x18\x02 \x01(\v2\x14.intentpdp.v1.IntentR\x06intent\x123\n" +
 	"\bresource\x18\x03 \x01(\v2\x17.intentpdp.v1.EntityRefR\bresource\x12.\n" +
 	"\acontext\x18\x04 \x01(\v2\x14.intentpdp.v1.RecordR\acontext\x120\n" +
-	"\bentities\x18\x05 \x03(\v2\x14.intentpdp.v1.EntityR\bentities\"\xae\x01\n" +
+	"\bentities\x18\x05 \x03(\v2\x14.intentpdp.v1.EntityR\bentities\x12'\n" +
+	"\x0fprincipal_token\x18\x06 \x01(\tR\x0eprincipalToken\"\xae\x01\n" +
 	"\x06Reason\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12G\n" +
 	"\vannotations\x18\x02 \x03(\v2%.intentpdp.v1.Reason.AnnotationsEntryR\vannotations\x1a>\n" +
@@ -1113,9 +1138,10 @@ const file_intentpdp_v1_authorization_proto_rawDesc = "" +
 	"\x0fpolicy_revision\x18\x04 \x01(\tR\x0epolicyRevision\x12\x1f\n" +
 	"\vdecision_id\x18\x05 \x01(\tR\n" +
 	"decisionId\x12J\n" +
-	"\x10ignored_entities\x18\x06 \x03(\v2\x1f.intentpdp.v1.IgnoredEntityDataR\x0fignoredEntities\"S\n" +
+	"\x10ignored_entities\x18\x06 \x03(\v2\x1f.intentpdp.v1.IgnoredEntityDataR\x0fignoredEntities\"|\n" +
 	"\x15BatchAuthorizeRequest\x12:\n" +
-	"\brequests\x18\x01 \x03(\v2\x1e.intentpdp.v1.AuthorizeRequestR\brequests\"\x80\x01\n" +
+	"\brequests\x18\x01 \x03(\v2\x1e.intentpdp.v1.AuthorizeRequestR\brequests\x12'\n" +
+	"\x0fprincipal_token\x18\x02 \x01(\tR\x0eprincipalToken\"\x80\x01\n" +
 	"\x16BatchAuthorizeResponse\x12=\n" +
 	"\tresponses\x18\x01 \x03(\v2\x1f.intentpdp.v1.AuthorizeResponseR\tresponses\x12'\n" +
 	"\x0fpolicy_revision\x18\x02 \x01(\tR\x0epolicyRevision*K\n" +
