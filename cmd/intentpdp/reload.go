@@ -83,9 +83,9 @@ func readPublicKeys(files []string) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// newAdminServer returns the admin API (PolicyAdminService) of r.
-func newAdminServer(cfg *Config, log *slog.Logger, r *bundlesrc.Reloader) *grpc.Server {
-	return grpcapi.NewAdminServer(r, log, cfg.GRPCLimits.serverOptions()...)
+// newAdminServer returns the admin API (PolicyAdminService) of admin.
+func newAdminServer(cfg *Config, log *slog.Logger, admin grpcapi.PolicyAdmin) *grpc.Server {
+	return grpcapi.NewAdminServer(admin, log, cfg.GRPCLimits.serverOptions()...)
 }
 
 // watchSIGHUP subscribes to SIGHUP at once, so that a SIGHUP once serving

@@ -68,10 +68,16 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		return rn.abort(err)
 	}
 
+	sh, err := newShadow(&cfg, log, store, obs)
+	if err != nil {
+		return rn.abort(err)
+	}
+
 	eng := engine.New(store,
 		engine.WithLogger(log),
 		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
-		obs.serviceOption())
+		obs.serviceOption(),
+		shadowOption(sh))
 	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
 	if obs.decisionLog != nil {
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
@@ -107,8 +113,13 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	}
 	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
 
-	if err := addReloading(rn, &cfg, log, reloader, listen); err != nil {
+	if err := addReloading(rn, &cfg, log, reloader, adminOf(reloader, sh), listen); err != nil {
 		return rn.abort(err)
+	}
+	if sh != nil {
+		if err := addShadow(ctx, rn, &cfg, log, sh); err != nil {
+			return rn.abort(err)
+		}
 	}
 	rn.add(stageHealth, onStop("health", func() {
 		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
@@ -123,7 +134,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 
 // addReloading adds what keeps the bundle current: SIGHUP, a directory
 // watcher or a poller, the reloader they trigger, and the admin API.
-func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc) error {
+func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, admin grpcapi.PolicyAdmin, listen listenFunc) error {
 	trigger := make(chan struct{}, 1)
 	rn.add(stageReload, loop("reloader", func(ctx context.Context) { r.Run(ctx, trigger) }))
 	rn.add(stageReload, loop("SIGHUP", watchSIGHUP(log, trigger)))
@@ -146,7 +157,7 @@ func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reload
 		}
 		// Admin calls are short: the drain bound is the one of the
 		// decision listeners.
-		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, r), lis, cfg.ShutdownTimeout, log))
+		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, admin), lis, cfg.ShutdownTimeout, log))
 		log.Info("serving admin API", "addr", lis.Addr().String())
 	}
 	return nil

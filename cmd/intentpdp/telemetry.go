@@ -69,6 +69,9 @@ type ObservabilityConfig struct {
 	// DecisionLogRedact lists context fields (dotted paths) the log replaces
 	// with [REDACTED], comma-separated.
 	DecisionLogRedact string
+	// DecisionLogRedactEntities replaces every attribute and tag value of
+	// request entities with [REDACTED] (their uids and parents are kept).
+	DecisionLogRedactEntities bool
 }
 
 // defaultObservability holds the defaults of the flags and of SetDefaults.
@@ -131,6 +134,7 @@ func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.DecisionLogMaxSizeMB, "decision-log-max-size-mb", d.DecisionLogMaxSizeMB, "rotate the decision log file at this size")
 	fs.IntVar(&c.DecisionLogMaxBackups, "decision-log-max-backups", d.DecisionLogMaxBackups, "rotated decision log files kept (0: all)")
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
+	fs.BoolVar(&c.DecisionLogRedactEntities, "decision-log-redact-entities", false, "redact every attribute and tag value of request entities in the decision log")
 }
 
 func (c *ObservabilityConfig) tracedIdentifiers() (engine.TracedIdentifiers, error) {
@@ -322,6 +326,7 @@ func (o *observability) startDecisionLog(_ context.Context, c *ObservabilityConf
 		decisionlog.WithMode(mode),
 		decisionlog.WithSync(c.DecisionLogSync),
 		decisionlog.WithRedact(splitList(c.DecisionLogRedact)),
+		decisionlog.WithRedactEntities(c.DecisionLogRedactEntities),
 		decisionlog.WithLogger(o.log))
 	if err != nil {
 		return fmt.Errorf("decision log: %w", err)

@@ -280,3 +280,12 @@ func BenchmarkEvaluate(b *testing.B) {
 		b.ReportMetric(float64(st.Dropped)/float64(max(st.Dropped+st.Compared, 1)), "dropped/op")
 	})
 }
+
+func resultOf(t *testing.T, s *policystore.Store, req policystore.Request) engine.Result {
+	t.Helper()
+	res, err := engine.New(s).Evaluate(t.Context(), "test", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
