@@ -141,7 +141,7 @@ func (r recorder) Activate(ctx context.Context, b *policystore.Bundle) (*policys
 }
 
 func (r recorder) RecordFailure(source string, err error) { r.m.store.RecordFailure(source, err) }
-func (r recorder) Status() policystore.Status            { return r.m.store.Status() }
+func (r recorder) Status() policystore.Status             { return r.m.store.Status() }
 
 // pausable is the shadow source: it reports itself unchanged while
 // paused, and can be reopened.
