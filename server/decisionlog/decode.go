@@ -1,12 +1,13 @@
 package decisionlog
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/intentpdp/intentpdp/policystore"
 )
@@ -27,13 +28,13 @@ type Line struct {
 	Kind        string          `json:"kind"`
 	Time        time.Time       `json:"time"`
 	FrontEnd    string          `json:"front_end"`
-	Principal   types.EntityUID `json:"principal"`
-	Action      *ref            `json:"action"`
+	Principal   Ref             `json:"principal"`
+	Action      *Ref            `json:"action"`
 	Intent      lineIntent      `json:"intent"`
-	Resource    types.EntityUID `json:"resource"`
-	Context     json.RawMessage `json:"context"`
+	Resource    Ref             `json:"resource"`
+	Context     jsontext.Value `json:"context"`
 	Now         *time.Time      `json:"now"`
-	Entities    json.RawMessage `json:"entities"`
+	Entities    jsontext.Value `json:"entities"`
 	EncodeError string          `json:"encode_error"`
 	Redacted    bool            `json:"redacted"`
 	LoggedDecision
@@ -62,19 +63,28 @@ func (d *LoggedDecision) PolicyIDs() []string {
 	return ids
 }
 
-type ref struct {
+// Ref is an entity reference as the log spells it. It is decoded as a
+// plain struct, much faster than types.EntityUID's own JSON form.
+type Ref struct {
 	Type string `json:"type"`
 	ID   string `json:"id"`
+}
+
+// UID is the entity reference as a Cedar UID.
+func (r Ref) UID() types.EntityUID {
+	return types.NewEntityUID(types.EntityType(r.Type), types.String(r.ID))
 }
 
 type lineIntent struct {
 	Purpose    string          `json:"purpose"`
 	TaskID     string          `json:"task_id"`
 	Tool       string          `json:"tool"`
-	Attributes json.RawMessage `json:"attributes"`
+	Attributes jsontext.Value `json:"attributes"`
 }
 
-// ParseLine decodes one decision log line.
+// ParseLine decodes one decision log line. It uses encoding/json/v2's
+// implementation, the one cedar-go decodes values with, which reads a line
+// about twice as fast as encoding/json: replay's cost is mostly this.
 func ParseLine(data []byte) (*Line, error) {
 	var l Line
 	if err := json.Unmarshal(data, &l); err != nil {
@@ -95,9 +105,9 @@ func (l *Line) Request() (policystore.Request, error) {
 		return policystore.Request{}, fmt.Errorf("%w: written before the log recorded the action type and now", ErrUnreplayable)
 	}
 	req := policystore.Request{
-		Principal: l.Principal,
-		Action:    types.NewEntityUID(types.EntityType(l.Action.Type), types.String(l.Action.ID)),
-		Resource:  l.Resource,
+		Principal: l.Principal.UID(),
+		Action:    l.Action.UID(),
+		Resource:  l.Resource.UID(),
 		Intent:    policystore.Intent{Purpose: l.Intent.Purpose, TaskID: l.Intent.TaskID, Tool: l.Intent.Tool},
 		Now:       *l.Now,
 	}
@@ -116,7 +126,7 @@ func (l *Line) Request() (policystore.Request, error) {
 	return req, nil
 }
 
-func recordOf(data json.RawMessage) (types.RecordMap, error) {
+func recordOf(data jsontext.Value) (types.RecordMap, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
