@@ -24,19 +24,19 @@ const KindShadow = "shadow"
 // Line is one decision log line read back, for replay. It holds what a
 // decision depended on and what was decided.
 type Line struct {
-	DecisionID  string          `json:"decision_id"`
-	Kind        string          `json:"kind"`
-	Time        time.Time       `json:"time"`
-	FrontEnd    string          `json:"front_end"`
-	Principal   Ref             `json:"principal"`
-	Action      *Ref            `json:"action"`
-	Intent      lineIntent      `json:"intent"`
-	Resource    Ref             `json:"resource"`
+	DecisionID  string         `json:"decision_id"`
+	Kind        string         `json:"kind"`
+	Time        time.Time      `json:"time"`
+	FrontEnd    string         `json:"front_end"`
+	Principal   Ref            `json:"principal"`
+	Action      *Ref           `json:"action"`
+	Intent      lineIntent     `json:"intent"`
+	Resource    Ref            `json:"resource"`
 	Context     jsontext.Value `json:"context"`
-	Now         *time.Time      `json:"now"`
+	Now         *time.Time     `json:"now"`
 	Entities    jsontext.Value `json:"entities"`
-	EncodeError string          `json:"encode_error"`
-	Redacted    bool            `json:"redacted"`
+	EncodeError string         `json:"encode_error"`
+	Redacted    bool           `json:"redacted"`
 	LoggedDecision
 	Shadow *LoggedDecision `json:"shadow"`
 }
@@ -76,9 +76,9 @@ func (r Ref) UID() types.EntityUID {
 }
 
 type lineIntent struct {
-	Purpose    string          `json:"purpose"`
-	TaskID     string          `json:"task_id"`
-	Tool       string          `json:"tool"`
+	Purpose    string         `json:"purpose"`
+	TaskID     string         `json:"task_id"`
+	Tool       string         `json:"tool"`
 	Attributes jsontext.Value `json:"attributes"`
 }
 
