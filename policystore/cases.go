@@ -124,6 +124,9 @@ func runCase(snap *Snapshot, c Case) string {
 	return ""
 }
 
+// Request is the request c decides.
+func (c Case) Request() Request { return c.request() }
+
 func (c Case) request() Request {
 	var fields types.RecordMap
 	if c.Context != nil {

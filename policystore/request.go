@@ -139,6 +139,10 @@ type Decision struct {
 	Revision string
 	// Ignored lists request entity data that was not used.
 	Ignored []IgnoredEntity
+	// WouldHave lists the log-only policies (see LogOnly) that would have
+	// changed this decision had they been enforced, sorted; they never
+	// appear in Reasons or Errors.
+	WouldHave []string
 }
 
 // PolicyIDs are the ids of the determining policies, in order.

@@ -36,6 +36,10 @@ type Snapshot struct {
 	// authoritative holds the entity types only the bundle defines (see
 	// Manifest.AuthoritativeTypes); nil when there are none.
 	authoritative map[types.EntityType]bool
+	// logOnly marks, by index into policies, the policies annotated
+	// @enforcement("log_only"); nil when there are none, so that a bundle
+	// without them pays nothing.
+	logOnly []bool
 }
 
 type compiledPolicy struct {
@@ -51,6 +55,12 @@ func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Pol
 		ann := make(map[string]string, len(p.Annotations()))
 		for k, v := range p.Annotations() {
 			ann[string(k)] = string(v)
+		}
+		if ann[EnforcementAnnotation] == LogOnly {
+			if s.logOnly == nil {
+				s.logOnly = make([]bool, len(policies))
+			}
+			s.logOnly[len(s.policies)] = true
 		}
 		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
 	}
@@ -171,14 +181,22 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 	} else {
 		candidates = s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)
 	}
-	sel := &selection{policies: s.policies, indexes: candidates}
-	allow, diag := cedar.Authorize(sel, entities, cedar.Request{
+	var logOnly []int32
+	if s.logOnly != nil {
+		candidates, logOnly = s.splitLogOnly(candidates)
+	}
+	creq := cedar.Request{
 		Principal: req.Principal,
 		Action:    req.Action,
 		Resource:  req.Resource,
 		Context:   cedarCtx,
-	})
+	}
+	sel := &selection{policies: s.policies, indexes: candidates}
+	allow, diag := cedar.Authorize(sel, entities, creq)
 	d := Decision{Allow: allow == cedar.Allow, Revision: s.revision, Ignored: ignored}
+	if len(logOnly) > 0 {
+		d.WouldHave = s.wouldHave(d.Allow, len(diag.Reasons) > 0, logOnly, entities, creq)
+	}
 	if len(diag.Reasons) > 0 {
 		d.Reasons = make([]Reason, len(diag.Reasons))
 		for i, r := range diag.Reasons {
@@ -192,6 +210,74 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// EnforcementAnnotation is the policy annotation that says whether a
+// policy is enforced; LogOnly is its one value that changes anything.
+const (
+	EnforcementAnnotation = "enforcement"
+	// LogOnly marks a policy that is evaluated but cannot change a
+	// decision: when it would have, the decision lists it in WouldHave.
+	// Any other value of the annotation, or none, enforces the policy.
+	LogOnly = "log_only"
+)
+
+// LogOnlyPolicies are the ids of the snapshot's log-only policies, sorted.
+func (s *Snapshot) LogOnlyPolicies() []string {
+	var ids []string
+	for i, lo := range s.logOnly {
+		if lo {
+			ids = append(ids, string(s.policies[i].id))
+		}
+	}
+	return ids
+}
+
+// splitLogOnly separates the log-only policies out of candidates, both
+// results ascending. candidates may be shared with the index, so it is
+// copied, never modified.
+func (s *Snapshot) splitLogOnly(candidates []int32) (enforced, logOnly []int32) {
+	n := 0
+	for _, i := range candidates {
+		if s.logOnly[i] {
+			n++
+		}
+	}
+	if n == 0 {
+		return candidates, nil
+	}
+	enforced = make([]int32, 0, len(candidates)-n)
+	logOnly = make([]int32, 0, n)
+	for _, i := range candidates {
+		if s.logOnly[i] {
+			logOnly = append(logOnly, i)
+		} else {
+			enforced = append(enforced, i)
+		}
+	}
+	return enforced, logOnly
+}
+
+// wouldHave evaluates the log-only candidates on their own and returns
+// those that would have changed the enforced decision: the log-only
+// forbids that matched an allow, or, for a deny that no enforced forbid
+// determined (forbidden false), the log-only permits that would have
+// allowed it. Cedar's rule (any forbid denies, else any permit allows)
+// makes the two evaluations compose exactly.
+func (s *Snapshot) wouldHave(allow, forbidden bool, logOnly []int32, entities types.EntityGetter, req cedar.Request) []string {
+	if !allow && forbidden {
+		return nil // an enforced forbid: nothing log-only can allow
+	}
+	loAllow, diag := cedar.Authorize(&selection{policies: s.policies, indexes: logOnly}, entities, req)
+	// Reasons are the matched forbids when any matched, else the permits.
+	if len(diag.Reasons) == 0 || (loAllow == cedar.Allow) == allow {
+		return nil
+	}
+	ids := make([]string, len(diag.Reasons))
+	for i, r := range diag.Reasons {
+		ids[i] = string(r.PolicyID)
+	}
+	return ids
 }
 
 func (s *Snapshot) annotations(id cedar.PolicyID) map[string]string {

@@ -117,6 +117,15 @@ func (s *Store) Activate(ctx context.Context, b *Bundle) (*Snapshot, error) {
 	return res.Snapshot, res.Err
 }
 
+// Clear unpublishes the active snapshot: Current fails with ErrNoSnapshot
+// until the next Activate, which is then checked against no active
+// bundle (a shadow store clears; a serving store never should).
+func (s *Store) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.current.Store(nil)
+}
+
 // RecordFailure records an attempt that failed before reaching Activate
 // (a bundle that could not be fetched), so that status and the activation
 // observers see it like any refused bundle.

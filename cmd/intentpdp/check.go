@@ -28,6 +28,12 @@ func check(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n  revision: %s\n  policies: %d\n  entities: %d\n  schema:   %t\n",
 		fs.Arg(0), snap.Revision(), snap.PolicyCount(), snap.EntityCount(), snap.Schema() != nil)
+	if ids := snap.LogOnlyPolicies(); len(ids) > 0 {
+		fmt.Fprintf(stdout, "  log-only: %d (evaluated, never enforced)\n", len(ids))
+		for _, id := range ids {
+			fmt.Fprintf(stdout, "    %s\n", id)
+		}
+	}
 	return nil
 }
 

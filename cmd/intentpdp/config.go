@@ -59,6 +59,9 @@ type Config struct {
 	Callers CallersConfig
 	// Identity configures principal-token verification.
 	Identity IdentityConfig
+	// Shadow configures the shadow bundle, a candidate decided beside the
+	// active one.
+	Shadow ShadowConfig
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -90,6 +93,7 @@ func (c *Config) SetDefaults() {
 	c.Observability.SetDefaults()
 	c.Reload.SetDefaults()
 	c.Identity.SetDefaults()
+	c.Shadow.SetDefaults()
 }
 
 // Validate reports every problem at once.
@@ -126,6 +130,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Reload.validate(c.Bundle)...)
 	errs = append(errs, c.validateCallers()...)
 	errs = append(errs, c.Identity.Validate()...)
+	errs = append(errs, c.Shadow.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -155,6 +160,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.Reload.bindFlags(fs)
 	c.Callers.bindFlags(fs)
 	c.Identity.bindFlags(fs)
+	c.Shadow.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

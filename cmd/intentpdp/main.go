@@ -18,6 +18,8 @@ Usage:
   intentpdp check DIR                      run a bundle's activation offline (parse, schema, ids, tests/)
   intentpdp eval --bundle DIR REQUEST.json decide one request offline
   intentpdp bundle build|verify|keygen     build, sign and verify bundle archives
+  intentpdp replay --bundle DIR --log F    re-decide logged decisions with a candidate bundle; report what changes
+  intentpdp diff OLD NEW                   decide two bundles' tests/ cases and example requests; report differences
 
 Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
 through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.
@@ -45,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = eval(args[1:], stdout)
 	case "bundle":
 		err = bundleCmd(ctx, args[1:], stdout)
+	case "replay":
+		err = replay(ctx, args[1:], stdout)
+	case "diff":
+		err = diff(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -94,10 +94,10 @@ func readPublicKeys(files []string) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// newAdminServer returns the admin API (PolicyAdminService) of r; extra
+// newAdminServer returns the admin API (PolicyAdminService) of admin; extra
 // options (credentials, the caller guard) are added.
-func newAdminServer(cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, extra ...grpc.ServerOption) *grpc.Server {
-	return grpcapi.NewAdminServer(r, log, append(cfg.GRPCLimits.serverOptions(), extra...)...)
+func newAdminServer(cfg *Config, log *slog.Logger, admin grpcapi.PolicyAdmin, extra ...grpc.ServerOption) *grpc.Server {
+	return grpcapi.NewAdminServer(admin, log, append(cfg.GRPCLimits.serverOptions(), extra...)...)
 }
 
 // watchSIGHUP subscribes to SIGHUP at once, so that a SIGHUP once serving

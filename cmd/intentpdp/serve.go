@@ -83,10 +83,15 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	if err != nil {
 		return rn.abort(err)
 	}
+	sh, err := newShadow(&cfg, log, store, obs)
+	if err != nil {
+		return rn.abort(err)
+	}
 	eng := engine.New(store, append([]engine.Option{
 		engine.WithLogger(log),
 		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
-		obs.serviceOption()}, authn...)...)
+		obs.serviceOption(),
+		shadowOption(sh)}, authn...)...)
 	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
 	if obs.decisionLog != nil {
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
@@ -119,8 +124,13 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	}
 	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
 
-	if err := addReloading(rn, &cfg, log, reloader, listen, sec.admin); err != nil {
+	if err := addReloading(rn, &cfg, log, reloader, adminOf(reloader, sh), listen, sec.admin); err != nil {
 		return rn.abort(err)
+	}
+	if sh != nil {
+		if err := addShadow(ctx, rn, &cfg, log, sh); err != nil {
+			return rn.abort(err)
+		}
 	}
 	rn.add(stageHealth, onStop("health", func() {
 		grpcapi.SetServing(health, false)
@@ -139,7 +149,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 
 // addReloading adds what keeps the bundle current: SIGHUP, a directory
 // watcher or a poller, the reloader they trigger, and the admin API.
-func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc, sec listenerSecurity) error {
+func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, admin grpcapi.PolicyAdmin, listen listenFunc, sec listenerSecurity) error {
 	trigger := make(chan struct{}, 1)
 	rn.add(stageReload, loop("reloader", func(ctx context.Context) { r.Run(ctx, trigger) }))
 	rn.add(stageReload, loop("SIGHUP", watchSIGHUP(log, trigger)))
@@ -162,7 +172,7 @@ func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reload
 		}
 		// Admin calls are short: the drain bound is the one of the
 		// decision listeners.
-		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, r, sec.grpcOptions()...), lis, cfg.ShutdownTimeout, log))
+		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, admin, sec.grpcOptions()...), lis, cfg.ShutdownTimeout, log))
 		log.Info("serving admin API", "addr", lis.Addr().String())
 	}
 	return nil

@@ -78,6 +78,9 @@ type ObservabilityConfig struct {
 	DecisionLogOTLPEndpoint string
 	// DecisionLogOTLPProtocol is grpc or http/protobuf.
 	DecisionLogOTLPProtocol string
+	// DecisionLogRedactEntities replaces every attribute and tag value of
+	// request entities with [REDACTED] (their uids and parents are kept).
+	DecisionLogRedactEntities bool
 }
 
 // defaultObservability holds the defaults of the flags and of SetDefaults.
@@ -146,6 +149,7 @@ func (c *ObservabilityConfig) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DecisionLogOTLPEndpoint, "decision-log-otlp-endpoint", "", "also send decision records to an OpenTelemetry Collector as OTLP logs, e.g. http://127.0.0.1:4317 (TLS for https, with --otlp-ca-file and --otlp-headers; empty: off)")
 	fs.StringVar(&c.DecisionLogOTLPProtocol, "decision-log-otlp-protocol", d.DecisionLogOTLPProtocol, "OTLP protocol of --decision-log-otlp-endpoint: grpc or http/protobuf")
 	fs.StringVar(&c.DecisionLogRedact, "decision-log-redact", "", "context fields the decision log redacts, comma-separated dotted paths (e.g. ticket.body,intent.attributes.prompt)")
+	fs.BoolVar(&c.DecisionLogRedactEntities, "decision-log-redact-entities", false, "redact every attribute and tag value of request entities in the decision log")
 }
 
 func (c *ObservabilityConfig) tracedIdentifiers() (engine.TracedIdentifiers, error) {
@@ -336,6 +340,7 @@ func (o *observability) startDecisionLog(ctx context.Context, c *ObservabilityCo
 		decisionlog.WithQueueSize(c.DecisionLogQueue),
 		decisionlog.WithMode(mode),
 		decisionlog.WithRedact(splitList(c.DecisionLogRedact)),
+		decisionlog.WithRedactEntities(c.DecisionLogRedactEntities),
 		decisionlog.WithLogger(o.log),
 	}
 	var logs []*decisionlog.Writer

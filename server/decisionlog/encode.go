@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"bytes"
 	"encoding/json"
 	"iter"
 	"maps"
@@ -22,8 +23,12 @@ import (
 // When encodeErr is set, the line carries it instead of the context and
 // intent attributes that could not be encoded.
 func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, error) {
+	start := len(b)
 	b = append(b, `{"decision_id":`...)
 	b = appendString(b, r.DecisionID)
+	if r.Shadow != nil {
+		b = append(b, `,"kind":"shadow"`...)
+	}
 	b = append(b, `,"time":"`...)
 	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
@@ -71,11 +76,28 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 	if b, err = appendRecord(b, ctx, red); err != nil {
 		return nil, err
 	}
+	b = append(b, `,"action":`...)
+	b = appendRef(b, req.Action)
+	if !req.Now.IsZero() {
+		b = append(b, `,"now":"`...)
+		b = req.Now.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if len(req.Entities) > 0 && encodeErr == "" {
+		if b, err = appendEntities(b, req.Entities, red.entities); err != nil {
+			return nil, err
+		}
+	}
 	if encodeErr != "" {
 		b = append(b, `,"encode_error":`...)
 		b = appendString(b, encodeErr)
 	}
 	b = appendDecision(b, &r.Decision)
+	if r.Shadow != nil {
+		b = append(b, `,"shadow":{`...)
+		b = appendDecisionFields(b, r.Shadow)
+		b = append(b, '}')
+	}
 	b = append(b, `,"latency_ms":`...)
 	b = strconv.AppendFloat(b, float64(r.Latency.Nanoseconds())/1e6, 'f', -1, 64)
 	for _, f := range [...]struct{ k, v string }{{"trace_id", r.TraceID}, {"span_id", r.SpanID}} {
@@ -86,11 +108,69 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 			b = appendString(b, f.v)
 		}
 	}
+	// A record that lost a field to redaction cannot be decided again:
+	// replay counts it rather than guess (as it does a record with an
+	// encode_error). Only a writer that redacts pays for the scan; a value
+	// that merely reads "[REDACTED]" is marked too, which costs a replay,
+	// never a wrong one.
+	if red.redacts() && bytes.Contains(b[start:], redactedJSON) {
+		b = append(b, `,"redacted":true`...)
+	}
 	return append(b, '}', '\n'), nil
 }
 
+var redactedJSON = []byte(`"` + Redacted + `"`)
+
+// appendEntities appends the request's entities as Cedar's entity JSON
+// array, every attribute and tag value replaced by Redacted when redact is
+// set.
+func appendEntities(b []byte, m types.EntityMap, redact bool) ([]byte, error) {
+	red := (*redactor)(nil)
+	if redact {
+		red = redactAll
+	}
+	b = append(b, `,"entities":[`...)
+	first := true
+	var err error
+	for uid, e := range m {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `{"uid":`...)
+		b = appendRef(b, uid)
+		b = append(b, `,"parents":[`...)
+		i := 0
+		for p := range e.Parents.All() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			i++
+			b = appendRef(b, p)
+		}
+		b = append(b, `],"attrs":`...)
+		if b, err = appendRecord(b, e.Attributes, red); err != nil {
+			return nil, err
+		}
+		if e.Tags.Len() > 0 {
+			b = append(b, `,"tags":`...)
+			if b, err = appendRecord(b, e.Tags, red); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
+
 func appendDecision(b []byte, d *policystore.Decision) []byte {
-	b = append(b, `,"decision":"`...)
+	return appendDecisionFields(append(b, ','), d)
+}
+
+// appendDecisionFields appends d's fields, without braces: the record's
+// own decision and a shadow record's shadow decision are spelt alike.
+func appendDecisionFields(b []byte, d *policystore.Decision) []byte {
+	b = append(b, `"decision":"`...)
 	b = append(b, d.Outcome()...)
 	b = append(b, `","reasons":[`...)
 	for i, rs := range d.Reasons {
@@ -127,7 +207,18 @@ func appendDecision(b []byte, d *policystore.Decision) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, `],"policy_revision":`...)
-	return appendString(b, d.Revision)
+	b = appendString(b, d.Revision)
+	if len(d.WouldHave) > 0 {
+		b = append(b, `,"would_have":[`...)
+		for i, id := range d.WouldHave {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, id)
+		}
+		b = append(b, ']')
+	}
+	return b
 }
 
 func appendRef(b []byte, uid types.EntityUID) []byte {

@@ -21,4 +21,9 @@ type Record struct {
 	Latency  time.Duration
 	TraceID  string
 	SpanID   string
+	// Shadow, when set, makes this a shadow record (`"kind":"shadow"`):
+	// Decision is what was answered and Shadow what the shadow bundle
+	// decided for the same request. Shadow records are written only when
+	// the two differ, under the decision's id; replay skips them.
+	Shadow *policystore.Decision
 }

@@ -19,7 +19,13 @@ type redactor struct {
 	// all redacts every key below, for a value redacted as a whole that is
 	// nonetheless logged field by field (the intent).
 	all bool
+	// entities, on the root only, redacts every attribute and tag value of
+	// request entities (see WithRedactEntities).
+	entities bool
 }
+
+// redacts reports whether r redacts anything.
+func (r *redactor) redacts() bool { return r != nil && (r.next != nil || r.entities || r.all) }
 
 // redactAll redacts every key it is asked about.
 var redactAll = &redactor{all: true}

@@ -159,6 +159,13 @@ func WithRedact(paths []string) Option {
 	}
 }
 
+// WithRedactEntities replaces every attribute and tag value of request
+// entities with Redacted; their uids and parents are still logged. Apply
+// it after WithRedact.
+func WithRedactEntities(on bool) Option {
+	return func(w *Writer) error { w.redact.entities = on; return nil }
+}
+
 // WithLogger sets the logger for drop warnings and write failures.
 func WithLogger(l *slog.Logger) Option { return func(w *Writer) error { w.log = l; return nil } }
 

@@ -117,9 +117,9 @@ func TestLineShape(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("got %d lines", len(got))
 	}
-	want := `{"context":{"env":"prod"},"decision":"ALLOW","decision_id":"d1","errors":[{"message":"boom","policy_id":"p2"}],` +
+	want := `{"action":{"id":"read_file","type":"Action"},"context":{"env":"prod"},"decision":"ALLOW","decision_id":"d1","errors":[{"message":"boom","policy_id":"p2"}],` +
 		`"front_end":"grpc","intent":{"action":"read_file","attributes":{},"purpose":"incident","task_id":"T-1","tool":"shell"},` +
-		`"latency_ms":1.5,"policy_revision":"r1","principal":{"id":"a1","type":"Agent"},"reasons":[{"annotations":{"id":"p1"},"policy_id":"p1"}],` +
+		`"latency_ms":1.5,"now":"2023-11-14T22:13:20Z","policy_revision":"r1","principal":{"id":"a1","type":"Agent"},"reasons":[{"annotations":{"id":"p1"},"policy_id":"p1"}],` +
 		`"resource":{"id":"README.md","type":"File"},"time":"2023-11-14T22:13:20.000000005Z","trace_id":"0af7651916cd43dd8448eb211c80319c"}`
 	norm, _ := json.Marshal(got[0])
 	if string(norm) != want {

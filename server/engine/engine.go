@@ -51,6 +51,7 @@ type Engine struct {
 	decisionLog     DecisionLogger // nil: no decision log
 	authenticator   Authenticator  // nil: none
 	enricher        Enricher       // nil: none
+	shadow          Shadow         // nil: none
 }
 
 // Option configures an Engine.
@@ -92,6 +93,9 @@ func WithAuthenticator(a Authenticator) Option { return func(e *Engine) { e.auth
 
 // WithEnricher sets the enrichment step (default: none).
 func WithEnricher(en Enricher) Option { return func(e *Engine) { e.enricher = en } }
+
+// WithShadow sets the shadow step (default: none).
+func WithShadow(s Shadow) Option { return func(e *Engine) { e.shadow = s } }
 
 // WithDecisionID sets how decision ids are made (default: UUIDv7).
 func WithDecisionID(newID func() string) Option { return func(e *Engine) { e.newID = newID } }
@@ -167,15 +171,18 @@ func (p Pinned) Snapshot() *policystore.Snapshot { return p.snap }
 //  3. the engine sets context.now from its clock and the entity-override
 //     mode;
 //  4. Snapshot.Decide against the pinned snapshot, and a decision id;
-//  5. decision-log admission: the record is handed to the decision log,
+//  5. shadow: the Shadow, if any, is offered the request and Decide's
+//     decision, to decide it again against a candidate bundle off the
+//     caller's path; it cannot change the answer or delay it;
+//  6. decision-log admission: the record is handed to the decision log,
 //     which may block (block mode), refuse the decision (the request's
 //     context ended, or the log closed: ErrDecisionNotLogged), or, in deny
 //     mode when the log is full or its sink failing, turn the decision into
 //     a deny that says why. This is the only step after Decide that can
 //     change an answer: a decision that cannot be accounted for must not
 //     allow;
-//  6. the decision span gets its attributes (frontEnd, decision, ids);
-//  7. the metrics observe it.
+//  7. the decision span gets its attributes (frontEnd, decision, ids);
+//  8. the metrics observe it.
 //
 // An error means no decision was made; front ends must then deny (fail
 // closed) and map the error with Classify. A refusal of the authenticate
@@ -189,6 +196,9 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	defer span.End()
 	req, res, err := e.decide(ctx, p.snap, req)
 	latency := time.Since(start)
+	if err == nil && e.shadow != nil {
+		e.shadow.Offer(frontEnd, req, res)
+	}
 	if err == nil && e.decisionLog != nil {
 		res.Decision, err = e.admit(ctx, span, start, latency, frontEnd, req, res)
 	} else if e.decisionLog != nil && refused(err) {

@@ -25,3 +25,13 @@ type Authenticator interface {
 type Enricher interface {
 	Enrich(ctx context.Context, req policystore.Request) (policystore.Request, error)
 }
+
+// Shadow is the shadow step of Evaluate: it is offered every decided
+// request with the decision Decide made, to decide it again against a
+// candidate bundle and record any difference. Offer must return at once
+// (queue the work, or drop and count it) and must not modify req, whose
+// maps the decision log still reads. By default there is none.
+// Implementations must be safe for concurrent use.
+type Shadow interface {
+	Offer(frontEnd FrontEnd, req policystore.Request, res Result)
+}

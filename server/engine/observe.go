@@ -33,6 +33,9 @@ const (
 	AttrTaskID        = "intentpdp.task_id"
 	AttrDecisionID    = "intentpdp.decision_id"
 	AttrFrontEnd      = "intentpdp.front_end"
+	// AttrWouldHave lists the log-only policies that would have changed
+	// the decision (policystore.Decision.WouldHave); absent when none.
+	AttrWouldHave = "intentpdp.would_have"
 )
 
 // DecisionObserver records decisions as metrics (telemetry.Metrics).
@@ -152,6 +155,9 @@ func (e *Engine) annotate(span trace.Span, frontEnd FrontEnd, req policystore.Re
 		attribute.String(AttrRevision, d.Revision),
 		attribute.String(AttrDecisionID, res.ID),
 	)...)
+	if len(d.WouldHave) > 0 {
+		span.SetAttributes(attribute.StringSlice(AttrWouldHave, d.WouldHave))
+	}
 }
 
 // noMetrics is the default when no metrics are configured.

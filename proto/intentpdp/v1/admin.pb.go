@@ -169,7 +169,10 @@ type PolicyStatus struct {
 	// active is the serving bundle; unset before the first activation.
 	Active *ActiveBundle `protobuf:"bytes,1,opt,name=active,proto3" json:"active,omitempty"`
 	// last_attempt is the most recent fetch or activation attempt.
-	LastAttempt   *ActivationAttempt `protobuf:"bytes,2,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	LastAttempt *ActivationAttempt `protobuf:"bytes,2,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	// shadow is the shadow bundle and its comparisons; unset when the PDP
+	// runs without a shadow source.
+	Shadow        *ShadowStatus `protobuf:"bytes,3,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -218,6 +221,153 @@ func (x *PolicyStatus) GetLastAttempt() *ActivationAttempt {
 	return nil
 }
 
+func (x *PolicyStatus) GetShadow() *ShadowStatus {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+// ShadowStatus is the state of the shadow bundle, a candidate decided
+// beside the active one for a sample of live decisions without changing
+// any answer.
+type ShadowStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// bundle is the loaded shadow bundle; unset before it loads or once
+	// cleared.
+	Bundle *ActiveBundle `protobuf:"bytes,1,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// last_attempt is the most recent shadow fetch or activation attempt.
+	LastAttempt *ActivationAttempt `protobuf:"bytes,2,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	// cleared is true after ClearShadow or Promote, until Reload with shadow
+	// set loads the shadow source again.
+	Cleared bool `protobuf:"varint,3,opt,name=cleared,proto3" json:"cleared,omitempty"`
+	// sample is the share of live decisions compared, in [0, 1].
+	Sample float64 `protobuf:"fixed64,4,opt,name=sample,proto3" json:"sample,omitempty"`
+	// compared counts live decisions decided again against the shadow bundle.
+	Compared uint64 `protobuf:"varint,5,opt,name=compared,proto3" json:"compared,omitempty"`
+	// differing counts compared decisions with the other outcome in shadow:
+	// allow_to_deny (allowed live, denied in shadow) plus deny_to_allow.
+	Differing   uint64 `protobuf:"varint,6,opt,name=differing,proto3" json:"differing,omitempty"`
+	AllowToDeny uint64 `protobuf:"varint,7,opt,name=allow_to_deny,json=allowToDeny,proto3" json:"allow_to_deny,omitempty"`
+	DenyToAllow uint64 `protobuf:"varint,8,opt,name=deny_to_allow,json=denyToAllow,proto3" json:"deny_to_allow,omitempty"`
+	// dropped counts sampled decisions not compared: the queue was full.
+	Dropped uint64 `protobuf:"varint,9,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// failed counts requests the shadow bundle could not evaluate.
+	Failed uint64 `protobuf:"varint,10,opt,name=failed,proto3" json:"failed,omitempty"`
+	// unlogged counts differing decisions whose shadow record the decision
+	// log could not take.
+	Unlogged      uint64 `protobuf:"varint,11,opt,name=unlogged,proto3" json:"unlogged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShadowStatus) Reset() {
+	*x = ShadowStatus{}
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShadowStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShadowStatus) ProtoMessage() {}
+
+func (x *ShadowStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShadowStatus.ProtoReflect.Descriptor instead.
+func (*ShadowStatus) Descriptor() ([]byte, []int) {
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ShadowStatus) GetBundle() *ActiveBundle {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+func (x *ShadowStatus) GetLastAttempt() *ActivationAttempt {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return nil
+}
+
+func (x *ShadowStatus) GetCleared() bool {
+	if x != nil {
+		return x.Cleared
+	}
+	return false
+}
+
+func (x *ShadowStatus) GetSample() float64 {
+	if x != nil {
+		return x.Sample
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetCompared() uint64 {
+	if x != nil {
+		return x.Compared
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetDiffering() uint64 {
+	if x != nil {
+		return x.Differing
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetAllowToDeny() uint64 {
+	if x != nil {
+		return x.AllowToDeny
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetDenyToAllow() uint64 {
+	if x != nil {
+		return x.DenyToAllow
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *ShadowStatus) GetUnlogged() uint64 {
+	if x != nil {
+		return x.Unlogged
+	}
+	return 0
+}
+
 // ActiveBundle describes the serving policy snapshot.
 type ActiveBundle struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -239,7 +389,7 @@ type ActiveBundle struct {
 
 func (x *ActiveBundle) Reset() {
 	*x = ActiveBundle{}
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[3]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +401,7 @@ func (x *ActiveBundle) String() string {
 func (*ActiveBundle) ProtoMessage() {}
 
 func (x *ActiveBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[3]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +414,7 @@ func (x *ActiveBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActiveBundle.ProtoReflect.Descriptor instead.
 func (*ActiveBundle) Descriptor() ([]byte, []int) {
-	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ActiveBundle) GetRevision() string {
@@ -332,7 +482,7 @@ type ActivationAttempt struct {
 
 func (x *ActivationAttempt) Reset() {
 	*x = ActivationAttempt{}
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[4]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +494,7 @@ func (x *ActivationAttempt) String() string {
 func (*ActivationAttempt) ProtoMessage() {}
 
 func (x *ActivationAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[4]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +507,7 @@ func (x *ActivationAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivationAttempt.ProtoReflect.Descriptor instead.
 func (*ActivationAttempt) Descriptor() ([]byte, []int) {
-	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ActivationAttempt) GetSource() string {
@@ -409,16 +559,19 @@ func (x *ActivationAttempt) GetError() string {
 	return ""
 }
 
-// ReloadRequest takes no parameters.
+// ReloadRequest says which source to reload.
 type ReloadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shadow reloads the shadow source into the shadow bundle instead of the
+	// active one, and resumes its reloading after ClearShadow.
+	Shadow        bool `protobuf:"varint,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[5]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +583,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[5]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +596,14 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReloadRequest) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
 }
 
 // ReloadResponse is the outcome of a Reload.
@@ -460,7 +620,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[6]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +632,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_intentpdp_v1_admin_proto_msgTypes[6]
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +645,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReloadResponse) GetOutcome() ReloadOutcome {
@@ -509,6 +669,190 @@ func (x *ReloadResponse) GetStatus() *PolicyStatus {
 	return nil
 }
 
+// PromoteRequest takes no parameters.
+type PromoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+// PromoteResponse is the outcome of a Promote.
+type PromoteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// promoted is true when the shadow bundle went live.
+	Promoted bool `protobuf:"varint,1,opt,name=promoted,proto3" json:"promoted,omitempty"`
+	// error says why the bundle was refused; empty otherwise.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// status is the activation status after the call.
+	Status        *PolicyStatus `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PromoteResponse) GetPromoted() bool {
+	if x != nil {
+		return x.Promoted
+	}
+	return false
+}
+
+func (x *PromoteResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetStatus() *PolicyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ClearShadowRequest takes no parameters.
+type ClearShadowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearShadowRequest) Reset() {
+	*x = ClearShadowRequest{}
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearShadowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearShadowRequest) ProtoMessage() {}
+
+func (x *ClearShadowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearShadowRequest.ProtoReflect.Descriptor instead.
+func (*ClearShadowRequest) Descriptor() ([]byte, []int) {
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+// ClearShadowResponse carries the status after the shadow bundle is
+// unloaded.
+type ClearShadowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *PolicyStatus          `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearShadowResponse) Reset() {
+	*x = ClearShadowResponse{}
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearShadowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearShadowResponse) ProtoMessage() {}
+
+func (x *ClearShadowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_intentpdp_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearShadowResponse.ProtoReflect.Descriptor instead.
+func (*ClearShadowResponse) Descriptor() ([]byte, []int) {
+	return file_intentpdp_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ClearShadowResponse) GetStatus() *PolicyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_intentpdp_v1_admin_proto protoreflect.FileDescriptor
 
 const file_intentpdp_v1_admin_proto_rawDesc = "" +
@@ -516,10 +860,24 @@ const file_intentpdp_v1_admin_proto_rawDesc = "" +
 	"\x18intentpdp/v1/admin.proto\x12\fintentpdp.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10GetStatusRequest\"G\n" +
 	"\x11GetStatusResponse\x122\n" +
-	"\x06status\x18\x01 \x01(\v2\x1a.intentpdp.v1.PolicyStatusR\x06status\"\x86\x01\n" +
+	"\x06status\x18\x01 \x01(\v2\x1a.intentpdp.v1.PolicyStatusR\x06status\"\xba\x01\n" +
 	"\fPolicyStatus\x122\n" +
 	"\x06active\x18\x01 \x01(\v2\x1a.intentpdp.v1.ActiveBundleR\x06active\x12B\n" +
-	"\flast_attempt\x18\x02 \x01(\v2\x1f.intentpdp.v1.ActivationAttemptR\vlastAttempt\"\xe3\x01\n" +
+	"\flast_attempt\x18\x02 \x01(\v2\x1f.intentpdp.v1.ActivationAttemptR\vlastAttempt\x122\n" +
+	"\x06shadow\x18\x03 \x01(\v2\x1a.intentpdp.v1.ShadowStatusR\x06shadow\"\x88\x03\n" +
+	"\fShadowStatus\x122\n" +
+	"\x06bundle\x18\x01 \x01(\v2\x1a.intentpdp.v1.ActiveBundleR\x06bundle\x12B\n" +
+	"\flast_attempt\x18\x02 \x01(\v2\x1f.intentpdp.v1.ActivationAttemptR\vlastAttempt\x12\x18\n" +
+	"\acleared\x18\x03 \x01(\bR\acleared\x12\x16\n" +
+	"\x06sample\x18\x04 \x01(\x01R\x06sample\x12\x1a\n" +
+	"\bcompared\x18\x05 \x01(\x04R\bcompared\x12\x1c\n" +
+	"\tdiffering\x18\x06 \x01(\x04R\tdiffering\x12\"\n" +
+	"\rallow_to_deny\x18\a \x01(\x04R\vallowToDeny\x12\"\n" +
+	"\rdeny_to_allow\x18\b \x01(\x04R\vdenyToAllow\x12\x18\n" +
+	"\adropped\x18\t \x01(\x04R\adropped\x12\x16\n" +
+	"\x06failed\x18\n" +
+	" \x01(\x04R\x06failed\x12\x1a\n" +
+	"\bunlogged\x18\v \x01(\x04R\bunlogged\"\xe3\x01\n" +
 	"\fActiveBundle\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\tR\brevision\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12\x16\n" +
@@ -534,20 +892,31 @@ const file_intentpdp_v1_admin_proto_rawDesc = "" +
 	"\fattempted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vattemptedAt\x125\n" +
 	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x18\n" +
 	"\asuccess\x18\x06 \x01(\bR\asuccess\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\"\x0f\n" +
-	"\rReloadRequest\"\x91\x01\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"'\n" +
+	"\rReloadRequest\x12\x16\n" +
+	"\x06shadow\x18\x01 \x01(\bR\x06shadow\"\x91\x01\n" +
 	"\x0eReloadResponse\x125\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1b.intentpdp.v1.ReloadOutcomeR\aoutcome\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x122\n" +
-	"\x06status\x18\x03 \x01(\v2\x1a.intentpdp.v1.PolicyStatusR\x06status*\x86\x01\n" +
+	"\x06status\x18\x03 \x01(\v2\x1a.intentpdp.v1.PolicyStatusR\x06status\"\x10\n" +
+	"\x0ePromoteRequest\"w\n" +
+	"\x0fPromoteResponse\x12\x1a\n" +
+	"\bpromoted\x18\x01 \x01(\bR\bpromoted\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x122\n" +
+	"\x06status\x18\x03 \x01(\v2\x1a.intentpdp.v1.PolicyStatusR\x06status\"\x14\n" +
+	"\x12ClearShadowRequest\"I\n" +
+	"\x13ClearShadowResponse\x122\n" +
+	"\x06status\x18\x01 \x01(\v2\x1a.intentpdp.v1.PolicyStatusR\x06status*\x86\x01\n" +
 	"\rReloadOutcome\x12\x1e\n" +
 	"\x1aRELOAD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RELOAD_OUTCOME_ACTIVATED\x10\x01\x12\x1c\n" +
 	"\x18RELOAD_OUTCOME_UNCHANGED\x10\x02\x12\x19\n" +
-	"\x15RELOAD_OUTCOME_FAILED\x10\x032\xa7\x01\n" +
+	"\x15RELOAD_OUTCOME_FAILED\x10\x032\xc3\x02\n" +
 	"\x12PolicyAdminService\x12L\n" +
 	"\tGetStatus\x12\x1e.intentpdp.v1.GetStatusRequest\x1a\x1f.intentpdp.v1.GetStatusResponse\x12C\n" +
-	"\x06Reload\x12\x1b.intentpdp.v1.ReloadRequest\x1a\x1c.intentpdp.v1.ReloadResponseB9Z7github.com/intentpdp/intentpdp/proto/intentpdp/v1;pdpv1b\x06proto3"
+	"\x06Reload\x12\x1b.intentpdp.v1.ReloadRequest\x1a\x1c.intentpdp.v1.ReloadResponse\x12F\n" +
+	"\aPromote\x12\x1c.intentpdp.v1.PromoteRequest\x1a\x1d.intentpdp.v1.PromoteResponse\x12R\n" +
+	"\vClearShadow\x12 .intentpdp.v1.ClearShadowRequest\x1a!.intentpdp.v1.ClearShadowResponseB9Z7github.com/intentpdp/intentpdp/proto/intentpdp/v1;pdpv1b\x06proto3"
 
 var (
 	file_intentpdp_v1_admin_proto_rawDescOnce sync.Once
@@ -562,37 +931,51 @@ func file_intentpdp_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_intentpdp_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_intentpdp_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_intentpdp_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_intentpdp_v1_admin_proto_goTypes = []any{
 	(ReloadOutcome)(0),            // 0: intentpdp.v1.ReloadOutcome
 	(*GetStatusRequest)(nil),      // 1: intentpdp.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 2: intentpdp.v1.GetStatusResponse
 	(*PolicyStatus)(nil),          // 3: intentpdp.v1.PolicyStatus
-	(*ActiveBundle)(nil),          // 4: intentpdp.v1.ActiveBundle
-	(*ActivationAttempt)(nil),     // 5: intentpdp.v1.ActivationAttempt
-	(*ReloadRequest)(nil),         // 6: intentpdp.v1.ReloadRequest
-	(*ReloadResponse)(nil),        // 7: intentpdp.v1.ReloadResponse
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*ShadowStatus)(nil),          // 4: intentpdp.v1.ShadowStatus
+	(*ActiveBundle)(nil),          // 5: intentpdp.v1.ActiveBundle
+	(*ActivationAttempt)(nil),     // 6: intentpdp.v1.ActivationAttempt
+	(*ReloadRequest)(nil),         // 7: intentpdp.v1.ReloadRequest
+	(*ReloadResponse)(nil),        // 8: intentpdp.v1.ReloadResponse
+	(*PromoteRequest)(nil),        // 9: intentpdp.v1.PromoteRequest
+	(*PromoteResponse)(nil),       // 10: intentpdp.v1.PromoteResponse
+	(*ClearShadowRequest)(nil),    // 11: intentpdp.v1.ClearShadowRequest
+	(*ClearShadowResponse)(nil),   // 12: intentpdp.v1.ClearShadowResponse
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_intentpdp_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: intentpdp.v1.GetStatusResponse.status:type_name -> intentpdp.v1.PolicyStatus
-	4,  // 1: intentpdp.v1.PolicyStatus.active:type_name -> intentpdp.v1.ActiveBundle
-	5,  // 2: intentpdp.v1.PolicyStatus.last_attempt:type_name -> intentpdp.v1.ActivationAttempt
-	8,  // 3: intentpdp.v1.ActiveBundle.activated_at:type_name -> google.protobuf.Timestamp
-	8,  // 4: intentpdp.v1.ActivationAttempt.attempted_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: intentpdp.v1.ActivationAttempt.duration:type_name -> google.protobuf.Duration
-	0,  // 6: intentpdp.v1.ReloadResponse.outcome:type_name -> intentpdp.v1.ReloadOutcome
-	3,  // 7: intentpdp.v1.ReloadResponse.status:type_name -> intentpdp.v1.PolicyStatus
-	1,  // 8: intentpdp.v1.PolicyAdminService.GetStatus:input_type -> intentpdp.v1.GetStatusRequest
-	6,  // 9: intentpdp.v1.PolicyAdminService.Reload:input_type -> intentpdp.v1.ReloadRequest
-	2,  // 10: intentpdp.v1.PolicyAdminService.GetStatus:output_type -> intentpdp.v1.GetStatusResponse
-	7,  // 11: intentpdp.v1.PolicyAdminService.Reload:output_type -> intentpdp.v1.ReloadResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 1: intentpdp.v1.PolicyStatus.active:type_name -> intentpdp.v1.ActiveBundle
+	6,  // 2: intentpdp.v1.PolicyStatus.last_attempt:type_name -> intentpdp.v1.ActivationAttempt
+	4,  // 3: intentpdp.v1.PolicyStatus.shadow:type_name -> intentpdp.v1.ShadowStatus
+	5,  // 4: intentpdp.v1.ShadowStatus.bundle:type_name -> intentpdp.v1.ActiveBundle
+	6,  // 5: intentpdp.v1.ShadowStatus.last_attempt:type_name -> intentpdp.v1.ActivationAttempt
+	13, // 6: intentpdp.v1.ActiveBundle.activated_at:type_name -> google.protobuf.Timestamp
+	13, // 7: intentpdp.v1.ActivationAttempt.attempted_at:type_name -> google.protobuf.Timestamp
+	14, // 8: intentpdp.v1.ActivationAttempt.duration:type_name -> google.protobuf.Duration
+	0,  // 9: intentpdp.v1.ReloadResponse.outcome:type_name -> intentpdp.v1.ReloadOutcome
+	3,  // 10: intentpdp.v1.ReloadResponse.status:type_name -> intentpdp.v1.PolicyStatus
+	3,  // 11: intentpdp.v1.PromoteResponse.status:type_name -> intentpdp.v1.PolicyStatus
+	3,  // 12: intentpdp.v1.ClearShadowResponse.status:type_name -> intentpdp.v1.PolicyStatus
+	1,  // 13: intentpdp.v1.PolicyAdminService.GetStatus:input_type -> intentpdp.v1.GetStatusRequest
+	7,  // 14: intentpdp.v1.PolicyAdminService.Reload:input_type -> intentpdp.v1.ReloadRequest
+	9,  // 15: intentpdp.v1.PolicyAdminService.Promote:input_type -> intentpdp.v1.PromoteRequest
+	11, // 16: intentpdp.v1.PolicyAdminService.ClearShadow:input_type -> intentpdp.v1.ClearShadowRequest
+	2,  // 17: intentpdp.v1.PolicyAdminService.GetStatus:output_type -> intentpdp.v1.GetStatusResponse
+	8,  // 18: intentpdp.v1.PolicyAdminService.Reload:output_type -> intentpdp.v1.ReloadResponse
+	10, // 19: intentpdp.v1.PolicyAdminService.Promote:output_type -> intentpdp.v1.PromoteResponse
+	12, // 20: intentpdp.v1.PolicyAdminService.ClearShadow:output_type -> intentpdp.v1.ClearShadowResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_intentpdp_v1_admin_proto_init() }
@@ -606,7 +989,7 @@ func file_intentpdp_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_intentpdp_v1_admin_proto_rawDesc), len(file_intentpdp_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

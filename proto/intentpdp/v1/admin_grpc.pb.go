@@ -19,8 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PolicyAdminService_GetStatus_FullMethodName = "/intentpdp.v1.PolicyAdminService/GetStatus"
-	PolicyAdminService_Reload_FullMethodName    = "/intentpdp.v1.PolicyAdminService/Reload"
+	PolicyAdminService_GetStatus_FullMethodName   = "/intentpdp.v1.PolicyAdminService/GetStatus"
+	PolicyAdminService_Reload_FullMethodName      = "/intentpdp.v1.PolicyAdminService/Reload"
+	PolicyAdminService_Promote_FullMethodName     = "/intentpdp.v1.PolicyAdminService/Promote"
+	PolicyAdminService_ClearShadow_FullMethodName = "/intentpdp.v1.PolicyAdminService/ClearShadow"
 )
 
 // PolicyAdminServiceClient is the client API for PolicyAdminService service.
@@ -38,6 +40,15 @@ type PolicyAdminServiceClient interface {
 	// yields, as a file change, a poll or SIGHUP would. A refused bundle is an
 	// outcome, not an RPC error: the active bundle keeps serving.
 	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
+	// Promote activates the loaded shadow bundle as the active bundle,
+	// through the same checks as any activation (signature, anti-rollback,
+	// the bundle's tests): all or nothing. On success the shadow bundle is
+	// cleared, as by ClearShadow. A refused bundle is an outcome, not an RPC
+	// error; with no shadow bundle loaded it fails with FAILED_PRECONDITION.
+	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// ClearShadow unloads the shadow bundle and stops comparisons. The
+	// shadow source is not reloaded again until Reload with shadow set.
+	ClearShadow(ctx context.Context, in *ClearShadowRequest, opts ...grpc.CallOption) (*ClearShadowResponse, error)
 }
 
 type policyAdminServiceClient struct {
@@ -68,6 +79,26 @@ func (c *policyAdminServiceClient) Reload(ctx context.Context, in *ReloadRequest
 	return out, nil
 }
 
+func (c *policyAdminServiceClient) Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteResponse)
+	err := c.cc.Invoke(ctx, PolicyAdminService_Promote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyAdminServiceClient) ClearShadow(ctx context.Context, in *ClearShadowRequest, opts ...grpc.CallOption) (*ClearShadowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearShadowResponse)
+	err := c.cc.Invoke(ctx, PolicyAdminService_ClearShadow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyAdminServiceServer is the server API for PolicyAdminService service.
 // All implementations must embed UnimplementedPolicyAdminServiceServer
 // for forward compatibility.
@@ -83,6 +114,15 @@ type PolicyAdminServiceServer interface {
 	// yields, as a file change, a poll or SIGHUP would. A refused bundle is an
 	// outcome, not an RPC error: the active bundle keeps serving.
 	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
+	// Promote activates the loaded shadow bundle as the active bundle,
+	// through the same checks as any activation (signature, anti-rollback,
+	// the bundle's tests): all or nothing. On success the shadow bundle is
+	// cleared, as by ClearShadow. A refused bundle is an outcome, not an RPC
+	// error; with no shadow bundle loaded it fails with FAILED_PRECONDITION.
+	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// ClearShadow unloads the shadow bundle and stops comparisons. The
+	// shadow source is not reloaded again until Reload with shadow set.
+	ClearShadow(context.Context, *ClearShadowRequest) (*ClearShadowResponse, error)
 	mustEmbedUnimplementedPolicyAdminServiceServer()
 }
 
@@ -98,6 +138,12 @@ func (UnimplementedPolicyAdminServiceServer) GetStatus(context.Context, *GetStat
 }
 func (UnimplementedPolicyAdminServiceServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
+}
+func (UnimplementedPolicyAdminServiceServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedPolicyAdminServiceServer) ClearShadow(context.Context, *ClearShadowRequest) (*ClearShadowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClearShadow not implemented")
 }
 func (UnimplementedPolicyAdminServiceServer) mustEmbedUnimplementedPolicyAdminServiceServer() {}
 func (UnimplementedPolicyAdminServiceServer) testEmbeddedByValue()                            {}
@@ -156,6 +202,42 @@ func _PolicyAdminService_Reload_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyAdminService_Promote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyAdminServiceServer).Promote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyAdminService_Promote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyAdminServiceServer).Promote(ctx, req.(*PromoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyAdminService_ClearShadow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearShadowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyAdminServiceServer).ClearShadow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyAdminService_ClearShadow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyAdminServiceServer).ClearShadow(ctx, req.(*ClearShadowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyAdminService_ServiceDesc is the grpc.ServiceDesc for PolicyAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +252,14 @@ var PolicyAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reload",
 			Handler:    _PolicyAdminService_Reload_Handler,
+		},
+		{
+			MethodName: "Promote",
+			Handler:    _PolicyAdminService_Promote_Handler,
+		},
+		{
+			MethodName: "ClearShadow",
+			Handler:    _PolicyAdminService_ClearShadow_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
