@@ -32,6 +32,19 @@ type Request struct {
 	// RejectOverrides makes request entity data that the bundle overrides an
 	// error instead of being ignored and reported.
 	RejectOverrides bool
+	// TaskType, when set, is the entity type of the PDP's task grants: the
+	// PDP then owns context.task (a request may not set it) and entities of
+	// that type (request entities of it are ignored, whatever the manifest
+	// says). The engine's enrich step sets it when grants are configured.
+	TaskType types.EntityType
+	// Task is the live task grant the enrich step found for Intent.TaskID,
+	// nil when none. Decide adds it to the entities with the bundle's
+	// authority and policies see its UID as context.task.
+	Task *types.Entity
+	// TaskState is what the enrich step found for Intent.TaskID (live,
+	// expired, revoked, ...), for the decision log and span; empty without
+	// grants or without a task id.
+	TaskState string
 }
 
 // Intent is what the principal is trying to do, beyond the Cedar action.
@@ -46,10 +59,12 @@ type Intent struct {
 const (
 	ContextIntent = "intent"
 	ContextNow    = "now"
+	ContextTask   = "task"
 )
 
 // CedarContext is the context policies see: the caller's fields plus the
-// reserved keys, `intent` (purpose, task_id, tool, attributes) and `now`.
+// reserved keys, `intent` (purpose, task_id, tool, attributes), `now` and,
+// with grants (req.TaskType set), `task` when a live grant was found.
 // It is the one place where reserved keys are made (Decide calls it); a
 // caller may not set one itself. req.Context is not modified, so a caller
 // may reuse it.
@@ -59,7 +74,10 @@ func (req *Request) CedarContext() (types.Record, error) {
 			return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it", ErrInvalidRequest, k)
 		}
 	}
-	fields := make(types.RecordMap, len(req.Context)+2)
+	if _, ok := req.Context[ContextTask]; ok && req.TaskType != "" {
+		return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it from intent.task_id", ErrInvalidRequest, ContextTask)
+	}
+	fields := make(types.RecordMap, len(req.Context)+3)
 	maps.Copy(fields, req.Context)
 	attrs := req.Intent.Attributes
 	if attrs == nil {
@@ -72,6 +90,9 @@ func (req *Request) CedarContext() (types.Record, error) {
 		"attributes": types.NewRecord(attrs),
 	})
 	fields[ContextNow] = types.NewDatetime(req.Now)
+	if req.Task != nil {
+		fields[ContextTask] = req.Task.UID
+	}
 	return types.NewRecord(fields), nil
 }
 

@@ -51,6 +51,7 @@ type Engine struct {
 	decisionLog     DecisionLogger // nil: no decision log
 	authenticator   Authenticator  // nil: none
 	enricher        Enricher       // nil: none
+	consumer        Consumer       // nil: none
 }
 
 // Option configures an Engine.
@@ -92,6 +93,9 @@ func WithAuthenticator(a Authenticator) Option { return func(e *Engine) { e.auth
 
 // WithEnricher sets the enrichment step (default: none).
 func WithEnricher(en Enricher) Option { return func(e *Engine) { e.enricher = en } }
+
+// WithConsumer sets the consume step after Decide (default: none).
+func WithConsumer(c Consumer) Option { return func(e *Engine) { e.consumer = c } }
 
 // WithDecisionID sets how decision ids are made (default: UUIDv7).
 func WithDecisionID(newID func() string) Option { return func(e *Engine) { e.newID = newID } }
@@ -167,15 +171,18 @@ func (p Pinned) Snapshot() *policystore.Snapshot { return p.snap }
 //  3. the engine sets context.now from its clock and the entity-override
 //     mode;
 //  4. Snapshot.Decide against the pinned snapshot, and a decision id;
-//  5. decision-log admission: the record is handed to the decision log,
+//  5. consume: when the request carries a task grant, the Consumer, if
+//     any, settles the grant's use (a one-shot grant is used by exactly
+//     one allow; an allow whose use cannot be taken becomes a deny);
+//  6. decision-log admission: the record is handed to the decision log,
 //     which may block (block mode), refuse the decision (the request's
 //     context ended, or the log closed: ErrDecisionNotLogged), or, in deny
 //     mode when the log is full or its sink failing, turn the decision into
-//     a deny that says why. This is the only step after Decide that can
-//     change an answer: a decision that cannot be accounted for must not
-//     allow;
-//  6. the decision span gets its attributes (frontEnd, decision, ids);
-//  7. the metrics observe it.
+//     a deny that says why. With consume, these are the only steps after
+//     Decide that can change an answer, and only into a deny: a decision
+//     that cannot be accounted for must not allow;
+//  7. the decision span gets its attributes (frontEnd, decision, ids);
+//  8. the metrics observe it.
 //
 // An error means no decision was made; front ends must then deny (fail
 // closed) and map the error with Classify.
@@ -199,7 +206,7 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	return res, nil
 }
 
-// decide runs steps 1 to 4 of Evaluate and returns the request as decided.
+// decide runs steps 1 to 5 of Evaluate and returns the request as decided.
 func (e *Engine) decide(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Request, Result, error) {
 	if err := ctx.Err(); err != nil {
 		return req, Result{}, err
@@ -220,6 +227,13 @@ func (e *Engine) decide(ctx context.Context, snap *policystore.Snapshot, req pol
 	d, err := snap.Decide(ctx, req)
 	if err != nil {
 		return req, Result{}, err
+	}
+	if e.consumer != nil && req.Task != nil {
+		decided := d
+		req, d = e.consumer.Consume(ctx, req, d)
+		if d.Allow && !decided.Allow {
+			d = decided // a consume step never allows what Decide denied
+		}
 	}
 	return req, Result{Decision: d, ID: e.newID()}, nil
 }

@@ -25,3 +25,16 @@ type Authenticator interface {
 type Enricher interface {
 	Enrich(ctx context.Context, req policystore.Request) (policystore.Request, error)
 }
+
+// Consumer is the step of Evaluate right after Decide, for decisions made
+// with a task grant (req.Task set): it settles what the decision used of
+// the grant, atomically, and returns the decision to answer and the
+// request as logged. An allow that used a limited grant consumes one use;
+// when that fails (another decision took the last use, the grant was
+// revoked or expired meanwhile) the allow becomes a deny that says why. It
+// may turn an allow into a deny, never the reverse: the engine enforces
+// that. By default there is none. Implementations must be safe for
+// concurrent use.
+type Consumer interface {
+	Consume(ctx context.Context, req policystore.Request, d policystore.Decision) (policystore.Request, policystore.Decision)
+}
