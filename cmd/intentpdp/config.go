@@ -49,6 +49,8 @@ type Config struct {
 	Observability ObservabilityConfig
 	// Reload configures bundle sources, hot reload and the admin API.
 	Reload ReloadConfig
+	// Grants configures task grants.
+	Grants GrantConfig
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -79,6 +81,7 @@ func (c *Config) SetDefaults() {
 	setPositive(&c.ShutdownTimeout, d.ShutdownTimeout)
 	c.Observability.SetDefaults()
 	c.Reload.SetDefaults()
+	c.Grants.SetDefaults()
 }
 
 // Validate reports every problem at once.
@@ -110,6 +113,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Observability.Validate()...)
 	errs = append(errs, c.Reload.validate(c.Bundle)...)
+	errs = append(errs, c.Grants.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -136,6 +140,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.GRPCLimits.bindFlags(fs)
 	c.Observability.bindFlags(fs)
 	c.Reload.bindFlags(fs)
+	c.Grants.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

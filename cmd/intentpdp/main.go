@@ -18,6 +18,7 @@ Usage:
   intentpdp check DIR                      run a bundle's activation offline (parse, schema, ids, tests/)
   intentpdp eval --bundle DIR REQUEST.json decide one request offline
   intentpdp bundle build|verify|keygen     build, sign and verify bundle archives
+  intentpdp grant create|revoke|show|list  create and revoke task grants through the admin API
 
 Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
 through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = eval(args[1:], stdout)
 	case "bundle":
 		err = bundleCmd(ctx, args[1:], stdout)
+	case "grant":
+		err = grantCmd(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

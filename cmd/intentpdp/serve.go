@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 
+	"google.golang.org/grpc"
+
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grants"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
@@ -58,7 +61,16 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}
 
-	store, reloader, err := newReloader(&cfg, log, policystore.WithActivationObserver(obs.observeActivation))
+	grantStore, err := openGrants(ctx, &cfg.Grants, log, obs.registry)
+	if err != nil {
+		return rn.abort(err)
+	}
+	storeOpts := []policystore.StoreOption{policystore.WithActivationObserver(obs.observeActivation)}
+	if grantStore != nil {
+		rn.add(stageReload, loop("grant store", func(ctx context.Context) { grantStore.Run(ctx); grantStore.Close() }))
+		storeOpts = append(storeOpts, policystore.WithRuntimeEntityTypes(grants.TaskType))
+	}
+	store, reloader, err := newReloader(&cfg, log, storeOpts...)
 	if err != nil {
 		return rn.abort(err)
 	}
@@ -68,10 +80,10 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		return rn.abort(err)
 	}
 
-	eng := engine.New(store,
+	eng := engine.New(store, append([]engine.Option{
 		engine.WithLogger(log),
 		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
-		obs.serviceOption())
+		obs.serviceOption()}, grantEngineOptions(grantStore)...)...)
 	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
 	if obs.decisionLog != nil {
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
@@ -107,7 +119,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	}
 	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
 
-	if err := addReloading(rn, &cfg, log, reloader, listen); err != nil {
+	if err := addReloading(rn, &cfg, log, reloader, listen, func(gs *grpc.Server) {
+		registerGrantAPI(gs, eng, grantStore, &cfg, log)
+	}); err != nil {
 		return rn.abort(err)
 	}
 	rn.add(stageHealth, onStop("health", func() {
@@ -123,7 +137,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 
 // addReloading adds what keeps the bundle current: SIGHUP, a directory
 // watcher or a poller, the reloader they trigger, and the admin API.
-func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc) error {
+func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, listen listenFunc, extra func(*grpc.Server)) error {
 	trigger := make(chan struct{}, 1)
 	rn.add(stageReload, loop("reloader", func(ctx context.Context) { r.Run(ctx, trigger) }))
 	rn.add(stageReload, loop("SIGHUP", watchSIGHUP(log, trigger)))
@@ -146,8 +160,13 @@ func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reload
 		}
 		// Admin calls are short: the drain bound is the one of the
 		// decision listeners.
-		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, r), lis, cfg.ShutdownTimeout, log))
+		admin := newAdminServer(cfg, log, r)
+		extra(admin)
+		rn.add(stageReload, grpcListener("admin API", admin, lis, cfg.ShutdownTimeout, log))
 		log.Info("serving admin API", "addr", lis.Addr().String())
+	}
+	if cfg.Grants.Store != "off" && cfg.Reload.AdminListen == "" {
+		log.Warn("task grants on but the admin API is off (--admin-listen): no grant can be created")
 	}
 	return nil
 }
