@@ -36,6 +36,7 @@ const startupDeadline = time.Minute
 // logs and every listener on loopback.
 type servedBinary struct {
 	cmd         *exec.Cmd
+	adminAddr   string // set before the gRPC address is known
 	grpcAddr    string
 	metricsAddr string
 	httpAddr    string
@@ -112,6 +113,10 @@ func (p *servedBinary) watchLog(r io.Reader, addrs chan<- [3]string) {
 		p.output.Write(append(sc.Bytes(), '\n'))
 		p.mu.Unlock()
 		switch l.Msg {
+		case "serving admin API":
+			p.mu.Lock()
+			p.adminAddr = l.Addr
+			p.mu.Unlock()
 		case "serving gRPC":
 			grpcAddr = l.Addr
 		case "serving metrics":
