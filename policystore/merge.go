@@ -25,6 +25,19 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 	return e, ok
 }
 
+// withTask is the bundle's entities and a live task grant.
+type withTask struct {
+	bundle types.EntityGetter
+	task   *types.Entity
+}
+
+func (w withTask) Get(uid types.EntityUID) (types.Entity, bool) {
+	if uid == w.task.UID {
+		return *w.task, true
+	}
+	return w.bundle.Get(uid)
+}
+
 // merge layers the request's entities under the bundle's and reports what
 // it ignores:
 //   - data about an entity the bundle defines (the bundle wins);
@@ -45,7 +58,12 @@ func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 // the request's entity hierarchy is deeper than MaxRequestEntityDepth, and
 // with ctx.Err() when ctx ends first.
 func (s *Snapshot) merge(ctx context.Context, req Request) (types.EntityGetter, ancestryFunc, []IgnoredEntity, error) {
-	if len(req.Entities) == 0 && req.Task == nil {
+	if len(req.Entities) == 0 {
+		if req.Task != nil {
+			// A grant alone has no parents: nothing to screen or close,
+			// and the bundle's closures still answer every ancestry.
+			return withTask{bundle: s.closed, task: req.Task}, nil, nil, nil
+		}
 		return s.closed, nil, nil, nil
 	}
 	if err := ctx.Err(); err != nil {
