@@ -227,4 +227,3 @@ func (p *proxy) restore() {
 	defer p.mu.Unlock()
 	p.down = false
 }
-
