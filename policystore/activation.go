@@ -3,6 +3,7 @@ package policystore
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -64,6 +65,9 @@ func (s *Store) build(b *Bundle, res *ActivationResult) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	if problems := s.runtimeEntityProblems(snap); len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
 	s.uniqueRevision(snap)
 	res.Revision = snap.revision
 	if problems := RunCases(b, snap); len(problems) > 0 {
@@ -82,4 +86,20 @@ func (s *Store) uniqueRevision(snap *Snapshot) {
 	if first, seen := s.contents[snap.baseRevision]; seen && first != snap.contentHash {
 		snap.revision = snap.baseRevision + "+" + snap.contentHash
 	}
+}
+
+// runtimeEntityProblems lists the bundle's entities of a type the PDP
+// supplies at run time (see WithRuntimeEntityTypes).
+func (s *Store) runtimeEntityProblems(snap *Snapshot) []Problem {
+	if len(s.runtimeTypes) == 0 {
+		return nil
+	}
+	var problems []Problem
+	for _, uid := range sortedUIDs(snap.entities) {
+		if slices.Contains(s.runtimeTypes, uid.Type) {
+			problems = append(problems, Problem{File: EntitiesFile, Message: fmt.Sprintf(
+				"entity %s: entities of type %s are task grants, created through the grant API; the bundle may not define them", uid, uid.Type)})
+		}
+	}
+	return problems
 }

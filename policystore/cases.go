@@ -34,7 +34,11 @@ type Case struct {
 	Now time.Time `json:"now"`
 	// Entities are request-scoped entities, Cedar's entity JSON array.
 	Entities types.EntityMap `json:"entities,omitempty"`
-	Expect   CaseExpectation `json:"expect"`
+	// Task is a live task grant, as Cedar entity JSON: the case is decided
+	// as the PDP decides a request whose intent.task_id names it (the
+	// grant is context.task, entities of its type come from it only).
+	Task   *types.Entity   `json:"task,omitempty"`
+	Expect CaseExpectation `json:"expect"`
 }
 
 // CaseIntent is a case's intent, exposed to policies as context.intent.
@@ -136,7 +140,7 @@ func (c Case) request() Request {
 	if c.Intent.Attributes != nil {
 		intent.Attributes = c.Intent.Attributes.Map()
 	}
-	return Request{
+	req := Request{
 		Principal: c.Principal,
 		Action:    c.Action,
 		Resource:  c.Resource,
@@ -145,4 +149,8 @@ func (c Case) request() Request {
 		Now:       c.Now,
 		Entities:  c.Entities,
 	}
+	if c.Task != nil {
+		req.Task, req.TaskType, req.TaskState = c.Task, c.Task.UID.Type, "live"
+	}
+	return req
 }

@@ -37,6 +37,19 @@ type Request struct {
 	// authenticate step; nil when no token was verified. Policies see it as
 	// context.identity.
 	Identity *Identity
+	// TaskType, when set, is the entity type of the PDP's task grants: the
+	// PDP then owns context.task (a request may not set it) and entities of
+	// that type (request entities of it are ignored, whatever the manifest
+	// says). The engine's enrich step sets it when grants are configured.
+	TaskType types.EntityType
+	// Task is the live task grant the enrich step found for Intent.TaskID,
+	// nil when none. Decide adds it to the entities with the bundle's
+	// authority and policies see its UID as context.task.
+	Task *types.Entity
+	// TaskState is what the enrich step found for Intent.TaskID (live,
+	// expired, revoked, ...), for the decision log and span; empty without
+	// grants or without a task id.
+	TaskState string
 }
 
 // Identity is what a verified principal token proved. One Identity may be
@@ -73,12 +86,14 @@ const (
 	ContextIntent   = "intent"
 	ContextNow      = "now"
 	ContextIdentity = "identity"
+	ContextTask     = "task"
 )
 
 // CedarContext is the context policies see: the caller's fields plus the
 // reserved keys, `intent` (purpose, task_id, tool, attributes), `now` and,
 // when a token was verified, `identity` (issuer, subject, spiffe_id,
-// audience, expires_at, claims, caller, actor?).
+// audience, expires_at, claims, caller, actor?);
+// with grants (req.TaskType set), `task` when a live grant was found.
 // It is the one place where reserved keys are made (Decide calls it); a
 // caller may not set one itself. req.Context is not modified, so a caller
 // may reuse it.
@@ -90,6 +105,9 @@ func (req *Request) CedarContext() (types.Record, error) {
 		if _, ok := req.Context[k]; ok {
 			return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it", ErrInvalidRequest, k)
 		}
+	}
+	if _, ok := req.Context[ContextTask]; ok && req.TaskType != "" {
+		return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it from intent.task_id", ErrInvalidRequest, ContextTask)
 	}
 	fields := make(types.RecordMap, len(req.Context)+3)
 	maps.Copy(fields, req.Context)
@@ -106,6 +124,9 @@ func (req *Request) CedarContext() (types.Record, error) {
 	fields[ContextNow] = types.NewDatetime(req.Now)
 	if id := req.Identity; id != nil {
 		fields[ContextIdentity] = id.record()
+	}
+	if req.Task != nil {
+		fields[ContextTask] = req.Task.UID
 	}
 	return types.NewRecord(fields), nil
 }

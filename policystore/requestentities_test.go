@@ -46,8 +46,8 @@ func TestForgedTaskIsIgnored(t *testing.T) {
 	if d.Allow || len(d.Ignored) != 1 || d.Ignored[0].UID != task || !strings.Contains(d.Ignored[0].Detail, "authoritative for type Task") {
 		t.Fatalf("allow %v, ignored %v; want a deny with the task ignored", d.Allow, d.Ignored)
 	}
-	if len(d.Errors) != 1 || d.Errors[0].PolicyID != "task-bound-write" {
-		t.Errorf("errors %v; want task-bound-write skipped for the undefined task", d.Errors)
+	if len(d.Errors) != 1 || d.Errors[0].PolicyID != "task-grants" {
+		t.Errorf("errors %v; want task-grants skipped for the undefined task", d.Errors)
 	}
 	req.RejectOverrides = true
 	var override *policystore.EntityOverrideError

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cedar-policy/cedar-go/types"
 )
 
 // ErrNoSnapshot means no bundle has been activated yet.
@@ -23,6 +25,7 @@ type Store struct {
 
 	keys          []ed25519.PublicKey
 	allowRollback bool
+	runtimeTypes  []types.EntityType
 	observers     []func(ActivationResult)
 	lastAttempt   atomic.Pointer[ActivationResult]
 	// contents maps each manifest revision that went live to the content
@@ -55,6 +58,13 @@ func WithVerificationKeys(keys ...ed25519.PublicKey) StoreOption {
 // lower than the active bundle's.
 func WithAllowRollback(allow bool) StoreOption {
 	return func(s *Store) { s.allowRollback = allow }
+}
+
+// WithRuntimeEntityTypes names entity types whose entities the PDP supplies
+// at run time (task grants): Activate refuses a bundle that defines one, so
+// that a grant is never shadowed by, or confused with, bundle data.
+func WithRuntimeEntityTypes(ts ...types.EntityType) StoreOption {
+	return func(s *Store) { s.runtimeTypes = append(s.runtimeTypes, ts...) }
 }
 
 // NewStore returns an empty Store; Current fails until the first Activate.

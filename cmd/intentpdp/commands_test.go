@@ -19,7 +19,7 @@ func runCommand(t *testing.T, args ...string) (int, string) {
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	code, out := runCommand(t, "check", "../../examples/agents")
-	if code != 0 || !strings.Contains(out, "revision: agents-example-v1") || !strings.Contains(out, "policies: 5") {
+	if code != 0 || !strings.Contains(out, "revision: agents-example-v1") || !strings.Contains(out, "policies: 7") {
 		t.Fatalf("check example: exit %d\n%s", code, out)
 	}
 

@@ -62,6 +62,8 @@ type Config struct {
 	// Shadow configures the shadow bundle, a candidate decided beside the
 	// active one.
 	Shadow ShadowConfig
+	// Grants configures task grants.
+	Grants GrantConfig
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -94,6 +96,7 @@ func (c *Config) SetDefaults() {
 	c.Reload.SetDefaults()
 	c.Identity.SetDefaults()
 	c.Shadow.SetDefaults()
+	c.Grants.SetDefaults()
 }
 
 // Validate reports every problem at once.
@@ -131,6 +134,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateCallers()...)
 	errs = append(errs, c.Identity.Validate()...)
 	errs = append(errs, c.Shadow.validate()...)
+	errs = append(errs, c.Grants.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -161,6 +165,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.Callers.bindFlags(fs)
 	c.Identity.bindFlags(fs)
 	c.Shadow.bindFlags(fs)
+	c.Grants.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

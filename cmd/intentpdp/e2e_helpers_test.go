@@ -36,6 +36,7 @@ const startupDeadline = time.Minute
 // logs and every listener on loopback.
 type servedBinary struct {
 	cmd         *exec.Cmd
+	adminAddr   string // set before the gRPC address is known; guarded by mu
 	grpcAddr    string
 	metricsAddr string
 	httpAddr    string
@@ -43,9 +44,8 @@ type servedBinary struct {
 	conn        *grpc.ClientConn
 	client      pdpv1.AuthorizationServiceClient
 
-	mu        sync.Mutex
-	output    bytes.Buffer // everything the binary logged
-	adminAddr string       // once logged; empty while the admin API is off
+	mu     sync.Mutex
+	output bytes.Buffer // everything the binary logged
 }
 
 // admin dials the admin API, whose address is logged before gRPC's.
@@ -130,16 +130,16 @@ func (p *servedBinary) watchLog(r io.Reader, addrs chan<- [3]string) {
 		p.output.Write(append(sc.Bytes(), '\n'))
 		p.mu.Unlock()
 		switch l.Msg {
+		case "serving admin API":
+			p.mu.Lock()
+			p.adminAddr = l.Addr
+			p.mu.Unlock()
 		case "serving gRPC":
 			grpcAddr = l.Addr
 		case "serving metrics":
 			metricsAddr = l.Addr
 		case "serving AuthZEN and forward-auth over HTTP":
 			httpAddr = l.Addr
-		case "serving admin API":
-			p.mu.Lock()
-			p.adminAddr = l.Addr
-			p.mu.Unlock()
 		}
 		if grpcAddr != "" && metricsAddr != "" && httpAddr != "" {
 			addrs <- [3]string{grpcAddr, metricsAddr, httpAddr}

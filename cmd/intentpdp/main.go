@@ -20,6 +20,7 @@ Usage:
   intentpdp bundle build|verify|keygen     build, sign and verify bundle archives
   intentpdp replay --bundle DIR --log F    re-decide logged decisions with a candidate bundle; report what changes
   intentpdp diff OLD NEW                   decide two bundles' tests/ cases and example requests; report differences
+  intentpdp grant create|revoke|show|list  create and revoke task grants through the admin API
 
 Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
 through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = replay(ctx, args[1:], stdout)
 	case "diff":
 		err = diff(ctx, args[1:], stdout)
+	case "grant":
+		err = grantCmd(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

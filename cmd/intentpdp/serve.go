@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grants"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
@@ -69,7 +72,16 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}
 
-	store, reloader, err := newReloader(&cfg, log, policystore.WithActivationObserver(obs.observeActivation))
+	grantStore, err := openGrants(ctx, &cfg.Grants, log, obs.registry)
+	if err != nil {
+		return rn.abort(err)
+	}
+	storeOpts := []policystore.StoreOption{policystore.WithActivationObserver(obs.observeActivation)}
+	if grantStore != nil {
+		rn.add(stageReload, loop("grant store", func(ctx context.Context) { grantStore.Run(ctx); grantStore.Close() }))
+		storeOpts = append(storeOpts, policystore.WithRuntimeEntityTypes(grants.TaskType))
+	}
+	store, reloader, err := newReloader(&cfg, log, storeOpts...)
 	if err != nil {
 		return rn.abort(err)
 	}
@@ -91,7 +103,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		engine.WithLogger(log),
 		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
 		obs.serviceOption(),
-		shadowOption(sh)}, authn...)...)
+		shadowOption(sh)}, append(authn, grantEngineOptions(grantStore)...)...)...)
 	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
 	if obs.decisionLog != nil {
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
@@ -124,7 +136,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	}
 	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
 
-	if err := addReloading(rn, &cfg, log, reloader, adminOf(reloader, sh), listen, sec.admin); err != nil {
+	if err := addReloading(rn, &cfg, log, reloader, adminOf(reloader, sh), listen, sec.admin, func(gs *grpc.Server) {
+		registerGrantAPI(gs, eng, grantStore, &cfg, log)
+	}); err != nil {
 		return rn.abort(err)
 	}
 	if sh != nil {
@@ -149,7 +163,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 
 // addReloading adds what keeps the bundle current: SIGHUP, a directory
 // watcher or a poller, the reloader they trigger, and the admin API.
-func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, admin grpcapi.PolicyAdmin, listen listenFunc, sec listenerSecurity) error {
+func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reloader, admin grpcapi.PolicyAdmin, listen listenFunc, sec listenerSecurity, extra func(*grpc.Server)) error {
 	trigger := make(chan struct{}, 1)
 	rn.add(stageReload, loop("reloader", func(ctx context.Context) { r.Run(ctx, trigger) }))
 	rn.add(stageReload, loop("SIGHUP", watchSIGHUP(log, trigger)))
@@ -172,8 +186,13 @@ func addReloading(rn *runner, cfg *Config, log *slog.Logger, r *bundlesrc.Reload
 		}
 		// Admin calls are short: the drain bound is the one of the
 		// decision listeners.
-		rn.add(stageReload, grpcListener("admin API", newAdminServer(cfg, log, admin, sec.grpcOptions()...), lis, cfg.ShutdownTimeout, log))
+		server := newAdminServer(cfg, log, admin, sec.grpcOptions()...)
+		extra(server)
+		rn.add(stageReload, grpcListener("admin API", server, lis, cfg.ShutdownTimeout, log))
 		log.Info("serving admin API", "addr", lis.Addr().String())
+	}
+	if cfg.Grants.Store != "off" && cfg.Reload.AdminListen == "" {
+		log.Warn("task grants on but the admin API is off (--admin-listen): no grant can be created")
 	}
 	return nil
 }

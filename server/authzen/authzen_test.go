@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/internal/testutil/agentgrants"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/server/authzen"
 	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grants"
 )
 
 // pdp is an AuthZEN server over real HTTP on loopback.
@@ -420,8 +422,16 @@ func TestActionSearchFiltersTools(t *testing.T) {
 	if _, err := store.Activate(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, store)
-	task := `"context": {"task": {"__entity": {"type": "Task", "id": "T-1042"}}}`
+	gs := grants.NewMemory()
+	eng := engine.New(store, engine.WithEnricher(gs), engine.WithConsumer(gs))
+	if err := agentgrants.Create(context.Background(), eng, gs); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	authzen.New(eng).Register(mux)
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	p := &pdp{url: ts.URL, store: store}
 	tests := []struct {
 		name, request string
 		want          []string
@@ -429,11 +439,11 @@ func TestActionSearchFiltersTools(t *testing.T) {
 		{"reviewer reads", `{"subject": {"type": "Agent", "id": "code-reviewer"}, "resource": {"type": "Repository", "id": "payments-api"}, "action": {"name": "", "properties": {"purpose": "code-review"}}}`,
 			[]string{"list_issues", "read_file", "search_code"}},
 		{"outsider gets nothing", `{"subject": {"type": "Agent", "id": "intern-bot"}, "resource": {"type": "Repository", "id": "payments-api"}}`, nil},
-		{"live task adds writes", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Repository", "id": "payments-api"}, ` + task + `}`,
+		{"live write grant adds writes", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Repository", "id": "payments-api"}, "action": {"name": "", "properties": {"task_id": "T-9"}}}`,
 			[]string{"comment_issue", "list_issues", "open_pull_request", "read_file", "search_code", "write_file"}},
-		{"production without approval", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Environment", "id": "payments-prod"}, "action": {"name": "", "properties": {"purpose": "release"}}, ` + task + `}`,
+		{"production without approval", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Environment", "id": "payments-prod"}, "action": {"name": "", "properties": {"purpose": "release", "task_id": "T-1042"}}}`,
 			[]string{"rollback_service"}},
-		{"production with approval", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Environment", "id": "payments-prod"}, "action": {"name": "", "properties": {"purpose": "release", "approval_ticket": "CHG-1"}}, ` + task + `}`,
+		{"production with approval", `{"subject": {"type": "Agent", "id": "deployer"}, "resource": {"type": "Environment", "id": "payments-prod"}, "action": {"name": "", "properties": {"purpose": "release", "task_id": "T-1042", "approval_ticket": "CHG-1"}}}`,
 			[]string{"deploy_service", "rollback_service"}},
 	}
 	for _, tt := range tests {

@@ -70,7 +70,14 @@ func appendLine(b []byte, r *Record, red *redactor, encodeErr string) ([]byte, e
 	} else if b, err = appendRecord(b, attrs, attrRed); err != nil {
 		return nil, err
 	}
-	b = append(b, `},"resource":`...)
+	b = append(b, '}')
+	if req.TaskState != "" {
+		// What the grant store found for intent.task_id: live, expired,
+		// revoked, unknown, not_yet_valid, exhausted or stale.
+		b = append(b, `,"task_state":`...)
+		b = appendString(b, req.TaskState)
+	}
+	b = append(b, `,"resource":`...)
 	b = appendRef(b, req.Resource)
 	b = append(b, `,"context":`...)
 	if b, err = appendRecord(b, ctx, red); err != nil {

@@ -52,6 +52,7 @@ type Engine struct {
 	authenticator   Authenticator  // nil: none
 	enricher        Enricher       // nil: none
 	shadow          Shadow         // nil: none
+	consumer        Consumer       // nil: none
 }
 
 // Option configures an Engine.
@@ -96,6 +97,9 @@ func WithEnricher(en Enricher) Option { return func(e *Engine) { e.enricher = en
 
 // WithShadow sets the shadow step (default: none).
 func WithShadow(s Shadow) Option { return func(e *Engine) { e.shadow = s } }
+
+// WithConsumer sets the consume step after Decide (default: none).
+func WithConsumer(c Consumer) Option { return func(e *Engine) { e.consumer = c } }
 
 // WithDecisionID sets how decision ids are made (default: UUIDv7).
 func WithDecisionID(newID func() string) Option { return func(e *Engine) { e.newID = newID } }
@@ -171,16 +175,19 @@ func (p Pinned) Snapshot() *policystore.Snapshot { return p.snap }
 //  3. the engine sets context.now from its clock and the entity-override
 //     mode;
 //  4. Snapshot.Decide against the pinned snapshot, and a decision id;
-//  5. shadow: the Shadow, if any, is offered the request and Decide's
+//  5. consume: when the request carries a task grant, the Consumer, if
+//     any, settles the grant's use (a one-shot grant is used by exactly
+//     one allow; an allow whose use cannot be taken becomes a deny);
+//  6. shadow: the Shadow, if any, is offered the request and Decide's
 //     decision, to decide it again against a candidate bundle off the
 //     caller's path; it cannot change the answer or delay it;
 //  6. decision-log admission: the record is handed to the decision log,
 //     which may block (block mode), refuse the decision (the request's
 //     context ended, or the log closed: ErrDecisionNotLogged), or, in deny
 //     mode when the log is full or its sink failing, turn the decision into
-//     a deny that says why. This is the only step after Decide that can
-//     change an answer: a decision that cannot be accounted for must not
-//     allow;
+//     a deny that says why. With consume, these are the only steps after
+//     Decide that can change an answer, and only into a deny: a decision
+//     that cannot be accounted for must not allow;
 //  7. the decision span gets its attributes (frontEnd, decision, ids);
 //  8. the metrics observe it.
 //
@@ -214,7 +221,7 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	return res, nil
 }
 
-// decide runs steps 1 to 4 of Evaluate and returns the request as decided.
+// decide runs steps 1 to 5 of Evaluate and returns the request as decided.
 func (e *Engine) decide(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Request, Result, error) {
 	if err := ctx.Err(); err != nil {
 		return req, Result{}, err
@@ -235,6 +242,13 @@ func (e *Engine) decide(ctx context.Context, snap *policystore.Snapshot, req pol
 	d, err := snap.Decide(ctx, req)
 	if err != nil {
 		return req, Result{}, err
+	}
+	if e.consumer != nil && req.Task != nil {
+		decided := d
+		req, d = e.consumer.Consume(ctx, req, d)
+		if d.Allow && !decided.Allow {
+			d = decided // a consume step never allows what Decide denied
+		}
 	}
 	return req, Result{Decision: d, ID: e.newID()}, nil
 }

@@ -35,3 +35,16 @@ type Enricher interface {
 type Shadow interface {
 	Offer(frontEnd FrontEnd, req policystore.Request, res Result)
 }
+
+// Consumer is the step of Evaluate right after Decide, for decisions made
+// with a task grant (req.Task set): it settles what the decision used of
+// the grant, atomically, and returns the decision to answer and the
+// request as logged. An allow that used a limited grant consumes one use;
+// when that fails (another decision took the last use, the grant was
+// revoked or expired meanwhile) the allow becomes a deny that says why. It
+// may turn an allow into a deny, never the reverse: the engine enforces
+// that. By default there is none. Implementations must be safe for
+// concurrent use.
+type Consumer interface {
+	Consume(ctx context.Context, req policystore.Request, d policystore.Decision) (policystore.Request, policystore.Decision)
+}

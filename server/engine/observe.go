@@ -31,6 +31,7 @@ const (
 	AttrResourceType  = "intentpdp.resource.type"
 	AttrResourceID    = "intentpdp.resource.id"
 	AttrTaskID        = "intentpdp.task_id"
+	AttrTaskState     = "intentpdp.task_state"
 	AttrDecisionID    = "intentpdp.decision_id"
 	AttrFrontEnd      = "intentpdp.front_end"
 	// AttrWouldHave lists the log-only policies that would have changed
@@ -134,6 +135,9 @@ func (e *Engine) annotate(span trace.Span, frontEnd FrontEnd, req policystore.Re
 	)
 	if req.Intent.TaskID != "" {
 		attrs = append(attrs, attribute.String(AttrTaskID, req.Intent.TaskID))
+	}
+	if req.TaskState != "" {
+		attrs = append(attrs, attribute.String(AttrTaskState, req.TaskState))
 	}
 	if e.tracedIDs.PrincipalID {
 		attrs = append(attrs, attribute.String(AttrPrincipalID, string(req.Principal.ID)))

@@ -11,9 +11,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/internal/testutil/agentgrants"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grants"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
@@ -66,6 +68,19 @@ func ext(fn, arg string) *pdpv1.Value {
 }
 func record(fields map[string]*pdpv1.Value) *pdpv1.Value {
 	return &pdpv1.Value{Kind: &pdpv1.Value_RecordValue{RecordValue: &pdpv1.Record{Fields: fields}}}
+}
+
+// exampleGrants returns the enrich and consume steps of a grant store
+// holding the example bundle's grants (examples/agents/grants), created
+// through the grant API against store.
+func exampleGrants(t testing.TB, store engine.SnapshotSource) []engine.Option {
+	t.Helper()
+	gs := grants.NewMemory()
+	opts := []engine.Option{engine.WithEnricher(gs), engine.WithConsumer(gs)}
+	if err := agentgrants.Create(context.Background(), engine.New(store, opts...), gs); err != nil {
+		t.Fatal(err)
+	}
+	return opts
 }
 
 // newService returns the gRPC front end of an engine deciding against

@@ -17,7 +17,8 @@ import (
 
 func TestExampleRequestsOverGRPC(t *testing.T) {
 	t.Parallel()
-	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(exampleStore(t))))
+	store := exampleStore(t)
+	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(store, exampleGrants(t, store)...)))
 	for name, c := range exampleCases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -35,7 +36,8 @@ func TestExampleRequestsOverGRPC(t *testing.T) {
 
 func TestBatchAuthorizeKeepsOrderAndOneRevision(t *testing.T) {
 	t.Parallel()
-	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(exampleStore(t))))
+	store := exampleStore(t)
+	client := pdpv1.NewAuthorizationServiceClient(startServer(t, newService(store, exampleGrants(t, store)...)))
 	cases := exampleCases(t)
 	var names []string
 	batch := &pdpv1.BatchAuthorizeRequest{}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grantapi"
+	"github.com/intentpdp/intentpdp/server/grants"
+)
+
+// GrantConfig configures task grants.
+type GrantConfig struct {
+	// Store is where grants live: "memory" (default: this process only,
+	// gone on restart), "off" (no grants: context.task and Task entities
+	// are the bundle's and the caller's, as before grants), or a
+	// postgres:// or postgresql:// URL shared by replicas.
+	Store string
+	// MaxTTL bounds the lifetime of a new grant.
+	MaxTTL time.Duration
+	// MaxStaleness is how long a replica may be out of contact with a
+	// shared store before it stops serving grants.
+	MaxStaleness time.Duration
+}
+
+var defaultGrants = GrantConfig{Store: "memory", MaxTTL: grants.DefaultMaxTTL, MaxStaleness: grants.DefaultMaxStaleness}
+
+// SetDefaults fills unset fields.
+func (c *GrantConfig) SetDefaults() {
+	setDefault(&c.Store, defaultGrants.Store)
+	setPositive(&c.MaxTTL, defaultGrants.MaxTTL)
+	setPositive(&c.MaxStaleness, defaultGrants.MaxStaleness)
+}
+
+func (c *GrantConfig) validate() []error {
+	var errs []error
+	switch {
+	case c.Store == "memory", c.Store == "off", c.postgres():
+	default:
+		errs = append(errs, fmt.Errorf("grant-store must be memory, off or a postgres:// URL, not %q", redactDSN(c.Store)))
+	}
+	if c.MaxTTL < 0 || c.MaxStaleness < 0 {
+		errs = append(errs, errors.New("max-grant-ttl and grant-max-staleness must be positive"))
+	}
+	return errs
+}
+
+func (c *GrantConfig) postgres() bool {
+	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
+}
+
+func (c *GrantConfig) bindFlags(fs *flag.FlagSet) {
+	d := defaultGrants
+	fs.StringVar(&c.Store, "grant-store", d.Store, "task grants: memory (this process only), off, or a postgres:// URL shared by replicas")
+	fs.DurationVar(&c.MaxTTL, "max-grant-ttl", d.MaxTTL, "longest lifetime of a task grant")
+	fs.DurationVar(&c.MaxStaleness, "grant-max-staleness", d.MaxStaleness, "how long a replica may be out of contact with a shared grant store before it serves no grants")
+}
+
+// redactDSN hides the password of a database URL in messages.
+func redactDSN(dsn string) string {
+	if at := strings.LastIndex(dsn, "@"); at >= 0 {
+		if scheme := strings.Index(dsn, "://"); scheme >= 0 && scheme < at {
+			return dsn[:scheme+3] + "…" + dsn[at:]
+		}
+	}
+	return dsn
+}
+
+// openGrants opens the configured grant store; nil when grants are off.
+func openGrants(ctx context.Context, c *GrantConfig, log *slog.Logger, reg prometheus.Registerer) (*grants.Store, error) {
+	opts := []grants.Option{grants.WithMaxTTL(c.MaxTTL), grants.WithMaxStaleness(c.MaxStaleness), grants.WithLogger(log)}
+	if reg != nil {
+		opts = append(opts, grants.WithRegisterer(reg))
+	}
+	switch {
+	case c.Store == "off":
+		log.Info("task grants off")
+		return nil, nil
+	case c.postgres():
+		s, err := grants.OpenPostgres(ctx, c.Store, opts...)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("task grants in PostgreSQL, shared by replicas", "max_staleness", c.MaxStaleness)
+		return s, nil
+	}
+	log.Info("task grants in memory: they do not survive a restart and other replicas do not see them")
+	return grants.NewMemory(opts...), nil
+}
+
+// grantEngineOptions are the engine's enrich and consume steps for grants.
+func grantEngineOptions(s *grants.Store) []engine.Option {
+	if s == nil {
+		return nil
+	}
+	return []engine.Option{engine.WithEnricher(s), engine.WithConsumer(s)}
+}
+
+// registerGrantAPI adds GrantService to the admin server.
+func registerGrantAPI(gs *grpc.Server, eng *engine.Engine, s *grants.Store, cfg *Config, log *slog.Logger) {
+	if s != nil {
+		pdpv1.RegisterGrantServiceServer(gs, grantapi.New(eng, s, cfg.Limits, log))
+	}
+}
