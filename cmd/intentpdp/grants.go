@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cedar-policy/cedar-go/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
@@ -30,15 +32,23 @@ type GrantConfig struct {
 	// MaxStaleness is how long a replica may be out of contact with a
 	// shared store before it stops serving grants.
 	MaxStaleness time.Duration
+	// CallerType and CallerSPIFFEPrefix map the verified caller of a Grant
+	// call (mutual TLS on the admin listener) to the grant's approver:
+	// CallerType::"<SPIFFE ID without CallerSPIFFEPrefix>". A caller
+	// outside the prefix approves no grants.
+	CallerType         string
+	CallerSPIFFEPrefix string
 }
 
-var defaultGrants = GrantConfig{Store: "memory", MaxTTL: grants.DefaultMaxTTL, MaxStaleness: grants.DefaultMaxStaleness}
+var defaultGrants = GrantConfig{Store: "memory", MaxTTL: grants.DefaultMaxTTL, MaxStaleness: grants.DefaultMaxStaleness,
+	CallerType: grantapi.DefaultApproverType}
 
 // SetDefaults fills unset fields.
 func (c *GrantConfig) SetDefaults() {
 	setDefault(&c.Store, defaultGrants.Store)
 	setPositive(&c.MaxTTL, defaultGrants.MaxTTL)
 	setPositive(&c.MaxStaleness, defaultGrants.MaxStaleness)
+	setDefault(&c.CallerType, defaultGrants.CallerType)
 }
 
 func (c *GrantConfig) validate() []error {
@@ -50,6 +60,14 @@ func (c *GrantConfig) validate() []error {
 	}
 	if c.MaxTTL < 0 || c.MaxStaleness < 0 {
 		errs = append(errs, errors.New("max-grant-ttl and grant-max-staleness must be positive"))
+	}
+	if _, err := types.NewEntityType(c.CallerType); err != nil {
+		errs = append(errs, fmt.Errorf("grant-caller-type %q: not an entity type", c.CallerType))
+	}
+	if p := c.CallerSPIFFEPrefix; p != "" {
+		if _, err := spiffeid.FromString(strings.TrimSuffix(p, "/")); err != nil || !strings.HasSuffix(p, "/") {
+			errs = append(errs, fmt.Errorf("grant-caller-spiffe-prefix %q: want a SPIFFE ID ending in /, e.g. spiffe://example.org/ops/", p))
+		}
 	}
 	return errs
 }
@@ -63,6 +81,8 @@ func (c *GrantConfig) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "grant-store", d.Store, "task grants: memory (this process only), off, or a postgres:// URL shared by replicas")
 	fs.DurationVar(&c.MaxTTL, "max-grant-ttl", d.MaxTTL, "longest lifetime of a task grant")
 	fs.DurationVar(&c.MaxStaleness, "grant-max-staleness", d.MaxStaleness, "how long a replica may be out of contact with a shared grant store before it serves no grants")
+	fs.StringVar(&c.CallerType, "grant-caller-type", d.CallerType, "entity type a verified admin caller (mTLS) approves grants as; approved_by must be that entity")
+	fs.StringVar(&c.CallerSPIFFEPrefix, "grant-caller-spiffe-prefix", "", "prefix stripped from the admin caller's SPIFFE ID to make the approver's id, e.g. spiffe://example.org/ops/ (callers outside it approve no grants; empty: the whole SPIFFE ID)")
 }
 
 // redactDSN hides the password of a database URL in messages.
@@ -105,9 +125,13 @@ func grantEngineOptions(s *grants.Store) []engine.Option {
 	return []engine.Option{engine.WithEnricher(s), engine.WithConsumer(s)}
 }
 
-// registerGrantAPI adds GrantService to the admin server.
+// registerGrantAPI adds GrantService to the admin server. eng decides
+// Grant calls; it has no principal-token step, since the principal of a
+// Grant decision is the admin caller (proven by its X.509-SVID) or, without
+// mutual TLS, the approved_by of the request.
 func registerGrantAPI(gs *grpc.Server, eng *engine.Engine, s *grants.Store, cfg *Config, log *slog.Logger) {
 	if s != nil {
-		pdpv1.RegisterGrantServiceServer(gs, grantapi.New(eng, s, cfg.Limits, log))
+		a := grantapi.Approvers{Type: types.EntityType(cfg.Grants.CallerType), SPIFFEPrefix: cfg.Grants.CallerSPIFFEPrefix}
+		pdpv1.RegisterGrantServiceServer(gs, grantapi.New(eng, s, cfg.Limits, log, grantapi.WithApprovers(a)))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -99,11 +100,15 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	if err != nil {
 		return rn.abort(err)
 	}
-	eng := engine.New(store, append([]engine.Option{
+	engOpts := []engine.Option{
 		engine.WithLogger(log),
 		engine.WithRejectEntityOverrides(cfg.EntityOverrides == "reject"),
 		obs.serviceOption(),
-		shadowOption(sh)}, append(authn, grantEngineOptions(grantStore)...)...)...)
+		shadowOption(sh)}
+	eng := engine.New(store, slices.Concat(engOpts, authn, grantEngineOptions(grantStore))...)
+	// Grant calls are decided like any other, without the principal-token
+	// step: their principal is the admin caller (see registerGrantAPI).
+	grantEng := engine.New(store, slices.Concat(engOpts, grantEngineOptions(grantStore))...)
 	svcOpts := []grpcapi.Option{grpcapi.WithLimits(cfg.Limits), grpcapi.WithLogger(log)}
 	if obs.decisionLog != nil {
 		svcOpts = append(svcOpts, grpcapi.WithDecisionLogHealth(obs.decisionLog))
@@ -137,7 +142,7 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	rn.add(stageServe, grpcListener("gRPC listener", gs, lis, cfg.ShutdownTimeout, log))
 
 	if err := addReloading(rn, &cfg, log, reloader, adminOf(reloader, sh), listen, sec.admin, func(gs *grpc.Server) {
-		registerGrantAPI(gs, eng, grantStore, &cfg, log)
+		registerGrantAPI(gs, grantEng, grantStore, &cfg, log)
 	}); err != nil {
 		return rn.abort(err)
 	}

@@ -3,6 +3,12 @@
 // grant is itself a decision of the active bundle, made through the
 // engine like any other, so it has its span, metrics and decision log
 // record.
+//
+// Who asks for a grant: when the admin listener authenticates its callers
+// with mutual TLS, the principal of a Grant decision is the verified
+// caller, mapped to an entity (see Approvers), and the grant's approved_by
+// must be that entity (or is filled with it). Without mutual TLS,
+// approved_by is the principal as the request names it.
 package grantapi
 
 import (
@@ -16,6 +22,8 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -32,8 +40,51 @@ const FrontEnd engine.FrontEnd = "grant"
 // GrantAction is the action a Grant call is authorized for.
 var GrantAction = types.NewEntityUID("Action", "grant")
 
-// ReasonGrantDenied is the ErrorInfo reason of a Grant the bundle denied.
-const ReasonGrantDenied = "GRANT_DENIED"
+// ErrorInfo reasons of refused Grant calls.
+const (
+	// ReasonGrantDenied: the bundle denied the grant.
+	ReasonGrantDenied = "GRANT_DENIED"
+	// ReasonApproverMismatch: the request's approved_by is not the
+	// verified caller.
+	ReasonApproverMismatch = "APPROVER_MISMATCH"
+)
+
+// DefaultApproverType is the entity type a verified caller approves grants
+// as, unless configured otherwise.
+const DefaultApproverType = "User"
+
+// Approvers maps the verified caller of a Grant call (its SPIFFE ID) to the
+// entity that approves the grant: Type::"<id>", where id is the SPIFFE ID
+// with SPIFFEPrefix stripped (the whole SPIFFE ID without a prefix). A
+// caller outside SPIFFEPrefix approves nothing.
+type Approvers struct {
+	Type         types.EntityType
+	SPIFFEPrefix string
+}
+
+// Approver is the entity the caller with SPIFFE ID caller approves as.
+func (a Approvers) Approver(caller string) (types.EntityUID, error) {
+	id := caller
+	if a.SPIFFEPrefix != "" {
+		rest, ok := strings.CutPrefix(caller, a.SPIFFEPrefix)
+		if !ok || rest == "" {
+			return types.EntityUID{}, fmt.Errorf("%w: %s is outside %s and approves no grants", engine.ErrCallerNotAllowed, caller, a.SPIFFEPrefix)
+		}
+		id = rest
+	}
+	typ := a.Type
+	if typ == "" {
+		typ = DefaultApproverType
+	}
+	return types.NewEntityUID(typ, types.String(id)), nil
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithApprovers sets how verified callers map to approvers (default: type
+// User, the whole SPIFFE ID as id).
+func WithApprovers(a Approvers) Option { return func(s *Service) { s.approvers = a } }
 
 // Page sizes of ListGrants.
 const (
@@ -46,31 +97,51 @@ const (
 type Service struct {
 	pdpv1.UnimplementedGrantServiceServer
 
-	eng    *engine.Engine
-	store  *grants.Store
-	limits engine.Limits
-	log    *slog.Logger
+	eng       *engine.Engine
+	store     *grants.Store
+	limits    engine.Limits
+	log       *slog.Logger
+	approvers Approvers
 }
 
 // New returns the grant API over store, authorizing Grant calls with eng.
-func New(eng *engine.Engine, store *grants.Store, limits engine.Limits, log *slog.Logger) *Service {
-	return &Service{eng: eng, store: store, limits: limits, log: log}
+// eng should have no principal-token step: the principal of a Grant
+// decision is proven by the caller's X.509-SVID, not by a token.
+func New(eng *engine.Engine, store *grants.Store, limits engine.Limits, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{eng: eng, store: store, limits: limits, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Grant authorizes and creates a grant. The principal of the
-// authorization is the grant's approved_by. (Once callers are
-// authenticated, engine.CredentialsFrom(ctx).Caller is where the verified
-// caller is read, to bind approved_by to it.)
+// authorization is the grant's approver: with a verified caller
+// (engine.CredentialsFrom(ctx).Caller, set by the admin listener's guard
+// under mutual TLS) the caller's entity (see Approvers), which approved_by
+// must name when present (else PermissionDenied, APPROVER_MISMATCH) and
+// which fills it when absent; without one, approved_by as given.
 func (s *Service) Grant(ctx context.Context, in *pdpv1.GrantRequest) (*pdpv1.GrantResponse, error) {
-	spec, err := s.decodeSpec(in)
+	caller := engine.CredentialsFrom(ctx).Caller
+	spec, err := s.decodeSpec(in, caller != "")
 	if err != nil {
 		return nil, s.status(err)
+	}
+	if caller != "" {
+		if spec.ApprovedBy, err = s.approver(caller, spec.ApprovedBy); err != nil {
+			s.log.Warn("grant refused", "caller", caller, "task_id", spec.TaskID, "err", err)
+			return nil, s.status(err)
+		}
 	}
 	g, err := s.store.Grant(spec)
 	if err != nil {
 		return nil, s.status(err)
 	}
-	res, err := s.eng.Evaluate(ctx, FrontEnd, authorization(g))
+	req := authorization(g)
+	if caller != "" {
+		req.Identity = callerIdentity(ctx, caller)
+	}
+	res, err := s.eng.Evaluate(ctx, FrontEnd, req)
 	if err != nil {
 		return nil, s.status(err)
 	}
@@ -85,6 +156,36 @@ func (s *Service) Grant(ctx context.Context, in *pdpv1.GrantRequest) (*pdpv1.Gra
 		"assignee", stored.Assignee.String(), "approved_by", stored.ApprovedBy.String(),
 		"expires_at", stored.ExpiresAt, "max_uses", stored.MaxUses, "decision_id", res.ID)
 	return &pdpv1.GrantResponse{Grant: encodeGrant(stored, grants.Live)}, nil
+}
+
+// errApproverMismatch marks an approved_by that is not the verified caller.
+var errApproverMismatch = errors.New("approver mismatch")
+
+// approver binds the grant's approver to the verified caller: claimed (the
+// request's approved_by, zero when absent) must be the caller's entity.
+func (s *Service) approver(caller string, claimed types.EntityUID) (types.EntityUID, error) {
+	a, err := s.approvers.Approver(caller)
+	if err != nil {
+		return a, err
+	}
+	if claimed != (types.EntityUID{}) && claimed != a {
+		return a, fmt.Errorf("%w: approved_by is %s but the caller %s approves as %s", errApproverMismatch, claimed, caller, a)
+	}
+	return a, nil
+}
+
+// callerIdentity is context.identity of a Grant decision: what the
+// caller's X.509-SVID proved (subject, spiffe_id and caller are its SPIFFE
+// ID; expires_at is the SVID's; no issuer, audience or claims).
+func callerIdentity(ctx context.Context, caller string) *policystore.Identity {
+	id := &policystore.Identity{Subject: caller, SPIFFEID: caller, Caller: caller,
+		Audience: types.NewSet(), Claims: types.NewRecord(types.RecordMap{})}
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
+			id.ExpiresAt = info.State.PeerCertificates[0].NotAfter
+		}
+	}
+	return id
 }
 
 // authorization is the request a Grant call is decided as: may approved_by
@@ -201,6 +302,8 @@ func (s *Service) ListGrants(_ context.Context, in *pdpv1.ListGrantsRequest) (*p
 func (s *Service) status(err error) error {
 	code, reason := codes.Unknown, ""
 	switch {
+	case errors.Is(err, errApproverMismatch):
+		code, reason = codes.PermissionDenied, ReasonApproverMismatch
 	case errors.Is(err, grants.ErrInvalid):
 		code, reason = codes.InvalidArgument, engine.ReasonInvalidRequest
 	case errors.Is(err, grants.ErrExists):
@@ -223,14 +326,18 @@ func (s *Service) status(err error) error {
 	return st.Err()
 }
 
-func (s *Service) decodeSpec(in *pdpv1.GrantRequest) (grants.Spec, error) {
+// decodeSpec decodes a GrantRequest; approved_by is optional when the
+// caller is verified (the caller fills it).
+func (s *Service) decodeSpec(in *pdpv1.GrantRequest, verifiedCaller bool) (grants.Spec, error) {
 	spec := grants.Spec{TaskID: in.GetTaskId(), Purpose: in.GetPurpose(), MaxUses: in.GetMaxUses()}
 	var err error
 	if spec.Assignee, err = requiredRef("assignee", in.GetAssignee()); err != nil {
 		return spec, err
 	}
-	if spec.ApprovedBy, err = requiredRef("approved_by", in.GetApprovedBy()); err != nil {
-		return spec, err
+	if !verifiedCaller || in.GetApprovedBy() != nil {
+		if spec.ApprovedBy, err = requiredRef("approved_by", in.GetApprovedBy()); err != nil {
+			return spec, err
+		}
 	}
 	if in.GetOnBehalfOf() != nil {
 		if spec.OnBehalfOf, err = requiredRef("on_behalf_of", in.GetOnBehalfOf()); err != nil {
