@@ -105,14 +105,17 @@ func TestServeGrantWalkthrough(t *testing.T) {
 		t.Errorf("ttl over --max-grant-ttl: %v, want InvalidArgument", err)
 	}
 
-	g, err := p.grants(t).Grant(context.Background(), writeGrant("T-12", 1500*time.Millisecond, 0))
+	g, err := p.grants(t).Grant(context.Background(), writeGrant("T-12", 3*time.Second, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.allows(t, writeReadme("T-12")) {
-		t.Fatal("write under a short grant denied")
+	expires := g.GetGrant().GetExpiresAt().AsTime()
+	// A deny is wrong only if the answer came before expires_at: a loaded
+	// machine may reach the call after it.
+	if !p.allows(t, writeReadme("T-12")) && time.Now().Before(expires) {
+		t.Fatal("write under a short grant denied before expires_at")
 	}
-	time.Sleep(time.Until(g.GetGrant().GetExpiresAt().AsTime())) // a point in time, not synchronisation
+	time.Sleep(time.Until(expires)) // a point in time, not synchronisation
 	if p.allows(t, writeReadme("T-12")) {
 		t.Fatal("write allowed at or after expires_at")
 	}
