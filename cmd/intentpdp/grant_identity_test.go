@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +83,21 @@ func TestGrantApproverIsTheCaller(t *testing.T) {
 	}
 	if n := len(list.GetGrants()); n != 2 {
 		t.Errorf("%d grants exist, want 2 (T-1, T-2): %v", n, list.GetGrants())
+	}
+
+	// The grant CLI over mutual TLS: the operator's SVID, no --approved-by.
+	tlsFlags := []string{"--admin", p.addrs["admin API"], "--cacert", f.pki.path("ca.pem"),
+		"--cert", f.pki.path("example.org_ops_rita.pem"), "--key", f.pki.path("example.org_ops_rita-key.pem")}
+	code, out := runCommand(t, append([]string{"grant", "create", "--task", "T-7", "--assignee", "Agent::deployer", "--action", "deploy",
+		"--scope", `Environment::"payments-staging"`, "--purpose", "release", "--ttl", "10m"}, tlsFlags...)...)
+	if code != 0 || !strings.Contains(out, `"rita"`) {
+		t.Fatalf("grant create over mutual TLS: exit %d\n%s", code, out)
+	}
+	if code, out := runCommand(t, append([]string{"grant", "revoke", "--task", "T-7"}, tlsFlags...)...); code != 0 || !strings.Contains(out, "REVOKED") {
+		t.Fatalf("grant revoke over mutual TLS: exit %d\n%s", code, out)
+	}
+	if code, out := runCommand(t, "grant", "show", "--admin", p.addrs["admin API"], "--task", "T-7"); code == 0 {
+		t.Fatalf("grant show over plaintext to a mutual-TLS admin API succeeded:\n%s", out)
 	}
 }
 

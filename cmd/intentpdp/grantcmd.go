@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -20,14 +23,16 @@ import (
 )
 
 const grantUsage = `Usage:
-  intentpdp grant create --task ID --assignee TYPE::ID --action ID... --scope TYPE::ID... --approved-by TYPE::ID
+  intentpdp grant create --task ID --assignee TYPE::ID --action ID... --scope TYPE::ID... [--approved-by TYPE::ID]
                          [--purpose S] [--ttl 15m] [--max-uses N] [--on-behalf-of TYPE::ID] | --file GRANT.json
   intentpdp grant revoke --task ID | --principal TYPE::ID
   intentpdp grant show --task ID
   intentpdp grant list [--principal TYPE::ID] [--page-size N] [--page-token T]
 
 Every subcommand talks to the admin API (--admin, default the --admin-listen
-default) and prints the response as JSON.
+default) and prints the response as JSON. With mutual TLS on the admin
+listener, give --cacert and the operator's X.509-SVID (--cert, --key): the
+operator is then the grant's approver, and --approved-by may be left out.
 `
 
 // entityList is a repeatable TYPE::ID flag.
@@ -89,6 +94,9 @@ func grantCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("grant "+args[0], flag.ContinueOnError)
 	admin := fs.String("admin", defaultReload.AdminListen, "admin API address")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of the call")
+	caFile := fs.String("cacert", "", "PEM CAs that verify the admin API's certificate (TLS)")
+	certFile := fs.String("cert", "", "PEM client certificate (the operator's X.509-SVID) for mutual TLS")
+	keyFile := fs.String("key", "", "PEM private key of --cert")
 	var (
 		req       pdpv1.GrantRequest
 		assignee  refFlag
@@ -106,7 +114,7 @@ func grantCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	switch args[0] {
 	case "create":
 		fs.Var(&assignee, "assignee", "the grant's assignee, TYPE::ID")
-		fs.Var(&approver, "approved-by", "who approves the grant, TYPE::ID")
+		fs.Var(&approver, "approved-by", "who approves the grant, TYPE::ID (required without mutual TLS; with it, the caller, which this must name if given)")
 		fs.Var(&behalf, "on-behalf-of", "whom the assignee acts for, TYPE::ID")
 		fs.Var(&actions, "action", "an action (or action group) the grant covers; repeatable")
 		fs.Var(&scope, "scope", "an entity the grant covers, with everything in it, TYPE::ID; repeatable")
@@ -125,7 +133,11 @@ func grantCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(*admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := adminCredentials(*caFile, *certFile, *keyFile)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(*admin, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}
@@ -173,4 +185,35 @@ func grantCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintln(stdout, string(out))
 	return err
+}
+
+// adminCredentials are the transport credentials of a client of the admin
+// API: plaintext without files, TLS with --cacert, mutual TLS with --cert
+// and --key.
+func adminCredentials(caFile, certFile, keyFile string) (credentials.TransportCredentials, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		data, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("--cacert %s: no PEM certificate", caFile)
+		}
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
 }
