@@ -284,7 +284,7 @@ func newTransportSecurity(ctx context.Context, cfg *Config, log *slog.Logger) (*
 			log.Info("listener security", "listener", l.name, "tls", sec.tls != nil, "mtls", mtls, "callers", allow.String())
 		}
 		if l.name == "admin" && l.addr != "" && !mtls {
-			log.Warn("admin API without mutual TLS: any local process may reload policies", "addr", l.addr)
+			log.Warn("admin API without mutual TLS: any local process may reload policies and approve grants as anyone", "addr", l.addr)
 		}
 		switch l.name {
 		case "gRPC":
