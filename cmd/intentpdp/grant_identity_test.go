@@ -2,6 +2,9 @@ package main
 
 import (
 	"crypto/tls"
+	"flag"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +131,34 @@ func dialInsecure(t *testing.T, addr string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+func TestGrantCallerConfig(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string // "" means valid
+	}{
+		{nil, ""},
+		{[]string{"--grant-caller-type", "Acme::Operator", "--grant-caller-spiffe-prefix", "spiffe://example.org/ops/"}, ""},
+		{[]string{"--grant-caller-type", "not a type"}, "grant-caller-type"},
+		{[]string{"--grant-caller-spiffe-prefix", "spiffe://example.org/ops"}, "want a SPIFFE ID ending in /"},
+		{[]string{"--grant-caller-spiffe-prefix", "https://example.org/ops/"}, "want a SPIFFE ID ending in /"},
+	} {
+		var cfg Config
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cfg.bindFlags(fs)
+		if err := fs.Parse(slices.Concat(loopbackFlags, tt.args)); err != nil {
+			t.Fatal(err)
+		}
+		cfg.SetDefaults()
+		err := cfg.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: Validate = %v, want valid", tt.args, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: Validate = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
 }
