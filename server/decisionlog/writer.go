@@ -270,6 +270,21 @@ func replyInTime(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithDeadlineCause(ctx, dl.Add(-margin), context.DeadlineExceeded)
 }
 
+// refuse applies Drop or Deny mode to a record the writer cannot take
+// now, for the reason why: Drop counts it and drops it, Deny counts it and
+// returns why. In Block mode it refuses nothing: the caller waits instead.
+func (w *Writer) refuse(why error) (refused bool, err error) {
+	switch w.mode {
+	case Drop:
+		w.dropped.Add(1)
+		return true, nil
+	case Deny:
+		w.denied.Add(1)
+		return true, why
+	}
+	return false, nil
+}
+
 // enqueue queues e, applying the mode when it cannot; queued is false when
 // Drop mode dropped it.
 func (w *Writer) enqueue(ctx context.Context, e entry) (queued bool, err error) {
@@ -279,13 +294,8 @@ func (w *Writer) enqueue(ctx context.Context, e entry) (queued bool, err error) 
 		return false, ErrClosed
 	}
 	if !w.healthy.Load() {
-		switch w.mode {
-		case Drop:
-			w.dropped.Add(1)
-			return false, nil
-		case Deny:
-			w.denied.Add(1)
-			return false, ErrSinkFailing
+		if refused, err := w.refuse(ErrSinkFailing); refused {
+			return false, err
 		}
 		if err := w.awaitHealthy(ctx); err != nil {
 			return false, err
@@ -300,13 +310,8 @@ func (w *Writer) enqueue(ctx context.Context, e entry) (queued bool, err error) 
 	default:
 	}
 	w.wakeUp()
-	switch w.mode {
-	case Drop:
-		w.dropped.Add(1)
-		return false, nil
-	case Deny:
-		w.denied.Add(1)
-		return false, ErrQueueFull
+	if refused, err := w.refuse(ErrQueueFull); refused {
+		return false, err
 	}
 	ctx, cancel := replyInTime(ctx)
 	defer cancel()
