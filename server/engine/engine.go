@@ -181,15 +181,15 @@ func (p Pinned) Snapshot() *policystore.Snapshot { return p.snap }
 //  6. shadow: the Shadow, if any, is offered the request and Decide's
 //     decision, to decide it again against a candidate bundle off the
 //     caller's path; it cannot change the answer or delay it;
-//  6. decision-log admission: the record is handed to the decision log,
+//  7. decision-log admission: the record is handed to the decision log,
 //     which may block (block mode), refuse the decision (the request's
 //     context ended, or the log closed: ErrDecisionNotLogged), or, in deny
 //     mode when the log is full or its sink failing, turn the decision into
 //     a deny that says why. With consume, these are the only steps after
 //     Decide that can change an answer, and only into a deny: a decision
 //     that cannot be accounted for must not allow;
-//  7. the decision span gets its attributes (frontEnd, decision, ids);
-//  8. the metrics observe it.
+//  8. the decision span gets its attributes (frontEnd, decision, ids);
+//  9. the metrics observe it.
 //
 // An error means no decision was made; front ends must then deny (fail
 // closed) and map the error with Classify. A refusal of the authenticate
