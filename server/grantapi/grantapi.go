@@ -398,7 +398,7 @@ func encodeGrant(g grants.Grant, st grants.State) *pdpv1.Grant {
 		TaskId: g.TaskID, GrantId: g.ID, Assignee: ref(g.Assignee), Purpose: g.Purpose,
 		ApprovedBy: ref(g.ApprovedBy), NotBefore: timestamppb.New(g.NotBefore), ExpiresAt: timestamppb.New(g.ExpiresAt),
 		MaxUses: g.MaxUses, UsesLeft: g.UsesLeft, CreatedAt: timestamppb.New(g.CreatedAt), State: wireStates[st],
-		Attributes: encodeRecord(g.Attributes),
+		Attributes: cedarvalue.ToWireRecord(g.Attributes),
 	}
 	if g.OnBehalfOf != (types.EntityUID{}) {
 		out.OnBehalfOf = ref(g.OnBehalfOf)

@@ -2,7 +2,6 @@ package grpcapi_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/intentpdp/intentpdp/internal/testutil/cedarcorpus"
 	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/cedarvalue"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
@@ -77,7 +77,7 @@ func checkCorpusRequest(t *testing.T, svc *grpcapi.Service, r cedarcorpus.Reques
 		Principal: ref(r.Principal),
 		Resource:  ref(r.Resource),
 		Intent:    &pdpv1.Intent{Action: proto.String(string(r.Action.ID)), ActionType: string(r.Action.Type)},
-		Context:   &pdpv1.Record{Fields: encodeFields(r.Context)},
+		Context:   &pdpv1.Record{Fields: cedarvalue.ToWireRecord(r.Context.Map())},
 	}
 	resp, err := svc.Authorize(context.Background(), req)
 	if err != nil {
@@ -105,47 +105,4 @@ func checkCorpusRequest(t *testing.T, svc *grpcapi.Service, r cedarcorpus.Reques
 
 func ref(uid types.EntityUID) *pdpv1.EntityRef {
 	return &pdpv1.EntityRef{Type: string(uid.Type), Id: string(uid.ID)}
-}
-
-func encodeFields(r types.Record) map[string]*pdpv1.Value {
-	out := map[string]*pdpv1.Value{}
-	for k, v := range r.All() {
-		out[string(k)] = encodeValue(v)
-	}
-	return out
-}
-
-// encodeValue is the inverse of the server's value decoding, for tests.
-func encodeValue(v types.Value) *pdpv1.Value {
-	ext := func(fn string, s fmt.Stringer) *pdpv1.Value {
-		return &pdpv1.Value{Kind: &pdpv1.Value_ExtensionValue{ExtensionValue: &pdpv1.ExtensionCall{Fn: fn, Arg: s.String()}}}
-	}
-	switch v := v.(type) {
-	case types.Boolean:
-		return &pdpv1.Value{Kind: &pdpv1.Value_BoolValue{BoolValue: bool(v)}}
-	case types.Long:
-		return &pdpv1.Value{Kind: &pdpv1.Value_LongValue{LongValue: int64(v)}}
-	case types.String:
-		return &pdpv1.Value{Kind: &pdpv1.Value_StringValue{StringValue: string(v)}}
-	case types.EntityUID:
-		return &pdpv1.Value{Kind: &pdpv1.Value_EntityValue{EntityValue: ref(v)}}
-	case types.Set:
-		set := &pdpv1.ValueSet{}
-		for e := range v.All() {
-			set.Values = append(set.Values, encodeValue(e))
-		}
-		return &pdpv1.Value{Kind: &pdpv1.Value_SetValue{SetValue: set}}
-	case types.Record:
-		return &pdpv1.Value{Kind: &pdpv1.Value_RecordValue{RecordValue: &pdpv1.Record{Fields: encodeFields(v)}}}
-	case types.Datetime:
-		return ext("datetime", v)
-	case types.Duration:
-		return ext("duration", v)
-	case types.Decimal:
-		return ext("decimal", v)
-	case types.IPAddr:
-		return ext("ip", v)
-	default:
-		panic(fmt.Sprintf("unsupported Cedar value %T", v))
-	}
 }
