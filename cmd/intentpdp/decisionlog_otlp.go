@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -55,7 +54,7 @@ func (o *observability) startOTLPDecisionLog(ctx context.Context, c *Observabili
 	o.otlpLog = w
 	o.log.Info("decision log to OTLP on", "endpoint", c.DecisionLogOTLPEndpoint, "protocol", c.DecisionLogOTLPProtocol,
 		"full", w.Mode().String(), "queue", w.QueueCapacity())
-	return w, registerOTLPLogMetrics(o.registry, w)
+	return w, o.metrics.ObserveOTLPDecisionLog(w)
 }
 
 func newLogExporter(ctx context.Context, c *ObservabilityConfig) (sdklog.Exporter, error) {
@@ -89,39 +88,4 @@ func newLogExporter(ctx context.Context, c *ObservabilityConfig) (sdklog.Exporte
 		opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(tlsConf)))
 	}
 	return otlploggrpc.New(ctx, opts...)
-}
-
-// registerOTLPLogMetrics exports the OTLP writer's queue and counters as
-// intentpdp_decision_log_otlp_*, read at scrape time, beside the file
-// log's intentpdp_decision_log_*.
-func registerOTLPLogMetrics(reg prometheus.Registerer, w *decisionlog.Writer) error {
-	opts := func(name, help string) prometheus.Opts {
-		return prometheus.Opts{Namespace: "intentpdp", Subsystem: "decision_log_otlp", Name: name, Help: help}
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts(name, help)), f)
-	}
-	counter := func(name, help string, f func() uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts(opts(name, help)), func() float64 { return float64(f()) })
-	}
-	for _, c := range []prometheus.Collector{
-		gauge("queue_depth", "Records waiting to be exported.", func() float64 { return float64(w.QueueDepth()) }),
-		gauge("queue_capacity", "The queue's bound.", func() float64 { return float64(w.QueueCapacity()) }),
-		gauge("sink_healthy", "1 while the last export succeeded, 0 while exports fail and are retried.", func() float64 {
-			if w.SinkHealthy() {
-				return 1
-			}
-			return 0
-		}),
-		counter("written_total", "Records exported.", w.Written),
-		counter("export_errors_total", "Failed exports of a batch, each retried with backoff.", w.WriteErrors),
-		counter("dropped_total", "Records discarded because the queue was full or the exporter failing (drop mode).", w.Dropped),
-		counter("denied_total", "Decisions denied because the queue was full or the exporter failing (deny mode).", w.Denied),
-		counter("failed_total", "Records lost to encoding errors, or left unexported when shutdown gave up on a failing collector.", w.Failed),
-	} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
 }

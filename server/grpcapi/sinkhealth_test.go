@@ -143,6 +143,9 @@ func TestFailingDecisionLogSink(t *testing.T) {
 		if g := p.gauge(t); g != 0 {
 			t.Errorf("sink_healthy = %v, want 0", g)
 		}
+		if ms := family(t, p.reg, "intentpdp_decision_log_write_errors_total"); len(ms) != 1 || ms[0].GetCounter().GetValue() < 1 {
+			t.Errorf("write_errors_total while the sink fails = %v, want at least 1", ms)
+		}
 		p.sink.setFull(false)
 		eventually(t, p.log.SinkHealthy)
 		resp, err := p.client.Authorize(t.Context(), readRequest())

@@ -154,39 +154,57 @@ func (m *Metrics) SetActiveRevision(revision string) {
 	m.revision.WithLabelValues(revision).Set(1)
 }
 
-// DecisionLogStats is what the decision log reports about itself.
+// DecisionLogStats is what a decision-log writer reports
+// (decisionlog.Writer).
 type DecisionLogStats interface {
 	QueueDepth() int
 	QueueCapacity() int
 	Written() uint64
+	WriteErrors() uint64
 	Dropped() uint64
 	Denied() uint64
 	Failed() uint64
 	SinkHealthy() bool
 }
 
-// ObserveDecisionLog exports l's queue and counters, read at scrape time.
+// ObserveDecisionLog exports the file (or stdout) decision log's queue and
+// counters as intentpdp_decision_log_*, read at scrape time.
 func (m *Metrics) ObserveDecisionLog(l DecisionLogStats) error {
+	return m.observeLog(logMetrics{subsystem: "decision_log", sink: "sink", written: "written", errors: "write_errors_total"}, l)
+}
+
+// ObserveOTLPDecisionLog exports the OTLP decision log's queue and
+// counters as intentpdp_decision_log_otlp_*, beside the file log's.
+func (m *Metrics) ObserveOTLPDecisionLog(l DecisionLogStats) error {
+	return m.observeLog(logMetrics{subsystem: "decision_log_otlp", sink: "exporter", written: "exported", errors: "export_errors_total"}, l)
+}
+
+// logMetrics names one decision log's series: its subsystem, what its sink
+// is called, what it does to a record and its error counter.
+type logMetrics struct{ subsystem, sink, written, errors string }
+
+func (m *Metrics) observeLog(n logMetrics, l DecisionLogStats) error {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "decision_log", Name: name, Help: help}, f)
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: n.subsystem, Name: name, Help: help}, f)
 	}
 	counter := func(name, help string, f func() uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: "decision_log", Name: name, Help: help},
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: n.subsystem, Name: name, Help: help},
 			func() float64 { return float64(f()) })
 	}
 	for _, c := range []prometheus.Collector{
-		gauge("queue_depth", "Records waiting to be written.", func() float64 { return float64(l.QueueDepth()) }),
+		gauge("queue_depth", "Records waiting to be "+n.written+".", func() float64 { return float64(l.QueueDepth()) }),
 		gauge("queue_capacity", "The queue's bound.", func() float64 { return float64(l.QueueCapacity()) }),
-		gauge("sink_healthy", "1 while the last write to the sink succeeded, 0 while writes fail and are retried.", func() float64 {
+		gauge("sink_healthy", "1 while the last write to the "+n.sink+" succeeded, 0 while writes fail and are retried.", func() float64 {
 			if l.SinkHealthy() {
 				return 1
 			}
 			return 0
 		}),
-		counter("written_total", "Records written.", l.Written),
-		counter("dropped_total", "Records discarded because the queue was full or the sink failing (drop mode).", l.Dropped),
-		counter("denied_total", "Decisions denied because the queue was full or the sink failing (deny mode).", l.Denied),
-		counter("failed_total", "Records lost to encoding errors, or left unwritten when shutdown gave up on a failing sink.", l.Failed),
+		counter("written_total", "Records "+n.written+".", l.Written),
+		counter(n.errors, "Failed writes of a batch to the "+n.sink+", each retried with backoff.", l.WriteErrors),
+		counter("dropped_total", "Records discarded because the queue was full or the "+n.sink+" failing (drop mode).", l.Dropped),
+		counter("denied_total", "Decisions denied because the queue was full or the "+n.sink+" failing (deny mode).", l.Denied),
+		counter("failed_total", "Records lost to encoding errors, or left unwritten when shutdown gave up on a failing "+n.sink+".", l.Failed),
 	} {
 		if err := m.reg.Register(c); err != nil {
 			return err
