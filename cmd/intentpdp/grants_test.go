@@ -137,7 +137,7 @@ func TestServeGrantReplicas(t *testing.T) {
 		if _, err := ga.Grant(ctx, writeGrant(task, 10*time.Minute, 0)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "grant reaches the other replica", func() bool { return b.allows(t, writeReadme(task)) })
+		pollUntil(t, "grant reaches the other replica", func() bool { return b.allows(t, writeReadme(task)) })
 		start := time.Now()
 		if _, err := ga.Revoke(ctx, &pdpv1.RevokeRequest{TaskId: task}); err != nil {
 			t.Fatal(err)
@@ -145,7 +145,7 @@ func TestServeGrantReplicas(t *testing.T) {
 		if a.allows(t, writeReadme(task)) {
 			t.Fatal("revocation not immediate on the replica that took it")
 		}
-		waitFor(t, "revocation reaches the other replica", func() bool { return !b.allows(t, writeReadme(task)) })
+		pollUntil(t, "revocation reaches the other replica", func() bool { return !b.allows(t, writeReadme(task)) })
 		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
@@ -160,7 +160,7 @@ func TestServeGrantReplicas(t *testing.T) {
 		if _, err := ga.Grant(ctx, writeGrant(task, 10*time.Minute, 1)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "one-shot grant reaches the other replica", func() bool {
+		pollUntil(t, "one-shot grant reaches the other replica", func() bool {
 			g, err := b.grants(t).GetGrant(ctx, &pdpv1.GetGrantRequest{TaskId: task})
 			return err == nil && g.GetGrant().GetState() == pdpv1.GrantState_GRANT_STATE_LIVE
 		})
@@ -190,16 +190,4 @@ func TestServeGrantReplicas(t *testing.T) {
 		}
 	}
 	t.Log("one-shot grant raced by 8 decisions across 2 replicas, 10 rounds: exactly one allow each")
-}
-
-// waitFor polls cond every millisecond for up to ten seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
