@@ -175,12 +175,7 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 	if err != nil {
 		return Decision{Revision: s.revision}, err
 	}
-	var candidates []int32
-	if ancestors == nil {
-		candidates = s.index.candidatesInBundle(req.Principal, req.Action, req.Resource)
-	} else {
-		candidates = s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)
-	}
+	candidates := s.candidates(req, ancestors)
 	var logOnly []int32
 	if s.logOnly != nil {
 		candidates, logOnly = s.splitLogOnly(candidates)
@@ -210,6 +205,15 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// candidates are the indexes of the policies whose scope can match req,
+// given the ancestors merge found (nil: the bundle's own).
+func (s *Snapshot) candidates(req Request, ancestors ancestryFunc) []int32 {
+	if ancestors == nil {
+		return s.index.candidatesInBundle(req.Principal, req.Action, req.Resource)
+	}
+	return s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)
 }
 
 // EnforcementAnnotation is the policy annotation that says whether a

@@ -127,6 +127,10 @@ func newDecisionID() string { return uuid.Must(uuid.NewV7()).String() }
 type Result struct {
 	Decision policystore.Decision
 	ID       string
+	// TaskState is what the enrich step found for intent.task_id (see
+	// policystore.Request.TaskState), so a front end can tell the caller
+	// why a task-bound call was denied.
+	TaskState string
 }
 
 // Evaluate decides req against the current snapshot. It is Pin followed by
@@ -221,24 +225,42 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	return res, nil
 }
 
+// Prepare runs the steps of Evaluate before Decide (authenticate, enrich,
+// clock and override mode) and returns the request as Decide would see it,
+// without deciding, logging or observing anything. Front ends use it to ask
+// what could be allowed rather than to decide (the MCP gateway's filtered
+// tool list, see policystore.Snapshot.CouldAllow).
+func (p Pinned) Prepare(ctx context.Context, req policystore.Request) (policystore.Request, error) {
+	return p.e.prepare(ctx, req)
+}
+
+// prepare runs steps 1 to 3 of Evaluate.
+func (e *Engine) prepare(ctx context.Context, req policystore.Request) (policystore.Request, error) {
+	var err error
+	if e.authenticator != nil {
+		if req, err = e.authenticator.Authenticate(ctx, req); err != nil {
+			return req, err
+		}
+	}
+	if e.enricher != nil {
+		if req, err = e.enricher.Enrich(ctx, req); err != nil {
+			return req, err
+		}
+	}
+	req.Now = e.now()
+	req.RejectOverrides = e.rejectOverrides
+	return req, nil
+}
+
 // decide runs steps 1 to 5 of Evaluate and returns the request as decided.
 func (e *Engine) decide(ctx context.Context, snap *policystore.Snapshot, req policystore.Request) (policystore.Request, Result, error) {
 	if err := ctx.Err(); err != nil {
 		return req, Result{}, err
 	}
-	var err error
-	if e.authenticator != nil {
-		if req, err = e.authenticator.Authenticate(ctx, req); err != nil {
-			return req, Result{}, err
-		}
+	req, err := e.prepare(ctx, req)
+	if err != nil {
+		return req, Result{}, err
 	}
-	if e.enricher != nil {
-		if req, err = e.enricher.Enrich(ctx, req); err != nil {
-			return req, Result{}, err
-		}
-	}
-	req.Now = e.now()
-	req.RejectOverrides = e.rejectOverrides
 	d, err := snap.Decide(ctx, req)
 	if err != nil {
 		return req, Result{}, err
@@ -250,5 +272,5 @@ func (e *Engine) decide(ctx context.Context, snap *policystore.Snapshot, req pol
 			d = decided // a consume step never allows what Decide denied
 		}
 	}
-	return req, Result{Decision: d, ID: e.newID()}, nil
+	return req, Result{Decision: d, ID: e.newID(), TaskState: req.TaskState}, nil
 }

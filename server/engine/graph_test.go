@@ -12,7 +12,7 @@ const module = "github.com/intentpdp/intentpdp/"
 // through the engine; none may import another, and nothing they build on
 // (the engine, the gateway mapping library, cedarvalue, telemetry, the
 // decision log) may import any of them.
-var frontEnds = []string{"server/grpcapi", "server/authzen", "server/extauthz", "server/forwardauth"}
+var frontEnds = []string{"server/grpcapi", "server/authzen", "server/extauthz", "server/forwardauth", "server/mcpgw"}
 
 var libraries = []string{"server/engine", "server/identity", "server/gateway", "server/cedarvalue", "server/telemetry", "server/decisionlog", "policystore"}
 
