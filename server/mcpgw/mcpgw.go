@@ -31,8 +31,8 @@ const FrontEnd engine.FrontEnd = "mcp"
 
 // The _meta keys and HTTP headers an agent states its intent with.
 const (
-	MetaPurpose  = "io.intentpdp/purpose"
-	MetaTaskID   = "io.intentpdp/task_id"
+	MetaPurpose   = "io.intentpdp/purpose"
+	MetaTaskID    = "io.intentpdp/task_id"
 	HeaderPurpose = "Intentpdp-Purpose"
 	HeaderTaskID  = "Intentpdp-Task-Id"
 )
