@@ -64,6 +64,7 @@ type Config struct {
 	Shadow ShadowConfig
 	// Grants configures task grants.
 	Grants GrantConfig
+	MCP    MCPConfig
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -135,6 +136,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Identity.Validate()...)
 	errs = append(errs, c.Shadow.validate()...)
 	errs = append(errs, c.Grants.validate()...)
+	errs = append(errs, c.MCP.validate(&c.Identity)...)
 	return errors.Join(errs...)
 }
 
@@ -166,6 +168,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.Identity.bindFlags(fs)
 	c.Shadow.bindFlags(fs)
 	c.Grants.bindFlags(fs)
+	c.MCP.bindFlags(fs)
 }
 
 // parseFlags applies INTENTPDP_* environment variables, then the flags.

@@ -37,6 +37,7 @@ const startupDeadline = time.Minute
 type servedBinary struct {
 	cmd         *exec.Cmd
 	adminAddr   string // set before the gRPC address is known; guarded by mu
+	mcpAddr     string // likewise
 	grpcAddr    string
 	metricsAddr string
 	httpAddr    string
@@ -133,6 +134,10 @@ func (p *servedBinary) watchLog(r io.Reader, addrs chan<- [3]string) {
 		case "serving admin API":
 			p.mu.Lock()
 			p.adminAddr = l.Addr
+			p.mu.Unlock()
+		case "serving the MCP gateway over Streamable HTTP":
+			p.mu.Lock()
+			p.mcpAddr = l.Addr
 			p.mu.Unlock()
 		case "serving gRPC":
 			grpcAddr = l.Addr

@@ -21,6 +21,7 @@ Usage:
   intentpdp replay --bundle DIR --log F    re-decide logged decisions with a candidate bundle; report what changes
   intentpdp diff OLD NEW                   decide two bundles' tests/ cases and example requests; report differences
   intentpdp grant create|revoke|show|list  create and revoke task grants through the admin API
+  intentpdp mcp proxy [flags] -- CMD...    MCP gateway over stdio: every tools/call of CMD's tools decided
 
 Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
 through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = diff(ctx, args[1:], stdout)
 	case "grant":
 		err = grantCmd(ctx, args[1:], stdout)
+	case "mcp":
+		err = mcpCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -134,6 +134,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		rn.add(stageServe, httpListener("HTTP listener", cfg.HTTPLimits.server(httpHandler, log), sec.http.listener(lis), cfg.ShutdownTimeout, log))
 		log.Info("serving AuthZEN and forward-auth over HTTP", "addr", lis.Addr().String(), "routes", routes)
 	}
+	if err := addMCP(ctx, rn, &cfg, eng, listen, sec.http, obs.httpHandler, log); err != nil {
+		return rn.abort(err)
+	}
 	obs.metrics.InitializeGRPC(gs)
 	lis, err := listen.open("listen", cfg.Listen, false)
 	if err != nil {
