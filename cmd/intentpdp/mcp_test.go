@@ -141,7 +141,7 @@ func TestServeMCPGateway(t *testing.T) {
 	}
 
 	agent := func(name string) *mcp.ClientSession {
-		tr := &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearerTransport{svids.mint(t, "spiffe://example.org/agent/" + name)}}}
+		tr := &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearerTransport{svids.mint(t, "spiffe://example.org/agent/"+name)}}}
 		cs, err := mcp.NewClient(&mcp.Implementation{Name: name}, nil).Connect(t.Context(), tr, nil)
 		if err != nil {
 			t.Fatalf("%s connects: %v", name, err)
