@@ -101,7 +101,7 @@ type fixture struct {
 	url      string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	b, err := policystore.LoadFS(fstest.MapFS{"p.cedar": {Data: []byte(policies)}})
 	if err != nil {
