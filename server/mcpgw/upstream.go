@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"sync"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -70,10 +71,12 @@ func (u *Upstream) watch(s *mcp.ClientSession) {
 func (u *Upstream) forget(s *mcp.ClientSession, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.session == s {
-		u.session = nil
-		u.log.Warn("upstream connection lost; reconnecting on the next call", "upstream", u.cfg.Name, "err", err)
+	if u.session != s {
+		return
 	}
+	u.session = nil
+	u.log.Warn("upstream connection lost; reconnecting on the next call", "upstream", u.cfg.Name, "err", err)
+	go s.Close() // stops a stdio child that is still running
 }
 
 // tools reads the upstream's whole tool list.
@@ -104,8 +107,12 @@ func (u *Upstream) call(ctx context.Context, name string, args []byte) (*mcp.Cal
 		arguments = rawJSON(args)
 	}
 	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: arguments})
-	if errors.Is(err, mcp.ErrConnectionClosed) {
-		u.forget(s, err) // the next call reconnects, whether or not watch has seen it yet
+	var answered *jsonrpc.Error
+	if err != nil && !errors.As(err, &answered) {
+		// Not an answer from the upstream: the connection failed or this
+		// call was cut off. Start afresh on the next call, whether or not
+		// watch has seen the session end yet.
+		u.forget(s, err)
 	}
 	if err != nil {
 		return nil, err
