@@ -38,7 +38,17 @@ type UpstreamConfig struct {
 	// on, built from its arguments; tools not listed are decided on
 	// MCPServer::"<name>".
 	Resources map[string]ResourceMapping `json:"resources,omitempty"`
+	// Prompts is whether the upstream's prompts are offered to the agent:
+	// "off" (the default) or "decide", each prompts/get then decided as
+	// Action::"get_prompt".
+	Prompts string `json:"prompts,omitempty"`
 }
+
+// Values of UpstreamConfig.Prompts.
+const (
+	PromptsOff    = "off"
+	PromptsDecide = "decide"
+)
 
 // ResourceMapping builds a call's resource from its arguments: ID is a
 // template whose {name} parts are replaced by the string (or whole
@@ -76,6 +86,9 @@ func (c *Config) Validate() error {
 		seen[u.Name] = true
 		if (u.URL == "") == (len(u.Command) == 0) {
 			return fmt.Errorf("upstream %q: set exactly one of url and command", u.Name)
+		}
+		if u.Prompts != "" && u.Prompts != PromptsOff && u.Prompts != PromptsDecide {
+			return fmt.Errorf("upstream %q: prompts %q: want %q or %q", u.Name, u.Prompts, PromptsOff, PromptsDecide)
 		}
 		for tool, m := range u.Resources {
 			if m.Type == "" || m.ID == "" {

@@ -3,21 +3,24 @@
 // decision through the engine, with the tool as the action, the upstream
 // (or a mapping from the arguments) as the resource and the arguments as
 // context.input; a denied call never reaches the upstream and the agent
-// gets a tool error saying why. tools/list is filtered per caller: a tool
-// is listed when some call of it could be allowed (see
-// policystore.Snapshot.CouldAllow).
+// gets a tool error saying why. Every resources/read and prompts/get is
+// one decision too (see resources.go, prompts.go). The lists are filtered
+// per caller: an item is listed when some request for it could be allowed
+// (see policystore.Snapshot.CouldAllow).
 package mcpgw
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/propagation"
 
@@ -47,6 +50,8 @@ type Gateway struct {
 	conv      *cedarvalue.Converter
 	limits    engine.Limits
 	tools     map[string]*tool // by the name the agent sees
+	resources resourceRoutes
+	prompts   map[string]*prompt // by the name the agent sees
 	upstreams []*Upstream
 	server    *mcp.Server
 	log       *slog.Logger
@@ -67,12 +72,13 @@ func New(ctx context.Context, eng *engine.Engine, cfg Config, limits engine.Limi
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{engine: eng, conv: cedarvalue.New(limits), limits: limits, tools: map[string]*tool{}, log: log}
+	g := &Gateway{engine: eng, conv: cedarvalue.New(limits), limits: limits, log: log,
+		tools: map[string]*tool{}, resources: resourceRoutes{exact: map[string][]*Upstream{}}, prompts: map[string]*prompt{}}
 	if cfg.Principal != "" {
 		g.principal, _ = parseEntity(cfg.Principal) // checked by Validate
 	}
 	g.server = mcp.NewServer(&mcp.Implementation{Name: "intentpdp", Version: "1"}, &mcp.ServerOptions{Logger: log})
-	g.server.AddReceivingMiddleware(g.filterToolList)
+	g.server.AddReceivingMiddleware(g.filterLists)
 	for _, uc := range cfg.Upstreams {
 		up := newUpstream(uc, log)
 		if err := g.mount(ctx, up, cfg.prefix(uc.Name)); err != nil {
@@ -83,8 +89,32 @@ func New(ctx context.Context, eng *engine.Engine, cfg Config, limits engine.Limi
 	return g, nil
 }
 
-// mount connects to up and exposes its tools, their names prefixed.
+// mount connects to up and exposes its tools (their names prefixed), its
+// resources and, when configured, its prompts. What the upstream offers
+// is read once, here.
 func (g *Gateway) mount(ctx context.Context, up *Upstream, prefix string) error {
+	g.upstreams = append(g.upstreams, up) // closed by Close from here on
+	caps, err := up.capabilities(ctx)
+	if err != nil {
+		return err
+	}
+	if caps.Tools != nil {
+		if err := g.mountTools(ctx, up, prefix); err != nil {
+			return err
+		}
+	}
+	if caps.Resources != nil {
+		if err := g.mountResources(ctx, up); err != nil {
+			return err
+		}
+	}
+	if caps.Prompts != nil && up.cfg.Prompts == PromptsDecide {
+		return g.mountPrompts(ctx, up, prefix)
+	}
+	return nil
+}
+
+func (g *Gateway) mountTools(ctx context.Context, up *Upstream, prefix string) error {
 	defs, err := up.tools(ctx)
 	if err != nil {
 		return err
@@ -103,7 +133,6 @@ func (g *Gateway) mount(ctx context.Context, up *Upstream, prefix string) error 
 		exposed.Name = t.name
 		g.server.AddTool(&exposed, g.callTool(t))
 	}
-	g.upstreams = append(g.upstreams, up)
 	return nil
 }
 
@@ -124,75 +153,129 @@ func (g *Gateway) callTool(t *tool) mcp.ToolHandler {
 		ctx = g.withCaller(ctx, call.Extra, call.Params.Meta)
 		req, err := g.request(call.Extra, call.Params.Meta, t, call.Params.Arguments)
 		if err != nil {
-			return g.refused(err), nil
+			return errorResult(g.refusal(err)), nil
 		}
-		res, err := g.engine.Evaluate(ctx, FrontEnd, req)
-		if err != nil {
-			return g.refused(err), nil
-		}
-		if !res.Decision.Allow {
-			return denied(req, res), nil
+		id, why := g.decide(ctx, req)
+		if why != "" {
+			return errorResult(why), nil
 		}
 		out, err := t.upstream.call(ctx, t.def.Name, call.Params.Arguments)
 		if err != nil {
 			// The decision allowed; the upstream failed. Say so, as a tool
 			// error: the agent must not mistake it for a result.
-			return errorResult(fmt.Sprintf("upstream %s failed: %v (decision %s)", t.upstream.cfg.Name, err, res.ID)), nil
+			return errorResult(upstreamFailure(t.upstream, err, id)), nil
 		}
 		return out, nil
 	}
 }
 
-// filterToolList drops from a tools/list answer the tools no call of which
-// could be allowed for this caller and intent. Any error hides the tool:
-// listing is an invitation, and the call is decided anyway.
-func (g *Gateway) filterToolList(next mcp.MethodHandler) mcp.MethodHandler {
+// decide is one decision on req: the decision id, and when it is not an
+// allow, why, as the agent is told.
+func (g *Gateway) decide(ctx context.Context, req policystore.Request) (id, why string) {
+	res, err := g.engine.Evaluate(ctx, FrontEnd, req)
+	if err != nil {
+		return "", g.refusal(err)
+	}
+	if !res.Decision.Allow {
+		return res.ID, denial(req, res)
+	}
+	return res.ID, ""
+}
+
+func upstreamFailure(up *Upstream, err error, decisionID string) string {
+	return fmt.Sprintf("upstream %s failed: %v (decision %s)", up.cfg.Name, err, decisionID)
+}
+
+// filterLists drops from a tools/list, resources/list or prompts/list
+// answer what no request could be allowed for, for this caller and
+// intent. Any error hides the item: listing is an invitation, and each
+// request is decided anyway. Resource templates are all listed: the
+// resource a template names is unknown until it is filled in.
+func (g *Gateway) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, r mcp.Request) (mcp.Result, error) {
 		result, err := next(ctx, method, r)
-		list, ok := result.(*mcp.ListToolsResult)
-		if err != nil || method != "tools/list" || !ok {
+		if err != nil {
 			return result, err
 		}
-		var meta map[string]any
-		if p := r.GetParams(); p != nil {
-			meta = p.GetMeta()
+		switch list := result.(type) {
+		case *mcp.ListToolsResult:
+			l := g.lister(ctx, r)
+			list.Tools = keep(list.Tools, func(def *mcp.Tool) bool { return l.toolListed(g.tools[def.Name]) })
+		case *mcp.ListResourcesResult:
+			l := g.lister(ctx, r)
+			list.Resources = keep(list.Resources, func(res *mcp.Resource) bool { return l.resourceListed(res.URI) })
+		case *mcp.ListPromptsResult:
+			l := g.lister(ctx, r)
+			list.Prompts = keep(list.Prompts, func(def *mcp.Prompt) bool { return l.promptListed(g.prompts[def.Name]) })
 		}
-		extra := r.GetExtra()
-		ctx = g.withCaller(ctx, extra, meta)
-		pinned, err := g.engine.Pin()
-		if err != nil {
-			list.Tools = nil
-			return list, nil
-		}
-		kept := list.Tools[:0]
-		for _, def := range list.Tools {
-			if t := g.tools[def.Name]; t != nil && g.listed(ctx, pinned, extra, meta, t) {
-				kept = append(kept, def)
-			}
-		}
-		list.Tools = kept
-		return list, nil
+		return result, nil
 	}
 }
 
-// listed reports whether some call of t could be allowed, its arguments
-// unknown. A tool whose resource is mapped from its arguments is listed
-// whenever the principal could call it at all: its resource is unknown
-// too, and listing it is the sound choice.
-func (g *Gateway) listed(ctx context.Context, pinned engine.Pinned, extra *mcp.RequestExtra, meta map[string]any, t *tool) bool {
-	if t.resource != nil {
-		return true
+func keep[T any](items []T, listed func(T) bool) []T {
+	kept := items[:0]
+	for _, item := range items {
+		if listed(item) {
+			kept = append(kept, item)
+		}
 	}
-	req, err := g.request(extra, meta, t, nil)
-	if err == nil {
-		req, err = pinned.Prepare(ctx, req)
+	return kept
+}
+
+// lister decides what one list answer keeps.
+type lister struct {
+	g      *Gateway
+	ctx    context.Context
+	extra  *mcp.RequestExtra
+	meta   map[string]any
+	pinned engine.Pinned
+	err    error // from pinning: nothing is listed
+}
+
+func (g *Gateway) lister(ctx context.Context, r mcp.Request) *lister {
+	var meta map[string]any
+	if p := r.GetParams(); p != nil {
+		meta = p.GetMeta()
 	}
+	l := &lister{g: g, extra: r.GetExtra(), meta: meta}
+	l.ctx = g.withCaller(ctx, l.extra, meta)
+	l.pinned, l.err = g.engine.Pin()
+	return l
+}
+
+// toolListed reports whether some call of t could be allowed, its
+// arguments unknown. A tool whose resource is mapped from its arguments
+// is always listed: its resource is unknown too, and listing it is the
+// sound choice.
+func (l *lister) toolListed(t *tool) bool {
+	if t == nil || t.resource != nil {
+		return t != nil
+	}
+	req, err := l.g.request(l.extra, l.meta, t, nil)
+	return err == nil && l.could(req)
+}
+
+func (l *lister) resourceListed(uri string) bool {
+	up, _, err := l.g.resources.route(uri)
+	return err == nil && l.could(l.g.resourceRequest(l.extra, l.meta, up, uri, nil))
+}
+
+func (l *lister) promptListed(p *prompt) bool {
+	return p != nil && l.could(l.g.promptRequest(l.extra, l.meta, p, nil))
+}
+
+// could reports whether req could be allowed with context.input unknown.
+func (l *lister) could(req policystore.Request) bool {
+	if l.err != nil {
+		return false
+	}
+	req, err := l.pinned.Prepare(l.ctx, req)
 	if err != nil {
 		return false
 	}
-	ok, err := pinned.Snapshot().CouldAllow(ctx, req, ContextInput)
+	ok, err := l.pinned.Snapshot().CouldAllow(l.ctx, req, ContextInput)
 	if err != nil {
-		g.log.Warn("tools/list: cannot tell whether a tool could be allowed; not listed", "tool", t.name, "err", err)
+		l.g.log.Warn("cannot tell whether a request could be allowed; not listed", "action", string(req.Action.ID), "resource", req.Resource.String(), "err", err)
 	}
 	return ok && err == nil
 }
@@ -222,12 +305,8 @@ func (g *Gateway) request(extra *mcp.RequestExtra, meta map[string]any, t *tool,
 	req := policystore.Request{
 		Principal: g.principal,
 		Action:    t.action,
-		Resource:  types.NewEntityUID("MCPServer", types.String(t.upstream.cfg.Name)),
-		Intent: policystore.Intent{
-			Purpose: intentField(extra, meta, MetaPurpose, HeaderPurpose),
-			TaskID:  intentField(extra, meta, MetaTaskID, HeaderTaskID),
-			Tool:    t.name,
-		},
+		Resource:  t.upstream.entity(),
+		Intent:    intent(extra, meta, t.name),
 	}
 	if args == nil {
 		return req, nil
@@ -302,6 +381,15 @@ func decimalEscape(n json.Number) map[string]any {
 	return map[string]any{"__extn": map[string]any{"fn": "decimal", "arg": string(n)}}
 }
 
+// intent is the intent the agent stated in _meta or headers.
+func intent(extra *mcp.RequestExtra, meta map[string]any, tool string) policystore.Intent {
+	return policystore.Intent{
+		Purpose: intentField(extra, meta, MetaPurpose, HeaderPurpose),
+		TaskID:  intentField(extra, meta, MetaTaskID, HeaderTaskID),
+		Tool:    tool,
+	}
+}
+
 func intentField(extra *mcp.RequestExtra, meta map[string]any, metaKey, header string) string {
 	if s, ok := meta[metaKey].(string); ok {
 		return s
@@ -320,20 +408,19 @@ func bearer(h http.Header) (string, bool) {
 	return token, true
 }
 
-// refused is the tool error for a call that could not be decided: it is
-// denied, and the agent is told why.
-func (g *Gateway) refused(err error) *mcp.CallToolResult {
+// refusal says why a request that could not be decided is denied.
+func (g *Gateway) refusal(err error) string {
 	f := engine.Classify(err)
 	if f.Internal() {
 		g.log.Error("internal error on the decision path", "err", err)
 	}
-	return errorResult(fmt.Sprintf("denied by intentpdp: %s (%s)", f.Message, f.Reason))
+	return fmt.Sprintf("denied by intentpdp: %s (%s)", f.Message, f.Reason)
 }
 
-// denied is the tool error for a call the policies denied: the reasons of
-// the determining policies (their @reason, else their id), the decision
-// id, and what became of the task grant the call named.
-func denied(req policystore.Request, res engine.Result) *mcp.CallToolResult {
+// denial says why the policies denied req: the reasons of the determining
+// policies (their @reason, else their id), the decision id, and what
+// became of the task grant the request named.
+func denial(req policystore.Request, res engine.Result) string {
 	var why []string
 	for _, r := range res.Decision.Reasons {
 		if text := r.Annotations["reason"]; text != "" {
@@ -352,9 +439,33 @@ func denied(req policystore.Request, res engine.Result) *mcp.CallToolResult {
 		}
 		why = append(why, fmt.Sprintf("no live grant for task %s (%s)", req.Intent.TaskID, state))
 	}
-	return errorResult(fmt.Sprintf("denied by intentpdp: %s (decision %s)", strings.Join(why, "; "), res.ID))
+	return fmt.Sprintf("denied by intentpdp: %s (decision %s)", strings.Join(why, "; "), res.ID)
 }
 
+// errorResult is the tool error a denied or failed call gets.
 func errorResult(text string) *mcp.CallToolResult {
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text}}}
+}
+
+// CodeDenied is the JSON-RPC error code of a resources/read or
+// prompts/get that intentpdp denied (tools/call answers a denial with a
+// tool error instead, as the MCP specification asks of tool failures).
+const CodeDenied = -32003
+
+// deniedError is the JSON-RPC error of a denied resources/read or
+// prompts/get.
+func deniedError(why string) error {
+	return &jsonrpc.Error{Code: CodeDenied, Message: why}
+}
+
+// upstreamError passes an upstream's JSON-RPC error on with its code (a
+// resource not found stays one), naming the upstream; any other failure
+// is an internal error.
+func upstreamError(up *Upstream, err error, decisionID string) error {
+	var answered *jsonrpc.Error
+	code := int64(jsonrpc.CodeInternalError)
+	if errors.As(err, &answered) {
+		code = answered.Code
+	}
+	return &jsonrpc.Error{Code: code, Message: upstreamFailure(up, err, decisionID)}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -79,39 +80,91 @@ func (u *Upstream) forget(s *mcp.ClientSession, err error) {
 	go s.Close() // stops a stdio child that is still running
 }
 
-// tools reads the upstream's whole tool list.
-func (u *Upstream) tools(ctx context.Context) ([]*mcp.Tool, error) {
+// capabilities are what the upstream said it offers when it connected.
+func (u *Upstream) capabilities(ctx context.Context) (*mcp.ServerCapabilities, error) {
 	s, err := u.connected(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []*mcp.Tool
-	for t, err := range s.Tools(ctx, nil) {
+	if init := s.InitializeResult(); init != nil && init.Capabilities != nil {
+		return init.Capabilities, nil
+	}
+	return &mcp.ServerCapabilities{}, nil
+}
+
+// list reads a whole list of the upstream's (tools, resources, ...)
+// through one of the session's paginating iterators.
+func list[T any](ctx context.Context, u *Upstream, what string, all func(*mcp.ClientSession) iter.Seq2[T, error]) ([]T, error) {
+	s, err := u.connected(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for v, err := range all(s) {
 		if err != nil {
-			return nil, fmt.Errorf("list the tools of upstream %s: %w", u.cfg.Name, err)
+			return nil, fmt.Errorf("list the %s of upstream %s: %w", what, u.cfg.Name, err)
 		}
-		out = append(out, t)
+		out = append(out, v)
 	}
 	return out, nil
+}
+
+func (u *Upstream) tools(ctx context.Context) ([]*mcp.Tool, error) {
+	return list(ctx, u, "tools", func(s *mcp.ClientSession) iter.Seq2[*mcp.Tool, error] { return s.Tools(ctx, nil) })
+}
+
+func (u *Upstream) resources(ctx context.Context) ([]*mcp.Resource, error) {
+	return list(ctx, u, "resources", func(s *mcp.ClientSession) iter.Seq2[*mcp.Resource, error] { return s.Resources(ctx, nil) })
+}
+
+func (u *Upstream) resourceTemplates(ctx context.Context) ([]*mcp.ResourceTemplate, error) {
+	return list(ctx, u, "resource templates", func(s *mcp.ClientSession) iter.Seq2[*mcp.ResourceTemplate, error] {
+		return s.ResourceTemplates(ctx, nil)
+	})
+}
+
+func (u *Upstream) prompts(ctx context.Context) ([]*mcp.Prompt, error) {
+	return list(ctx, u, "prompts", func(s *mcp.ClientSession) iter.Seq2[*mcp.Prompt, error] { return s.Prompts(ctx, nil) })
 }
 
 // call forwards one allowed call, its arguments exactly as the agent sent
 // them.
 func (u *Upstream) call(ctx context.Context, name string, args []byte) (*mcp.CallToolResult, error) {
-	s, err := u.connected(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var arguments any
 	if len(args) > 0 {
 		arguments = rawJSON(args)
 	}
-	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: arguments})
+	return forward(ctx, u, func(s *mcp.ClientSession) (*mcp.CallToolResult, error) {
+		return s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: arguments})
+	})
+}
+
+// readResource forwards one allowed resources/read.
+func (u *Upstream) readResource(ctx context.Context, uri string) (*mcp.ReadResourceResult, error) {
+	return forward(ctx, u, func(s *mcp.ClientSession) (*mcp.ReadResourceResult, error) {
+		return s.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+	})
+}
+
+// getPrompt forwards one allowed prompts/get.
+func (u *Upstream) getPrompt(ctx context.Context, name string, args map[string]string) (*mcp.GetPromptResult, error) {
+	return forward(ctx, u, func(s *mcp.ClientSession) (*mcp.GetPromptResult, error) {
+		return s.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: args})
+	})
+}
+
+// forward sends one allowed request to the upstream.
+func forward[R any](ctx context.Context, u *Upstream, send func(*mcp.ClientSession) (*R, error)) (*R, error) {
+	s, err := u.connected(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := send(s)
 	var answered *jsonrpc.Error
 	if err != nil && !errors.As(err, &answered) {
 		// Not an answer from the upstream: the connection failed or this
-		// call was cut off. Start afresh on the next call, whether or not
-		// watch has seen the session end yet.
+		// request was cut off. Start afresh on the next one, whether or
+		// not watch has seen the session end yet.
 		u.forget(s, err)
 	}
 	if err != nil {
