@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -30,12 +31,19 @@ type MCPConfig struct {
 	// ResourceURL is the gateway's canonical URL, the `resource` of its
 	// protected resource metadata (the audience agents' tokens are for).
 	ResourceURL string
+	// WriteTimeout bounds an MCP response like --http-write-timeout bounds
+	// the HTTP listener's; zero, the default, is none: a Streamable HTTP
+	// response may be a long-lived SSE stream (the agent's GET stream of
+	// server messages, a long tool call), which a write timeout would cut.
+	// The HTTP listener's read and idle limits still apply.
+	WriteTimeout time.Duration
 }
 
 func (c *MCPConfig) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "mcp-listen", "", "listen address of the MCP gateway over Streamable HTTP (empty: off; needs --mcp-config and --token-issuer)")
 	fs.StringVar(&c.Config, "mcp-config", "", "MCP gateway configuration file: upstream MCP servers and resource mappings (JSON)")
 	fs.StringVar(&c.ResourceURL, "mcp-resource-url", "", "canonical URL of the MCP gateway, announced as the protected resource (default: http://ADDR of --mcp-listen)")
+	fs.DurationVar(&c.WriteTimeout, "mcp-write-timeout", 0, "longest time from an MCP request's headers to the end of its response (0: none, so SSE streams stay open; --http-write-timeout does not apply to the MCP listener)")
 }
 
 func (c *MCPConfig) validate(id *IdentityConfig) []error {
@@ -43,6 +51,9 @@ func (c *MCPConfig) validate(id *IdentityConfig) []error {
 		return nil
 	}
 	var errs []error
+	if c.WriteTimeout < 0 {
+		errs = append(errs, errors.New("mcp-write-timeout must not be negative"))
+	}
 	if c.Config == "" {
 		errs = append(errs, errors.New("mcp-listen needs --mcp-config"))
 	}
@@ -98,7 +109,9 @@ func addMCP(ctx context.Context, rn *runner, cfg *Config, eng *engine.Engine, li
 		resource = "http://" + lis.Addr().String()
 	}
 	h := g.HTTPHandler(mcpgw.HTTPOptions{Resource: resource, AuthorizationServers: cfg.Identity.TokenIssuers})
-	rn.add(stageServe, httpListener("MCP gateway", cfg.HTTPLimits.server(observe(sec.handler(h)), log), sec.listener(lis), cfg.ShutdownTimeout, log))
+	limits := cfg.HTTPLimits
+	limits.WriteTimeout = c.WriteTimeout
+	rn.add(stageServe, httpListener("MCP gateway", limits.server(observe(sec.handler(h)), log), sec.listener(lis), cfg.ShutdownTimeout, log))
 	rn.add(stageReload, onStop("MCP upstreams", g.Close))
 	log.Info("serving the MCP gateway over Streamable HTTP", "addr", lis.Addr().String(), "path", mcpgw.Path, "upstreams", len(gcfg.Upstreams))
 	return nil

@@ -103,7 +103,10 @@ func callText(t *testing.T, cs *mcp.ClientSession, name string, args any) (bool,
 
 // TestServeMCPGateway runs the real binary with the MCP gateway listener:
 // agents prove who they are with JWT-SVIDs, see only the tools their
-// policy lets them use, and every call is decided and logged.
+// policy lets them use, and every call is decided and logged. The HTTP
+// write timeout is set to a nanosecond, past before any response is
+// written: the MCP listener, whose SSE streams must outlive it, does not
+// take it.
 func TestServeMCPGateway(t *testing.T) {
 	upstream, calls := repoServer(t)
 	svids := newJWTSVIDIssuer(t)
@@ -113,7 +116,7 @@ func TestServeMCPGateway(t *testing.T) {
 		"--mcp-listen", "127.0.0.1:0", "--mcp-config", writeMCPConfig(t, upstream),
 		"--token-issuer", "spiffe://example.org", "--token-audience", "intentpdp",
 		"--spiffe-jwt-bundle", svids.bundle, "--principal-spiffe-prefix", "spiffe://example.org/agent/",
-		"--decision-log", logPath)
+		"--decision-log", logPath, "--http-write-timeout", "1ns")
 	p.mu.Lock()
 	endpoint := "http://" + p.mcpAddr + "/mcp"
 	p.mu.Unlock()

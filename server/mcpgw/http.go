@@ -1,9 +1,14 @@
 package mcpgw
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/grpc/codes"
 
@@ -32,7 +37,9 @@ type HTTPOptions struct {
 // HTTPHandler serves the gateway over Streamable HTTP at Path and its
 // protected resource metadata (RFC 9728) at ResourceMetadataPath. A
 // request without a valid bearer token is answered 401 with a
-// WWW-Authenticate challenge naming the metadata, before MCP sees it.
+// WWW-Authenticate challenge naming the metadata, and a POST that is not
+// one JSON-RPC 2.0 message is answered with a JSON-RPC error, both before
+// MCP sees them.
 func (g *Gateway) HTTPHandler(o HTTPOptions) http.Handler {
 	mux := http.NewServeMux()
 	metadata, _ := json.Marshal(map[string]any{
@@ -45,7 +52,7 @@ func (g *Gateway) HTTPHandler(o HTTPOptions) http.Handler {
 		w.Write(metadata)
 	})
 	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return g.server }, &mcp.StreamableHTTPOptions{Logger: g.log})
-	mux.Handle(Path, g.authenticated(streamable, o))
+	mux.Handle(Path, g.authenticated(wellFormed(streamable), o))
 	return mux
 }
 
@@ -76,4 +83,64 @@ func (g *Gateway) authenticated(next http.Handler, o HTTPOptions) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// wellFormed answers a POST whose body is not one JSON-RPC 2.0 message
+// (not JSON, another version, a batch, which MCP has not had since
+// 2025-06-18, or a body over the size limit) with a JSON-RPC error, so
+// the agent reads why in the protocol it speaks.
+func wellFormed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			rpcError(w, http.StatusRequestEntityTooLarge, jsonrpc.CodeInvalidRequest, fmt.Sprintf("the request is over the limit of %d bytes", tooBig.Limit))
+			return
+		case err != nil:
+			rpcError(w, http.StatusBadRequest, jsonrpc.CodeParseError, "reading the request: "+err.Error())
+			return
+		}
+		if code, why := malformed(body); why != "" {
+			rpcError(w, http.StatusBadRequest, code, why)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// malformed says what keeps body from being one JSON-RPC 2.0 message;
+// empty when nothing does (the MCP server checks the rest).
+func malformed(body []byte) (code int64, why string) {
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+		return jsonrpc.CodeInvalidRequest, "JSON-RPC batches are not accepted: send one message per request"
+	}
+	var msg struct {
+		Version *string `json:"jsonrpc"`
+	}
+	if err := json.Unmarshal(body, &msg); err != nil {
+		return jsonrpc.CodeParseError, "not a JSON-RPC message: " + err.Error()
+	}
+	if msg.Version == nil || *msg.Version != "2.0" {
+		return jsonrpc.CodeInvalidRequest, `not a JSON-RPC 2.0 message: "jsonrpc" must be "2.0"`
+	}
+	return 0, ""
+}
+
+// rpcError answers with a JSON-RPC error response without an id (the
+// request's could not be read).
+func rpcError(w http.ResponseWriter, status int, code int64, message string) {
+	body, _ := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      nil,
+		"error":   &jsonrpc.Error{Code: code, Message: message},
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
 }
