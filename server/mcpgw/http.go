@@ -120,13 +120,13 @@ func malformed(body []byte) (code int64, why string) {
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
 		return jsonrpc.CodeInvalidRequest, "JSON-RPC batches are not accepted: send one message per request"
 	}
-	var msg struct {
-		Version *string `json:"jsonrpc"`
-	}
+	// A map, not a struct: encoding/json matches struct fields ignoring
+	// case, and "JSONRPC" is not "jsonrpc".
+	var msg map[string]json.RawMessage
 	if err := json.Unmarshal(body, &msg); err != nil {
 		return jsonrpc.CodeParseError, "not a JSON-RPC message: " + err.Error()
 	}
-	if msg.Version == nil || *msg.Version != "2.0" {
+	if string(msg["jsonrpc"]) != `"2.0"` {
 		return jsonrpc.CodeInvalidRequest, `not a JSON-RPC 2.0 message: "jsonrpc" must be "2.0"`
 	}
 	return 0, ""

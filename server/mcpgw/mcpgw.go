@@ -449,8 +449,11 @@ func errorResult(text string) *mcp.CallToolResult {
 
 // CodeDenied is the JSON-RPC error code of a resources/read or
 // prompts/get that intentpdp denied (tools/call answers a denial with a
-// tool error instead, as the MCP specification asks of tool failures).
-const CodeDenied = -32003
+// tool error instead, as the MCP specification asks of tool failures). It
+// is an application code, outside JSON-RPC's reserved -32768..-32000, part
+// of which MCP SDKs use for their own errors (-32003 reads as "client is
+// closing" to the Go SDK).
+const CodeDenied = 403
 
 // deniedError is the JSON-RPC error of a denied resources/read or
 // prompts/get.

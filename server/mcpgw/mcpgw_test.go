@@ -103,7 +103,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	b, err := policystore.LoadFS(fstest.MapFS{"p.cedar": {Data: []byte(policies)}})
+	b, err := policystore.LoadFS(fstest.MapFS{"p.cedar": {Data: []byte(policies + resourcePolicies)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,14 @@ func (f *fixture) agent(t *testing.T, principal string, ups ...UpstreamConfig) *
 	if len(ups) == 0 {
 		ups = []UpstreamConfig{{Name: "repos", URL: f.url}}
 	}
-	g, err := New(context.Background(), f.eng, Config{Principal: principal, Upstreams: ups}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
+	return agentOf(t, f.eng, principal, ups...)
+}
+
+// agentOf connects a real MCP client, as principal, to a gateway deciding
+// through eng, over in-memory transports.
+func agentOf(t *testing.T, eng *engine.Engine, principal string, ups ...UpstreamConfig) *mcp.ClientSession {
+	t.Helper()
+	g, err := New(context.Background(), eng, Config{Principal: principal, Upstreams: ups}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,5 +421,68 @@ func TestHTTPNeedsABearerToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed JSON-RPC: %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestHTTPMalformedJSONRPC: what is not one JSON-RPC 2.0 message is
+// answered with a JSON-RPC error saying why, and reaches no upstream.
+func TestHTTPMalformedJSONRPC(t *testing.T) {
+	f := newFixture(t)
+	g, err := New(context.Background(), f.eng, Config{Upstreams: []UpstreamConfig{{Name: "repos", URL: f.url}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	srv := httptest.NewServer(g.HTTPHandler(HTTPOptions{Resource: "https://pdp.example"}))
+	defer srv.Close()
+	post := func(body string) (int, string, []byte) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer x")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	}
+	getRepo := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_repo","arguments":{}}}`
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		code       int64
+		why        string
+	}{
+		{"garbage", "garbage", http.StatusBadRequest, -32700, "not a JSON-RPC message"},
+		{"truncated", `{"jsonrpc":`, http.StatusBadRequest, -32700, "not a JSON-RPC message"},
+		{"another version", strings.Replace(getRepo, "2.0", "1.0", 1), http.StatusBadRequest, -32600, `"jsonrpc" must be "2.0"`},
+		{"no version", `{"id":1,"method":"tools/list"}`, http.StatusBadRequest, -32600, `"jsonrpc" must be "2.0"`},
+		{"a batch", "[" + getRepo + "," + getRepo + "]", http.StatusBadRequest, -32600, "batches are not accepted"},
+		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_repo","arguments":{"x":"` + strings.Repeat("x", engine.DefaultLimits.MaxMessageBytes) + `"}}}`,
+			http.StatusRequestEntityTooLarge, -32600, "over the limit of"},
+	} {
+		status, ctype, body := post(tc.body)
+		var resp struct {
+			Version string          `json:"jsonrpc"`
+			ID      json.RawMessage `json:"id"`
+			Error   struct {
+				Code    int64  `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		err := json.Unmarshal(body, &resp)
+		if status != tc.status || ctype != "application/json" || err != nil || resp.Version != "2.0" || string(resp.ID) != "null" ||
+			resp.Error.Code != tc.code || !strings.Contains(resp.Error.Message, tc.why) {
+			t.Errorf("%s: %d %s %.200s, want %d and a JSON-RPC error %d saying %q", tc.name, status, ctype, body, tc.status, tc.code, tc.why)
+		}
+	}
+	if n := len(f.upstream.reached("get_repo")); n != 0 {
+		t.Errorf("malformed requests reached the upstream %d times", n)
+	}
+	// A well-formed message still reaches the MCP server.
+	if status, _, body := post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`); status != http.StatusOK || !strings.Contains(string(body), `"serverInfo"`) {
+		t.Errorf("initialize: %d %.200s", status, body)
 	}
 }
