@@ -141,6 +141,7 @@ func mcpProxy(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	configFile := fs.String("config", "", "gateway configuration file (upstreams, resource mappings)")
 	principal := fs.String("principal", "", `principal of every call, as a Cedar entity reference (Agent::"desktop")`)
 	name := fs.String("name", "upstream", "name of the upstream given after --: the id of its MCPServer entity")
+	prompts := fs.String("prompts", mcpgw.PromptsOff, `prompts of the upstream given after --: "off" (not offered) or "decide" (each prompts/get decided as Action::"get_prompt")`)
 	var obs ObservabilityConfig
 	obs.bindFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -158,7 +159,7 @@ func mcpProxy(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if fs.NArg() > 0 {
-		gcfg.Upstreams = append(gcfg.Upstreams, mcpgw.UpstreamConfig{Name: *name, Command: fs.Args()})
+		gcfg.Upstreams = append(gcfg.Upstreams, mcpgw.UpstreamConfig{Name: *name, Command: fs.Args(), Prompts: *prompts})
 	}
 	if *principal != "" {
 		gcfg.Principal = *principal

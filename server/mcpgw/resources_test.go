@@ -343,3 +343,16 @@ func TestResourceReadsFailClosed(t *testing.T) {
 		t.Errorf("the upstream was reached %d times with no bundle", n)
 	}
 }
+
+func TestConfigPrompts(t *testing.T) {
+	for _, v := range []string{"", PromptsOff, PromptsDecide} {
+		c := Config{Upstreams: []UpstreamConfig{{Name: "docs", URL: "http://127.0.0.1:1/mcp", Prompts: v}}}
+		if err := c.Validate(); err != nil {
+			t.Errorf("prompts %q: %v", v, err)
+		}
+	}
+	c := Config{Upstreams: []UpstreamConfig{{Name: "docs", URL: "http://127.0.0.1:1/mcp", Prompts: "allow"}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `want "off" or "decide"`) {
+		t.Errorf("prompts \"allow\": %v", err)
+	}
+}
