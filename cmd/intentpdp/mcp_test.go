@@ -35,6 +35,10 @@ forbid (principal, action == Action::"delete_repo", resource);
 
 @id("delete-otherwise")
 permit (principal, action == Action::"delete_repo", resource);
+
+@id("readmes-open")
+permit (principal is Agent, action == Action::"read_resource", resource in MCPServer::"repos")
+when { resource.uri like "*/README" };
 `,
 }
 
@@ -48,6 +52,12 @@ func repoServer(t *testing.T) (url string, calls *atomic.Int64) {
 		s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			calls.Add(1)
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done: " + name}}}, nil
+		})
+	}
+	for _, uri := range []string{"repo://acme/pdp/README", "repo://acme/pdp/secrets"} {
+		s.AddResource(&mcp.Resource{URI: uri, Name: uri}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			calls.Add(1)
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, Text: "contents"}}}, nil
 		})
 	}
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
@@ -180,6 +190,20 @@ func TestServeMCPGateway(t *testing.T) {
 	if n := calls.Load() - before; n != 0 {
 		t.Errorf("%d denied calls reached the upstream", n)
 	}
+	res, err := helper.ListResources(t.Context(), nil)
+	if err != nil || len(res.Resources) != 1 || res.Resources[0].URI != "repo://acme/pdp/README" {
+		t.Errorf("helper lists resources %v (%v), want the README only", res, err)
+	}
+	if _, err := helper.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "repo://acme/pdp/README"}); err != nil {
+		t.Errorf("README denied: %v", err)
+	}
+	before = calls.Load()
+	if _, err := helper.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "repo://acme/pdp/secrets"}); err == nil || !strings.Contains(err.Error(), "no policy permits") {
+		t.Errorf("secrets: %v, want a denial", err)
+	}
+	if n := calls.Load() - before; n != 0 {
+		t.Errorf("a denied read reached the upstream")
+	}
 	p.stop(t)
 	var mcpLines int
 	for _, l := range readLog(t, logPath) {
@@ -187,8 +211,8 @@ func TestServeMCPGateway(t *testing.T) {
 			mcpLines++
 		}
 	}
-	if mcpLines != 4 {
-		t.Errorf("decision log has %d mcp decisions, want 4 (one per call)", mcpLines)
+	if mcpLines != 6 {
+		t.Errorf("decision log has %d mcp decisions, want 6 (one per call and read)", mcpLines)
 	}
 }
 
