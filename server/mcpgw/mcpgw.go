@@ -128,12 +128,28 @@ func (g *Gateway) mountTools(ctx context.Context, up *Upstream, prefix string) e
 		if _, dup := g.tools[t.name]; dup {
 			return fmt.Errorf("tool %q is offered twice; give the upstreams a prefix", t.name)
 		}
-		g.tools[t.name] = t
 		exposed := *def
 		exposed.Name = t.name
-		g.server.AddTool(&exposed, g.callTool(t))
+		if g.offer(up, "tool", t.name, func() { g.server.AddTool(&exposed, g.callTool(t)) }) {
+			g.tools[t.name] = t
+		}
 	}
 	return nil
+}
+
+// offer runs one of the MCP server's Add methods, which panic on a
+// definition they refuse (a tool schema not of type object, a URI that
+// does not parse): an upstream's bad definition is then logged and not
+// offered, and the gateway does not crash.
+func (g *Gateway) offer(up *Upstream, kind, name string, add func()) (offered bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Warn("an upstream's definition is refused by the MCP server; not offered", "upstream", up.cfg.Name, kind, name, "err", r)
+			offered = false
+		}
+	}()
+	add()
+	return true
 }
 
 // Server is the agent-facing MCP server, to run over any transport

@@ -30,10 +30,11 @@ func (g *Gateway) mountPrompts(ctx context.Context, up *Upstream, prefix string)
 		if _, dup := g.prompts[p.name]; dup {
 			return fmt.Errorf("prompt %q is offered twice", p.name)
 		}
-		g.prompts[p.name] = p
 		exposed := *def
 		exposed.Name = p.name
-		g.server.AddPrompt(&exposed, g.getPrompt(p))
+		if g.offer(up, "prompt", p.name, func() { g.server.AddPrompt(&exposed, g.getPrompt(p)) }) {
+			g.prompts[p.name] = p
+		}
 	}
 	return nil
 }

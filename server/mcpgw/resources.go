@@ -3,7 +3,6 @@ package mcpgw
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -79,9 +78,10 @@ func (g *Gateway) mountResources(ctx context.Context, up *Upstream) error {
 		return err
 	}
 	for _, res := range resources {
-		g.resources.exact[res.URI] = append(g.resources.exact[res.URI], up)
 		exposed := *res
-		g.server.AddResource(&exposed, g.readResource)
+		if g.offer(up, "resource", res.URI, func() { g.server.AddResource(&exposed, g.readResource) }) {
+			g.resources.exact[res.URI] = append(g.resources.exact[res.URI], up)
+		}
 	}
 	templates, err := up.resourceTemplates(ctx)
 	if err != nil {
@@ -90,11 +90,13 @@ func (g *Gateway) mountResources(ctx context.Context, up *Upstream) error {
 	for _, rt := range templates {
 		tmpl, err := uritemplate.New(rt.URITemplate)
 		if err != nil {
-			return fmt.Errorf("upstream %s: resource template %q: %w", up.cfg.Name, rt.URITemplate, err)
+			g.log.Warn("an upstream's resource template does not parse; not offered", "upstream", up.cfg.Name, "template", rt.URITemplate, "err", err)
+			continue
 		}
-		g.resources.templates = append(g.resources.templates, resourceTemplate{template: tmpl, upstream: up})
 		exposed := *rt
-		g.server.AddResourceTemplate(&exposed, g.readResource)
+		if g.offer(up, "resource template", rt.URITemplate, func() { g.server.AddResourceTemplate(&exposed, g.readResource) }) {
+			g.resources.templates = append(g.resources.templates, resourceTemplate{template: tmpl, upstream: up})
+		}
 	}
 	return nil
 }

@@ -356,3 +356,61 @@ func TestConfigPrompts(t *testing.T) {
 		t.Errorf("prompts \"allow\": %v", err)
 	}
 }
+
+// TestBadUpstreamDefinitionsNotOffered: definitions the MCP server
+// refuses (a tool schema not of type object, a URI or template that does
+// not parse) are left out, and the rest is offered.
+func TestBadUpstreamDefinitionsNotOffered(t *testing.T) {
+	f := newFixture(t)
+	s := mcp.NewServer(&mcp.Implementation{Name: "docs", Version: "1"}, nil)
+	for _, name := range []string{"get_repo", "pay"} {
+		s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
+	}
+	read := func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "x"}}}, nil
+	}
+	s.AddResource(&mcp.Resource{URI: "docs://public/readme"}, read)
+	s.AddResource(&mcp.Resource{URI: "docs://public/other"}, read)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "docs://repos/{owner}/{repo}"}, read)
+	// The answers are corrupted on the way out, as a server not built on
+	// this SDK could send them.
+	s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, r mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, r)
+			switch list := res.(type) {
+			case *mcp.ListToolsResult:
+				for i, tl := range list.Tools {
+					if tl.Name == "pay" {
+						bad := *tl
+						bad.InputSchema = json.RawMessage(`{"type":"string"}`)
+						list.Tools[i] = &bad
+					}
+				}
+			case *mcp.ListResourcesResult:
+				for i, rs := range list.Resources {
+					if rs.URI == "docs://public/other" {
+						list.Resources[i] = &mcp.Resource{URI: "docs://%zz"}
+					}
+				}
+			case *mcp.ListResourceTemplatesResult:
+				list.ResourceTemplates = append(list.ResourceTemplates, &mcp.ResourceTemplate{URITemplate: "docs://{unclosed"})
+			}
+			return res, err
+		}
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	cs := f.agent(t, `Agent::"alice"`, UpstreamConfig{Name: "docs", URL: srv.URL})
+	if got, want := listed(t, cs, nil), []string{"get_repo"}; !slices.Equal(got, want) {
+		t.Errorf("tools %v, want %v", got, want)
+	}
+	uris, templates := resourcesListed(t, cs)
+	if want := []string{"docs://public/readme"}; !slices.Equal(uris, want) {
+		t.Errorf("resources %v, want %v", uris, want)
+	}
+	if want := []string{"docs://repos/{owner}/{repo}"}; !slices.Equal(templates, want) {
+		t.Errorf("templates %v, want %v", templates, want)
+	}
+}
