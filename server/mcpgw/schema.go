@@ -159,9 +159,10 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 	if opts.Upstream != "" {
 		fmt.Fprintf(&b, " %s", comment(opts.Upstream))
 	}
-	b.WriteString(", written by `intentpdp mcp schema`: one action per\n")
-	b.WriteString("// tool, its arguments as context.input. Arguments that have no single Cedar\n")
-	b.WriteString("// type are left out (see the comments), so no policy can read them.\n\n")
+	b.WriteString(", written by `intentpdp mcp schema`.\n")
+	b.WriteString("// One action per tool, its arguments as context.input. Arguments that have\n")
+	b.WriteString("// no single Cedar type are left out (see the comments): no policy can read\n")
+	b.WriteString("// them.\n\n")
 	for _, e := range entities {
 		fmt.Fprintf(&b, "entity %s;\n", e)
 	}
