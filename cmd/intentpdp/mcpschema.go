@@ -53,6 +53,9 @@ func mcpSchema(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			opts.Prefix = up.Name + "." // as the gateway names the tools of several upstreams
 		}
 	}
+	if err := opts.Validate(); err != nil {
+		return fmt.Errorf("mcp schema: %w", err)
+	}
 	if err := (&mcpgw.Config{Upstreams: []mcpgw.UpstreamConfig{up}}).Validate(); err != nil {
 		return fmt.Errorf("mcp schema: %w (usage: intentpdp mcp schema [--principal-type T] --url URL | --config FILE [--name N] | -- COMMAND ARGS...)", err)
 	}

@@ -2,6 +2,7 @@ package mcpgw
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -116,6 +117,31 @@ action grant appliesTo {
 };
 `
 
+// Validate checks that the options name entity types a schema can
+// declare.
+func (o SchemaOptions) Validate() error {
+	for _, e := range o.entityTypes() {
+		if !cedarIdent.MatchString(e) || cedarReserved[e] || slices.Contains(reservedTypes, e) {
+			return fmt.Errorf("%q cannot be an entity type of the schema: want an identifier other than %s", e, strings.Join(reservedTypes, ", "))
+		}
+	}
+	return nil
+}
+
+// entityTypes are the entity types the schema declares besides Task,
+// sorted.
+func (o SchemaOptions) entityTypes() []string {
+	entities := []string{o.principalType(), o.approverType(), "MCPServer"}
+	for _, m := range o.Resources {
+		entities = append(entities, m.Type)
+	}
+	slices.Sort(entities)
+	return slices.Compact(entities)
+}
+
+func (o SchemaOptions) principalType() string { return cmp.Or(o.PrincipalType, "Agent") }
+func (o SchemaOptions) approverType() string  { return cmp.Or(o.ApproverType, "User") }
+
 // reservedTypes are the names reservedDecls declares, which a principal or
 // resource type may not take.
 var reservedTypes = []string{"Task", "Intent", "Identity", "Action"}
@@ -136,23 +162,10 @@ var reservedTypes = []string{"Task", "Intent", "Identity", "Action"}
 // object without properties is the empty record: none of its attributes
 // can be read.
 func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
-	if opts.PrincipalType == "" {
-		opts.PrincipalType = "Agent"
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
-	if opts.ApproverType == "" {
-		opts.ApproverType = "User"
-	}
-	entities := []string{opts.PrincipalType, opts.ApproverType, "MCPServer"}
-	for _, m := range opts.Resources {
-		entities = append(entities, m.Type)
-	}
-	slices.Sort(entities)
-	entities = slices.Compact(entities)
-	for _, e := range entities {
-		if !cedarIdent.MatchString(e) || cedarReserved[e] || slices.Contains(reservedTypes, e) {
-			return nil, fmt.Errorf("%q cannot be an entity type of the schema: want an identifier other than %s", e, strings.Join(reservedTypes, ", "))
-		}
-	}
+	entities := opts.entityTypes()
 
 	var b bytes.Buffer
 	b.WriteString("// Cedar schema of the MCP server")
@@ -167,7 +180,7 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 		fmt.Fprintf(&b, "entity %s;\n", e)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, reservedDecls, opts.PrincipalType, opts.ApproverType, "MCPServer")
+	fmt.Fprintf(&b, reservedDecls, opts.principalType(), opts.approverType(), "MCPServer")
 
 	sorted := slices.SortedFunc(slices.Values(tools), func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
 	seen := map[string]bool{}
@@ -190,7 +203,7 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 			fmt.Fprintf(&b, "// %s\n", d)
 		}
 		fmt.Fprintf(&b, "action %s appliesTo {\n", quote(action))
-		fmt.Fprintf(&b, "  principal: [%s],\n  resource: [%s],\n", opts.PrincipalType, resource)
+		fmt.Fprintf(&b, "  principal: [%s],\n  resource: [%s],\n", opts.principalType(), resource)
 		b.WriteString("  context: {\n    intent: Intent,\n    now: __cedar::datetime,\n    identity?: Identity,\n    task?: Task,\n")
 		fmt.Fprintf(&b, "    input: %s,\n  },\n};\n", in.record("    ", 0))
 	}
