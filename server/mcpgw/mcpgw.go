@@ -101,7 +101,7 @@ func (g *Gateway) mount(ctx context.Context, up *Upstream, prefix string) error 
 		g.tools[t.name] = t
 		exposed := *def
 		exposed.Name = t.name
-		g.server.AddTool(&exposed, g.callTool(t))
+		g.server.AddTool(&exposed, g.conforming(t, g.callTool(t)))
 	}
 	g.upstreams = append(g.upstreams, up)
 	return nil

@@ -305,11 +305,12 @@ func TestSchemaOptions(t *testing.T) {
 }
 
 // FuzzSchema: whatever input schemas and names an upstream sends, the
-// schema either is refused or parses and validates.
+// schema either is refused or parses and validates; checking any
+// arguments against the input schema never panics.
 func FuzzSchema(f *testing.F) {
-	f.Add("t", `{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"b c":{"type":"integer"}}}}}}`, "desc")
-	f.Add("x\"y", `{"type":"object","properties":{"\u0000\n":{"type":"string"}},"required":["\u0000\n"]}`, "a\u2028b")
-	f.Fuzz(func(t *testing.T, name, input, desc string) {
+	f.Add("t", `{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"b c":{"type":"integer"}}}}}}`, "desc", `{"a":[{"b c":1}]}`)
+	f.Add("x\"y", `{"type":"object","properties":{"\u0000\n":{"type":"string"}},"required":["\u0000\n"]}`, "a\u2028b", `{"\u0000\n":null}`)
+	f.Fuzz(func(t *testing.T, name, input, desc, args string) {
 		if !json.Valid([]byte(input)) {
 			return
 		}
@@ -324,5 +325,11 @@ func FuzzSchema(f *testing.F) {
 		if _, err := policystore.Compile(b); err != nil {
 			t.Fatalf("generated schema refused: %v\n%s", err, schema)
 		}
+		in, err := inputSchema(&mcp.Tool{Name: name, InputSchema: json.RawMessage(input)})
+		if err != nil {
+			t.Fatalf("Schema read the input schema, conforming cannot: %v", err)
+		}
+		_ = in.conforms(json.RawMessage(args)) // must not panic, whatever the arguments
+
 	})
 }
