@@ -212,26 +212,45 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 
 // jsonSchema is the part of a JSON Schema that Schema reads.
 type jsonSchema struct {
-	Type       json.RawMessage        `json:"type"` // a name or a list of names
-	Properties map[string]*jsonSchema `json:"properties"`
-	Required   []string               `json:"required"`
-	Items      *jsonSchema            `json:"items"`
-	Enum       []any                  `json:"enum"`
-	Const      *any                   `json:"const"`
-	OneOf      []json.RawMessage      `json:"oneOf"`
-	AnyOf      []json.RawMessage      `json:"anyOf"`
-	Ref        string                 `json:"$ref"`
+	Type       json.RawMessage // a name or a list of names
+	Properties map[string]*jsonSchema
+	Required   []string
+	Items      *jsonSchema
+	Enum       []any
+	Const      *any
+	OneOf      []json.RawMessage
+	AnyOf      []json.RawMessage
+	Ref        string // $ref
 }
 
-// UnmarshalJSON reads a schema object; a boolean schema (true, false)
-// reads as an untyped one, which declares nothing.
+// UnmarshalJSON reads a schema leniently: a keyword whose value is not of
+// the form read here (a boolean schema, a draft-07 tuple of items, a
+// required that is no list) counts as absent. That only ever declares
+// less: an untyped value, an optional attribute, an empty record.
 func (s *jsonSchema) UnmarshalJSON(data []byte) error {
-	if t := bytes.TrimSpace(data); bytes.Equal(t, []byte("true")) || bytes.Equal(t, []byte("false")) || bytes.Equal(t, []byte("null")) {
-		*s = jsonSchema{}
+	*s = jsonSchema{}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
 		return nil
 	}
-	type plain jsonSchema // without this method
-	return json.Unmarshal(data, (*plain)(s))
+	field(fields, "type", &s.Type)
+	field(fields, "properties", &s.Properties)
+	field(fields, "required", &s.Required)
+	field(fields, "items", &s.Items)
+	field(fields, "enum", &s.Enum)
+	field(fields, "const", &s.Const)
+	field(fields, "oneOf", &s.OneOf)
+	field(fields, "anyOf", &s.AnyOf)
+	field(fields, "$ref", &s.Ref)
+	return nil
+}
+
+// field sets *dst to fields[key] when that has dst's form.
+func field[T any](fields map[string]json.RawMessage, key string, dst *T) {
+	var v T
+	if raw, ok := fields[key]; ok && json.Unmarshal(raw, &v) == nil {
+		*dst = v
+	}
 }
 
 // inputSchema reads a tool's input schema, which MCP requires to be an

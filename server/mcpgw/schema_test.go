@@ -304,6 +304,39 @@ func TestSchemaOptions(t *testing.T) {
 	}
 }
 
+// TestSchemaReadsOddSchemasLeniently: keywords of another form than the
+// schema writer reads (draft-07 tuple items, a required that is no list, a
+// property that is no schema) declare less, never something wrong.
+func TestSchemaReadsOddSchemasLeniently(t *testing.T) {
+	tools := []*mcp.Tool{{Name: "odd", InputSchema: json.RawMessage(`{"type":"object","properties":{
+		"pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]},
+		"five": 5,
+		"name": {"type": "string"}
+	},"required":"name"}`)}}
+	schema, err := Schema(tools, SchemaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"// pair: not declared, an array of no type", "// five: not declared, no type", "name?: String,"} {
+		if !strings.Contains(string(schema), want) {
+			t.Errorf("schema lacks %q:\n%s", want, schema)
+		}
+	}
+	if _, err := activate(t, map[string]string{"s.cedarschema": string(schema)}); err != nil {
+		t.Error(err)
+	}
+	in, err := inputSchema(tools[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.conforms(json.RawMessage(`{"pair": ["a", 1], "five": null}`)); err != nil {
+		t.Errorf("undeclared arguments were checked: %v", err)
+	}
+	if err := in.conforms(json.RawMessage(`{"name": 1}`)); err == nil {
+		t.Error("a declared string argument of another type passed")
+	}
+}
+
 // FuzzSchema: whatever input schemas and names an upstream sends, the
 // schema either is refused or parses and validates; checking any
 // arguments against the input schema never panics.
