@@ -21,8 +21,8 @@ func mcpSchema(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	url := fs.String("url", "", "Streamable HTTP URL of the upstream MCP server")
 	configFile := fs.String("config", "", "gateway configuration file: the upstream --name is read from it, with its resource mappings")
 	name := fs.String("name", "upstream", "name of the upstream: the id of its MCPServer entity, and the upstream read from --config")
-	principalType := fs.String("principal-type", "Agent", "entity type of the agents (the principal of every call)")
-	approverType := fs.String("approver-type", "User", "entity type of the people who approve task grants (--grant-caller-type)")
+	principalType := fs.String("principal-type", defaultIdentity.PrincipalType, "entity type of the agents, as serve --principal-type")
+	approverType := fs.String("grant-caller-type", defaultGrants.CallerType, "entity type of the people who approve task grants, as serve --grant-caller-type")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
