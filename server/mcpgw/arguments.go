@@ -50,19 +50,13 @@ func (s *jsonSchema) conforms(args json.RawMessage) error {
 			return fmt.Errorf("arguments: not JSON: %v", err)
 		}
 	}
-	return s.conform(v, "arguments", 0)
+	return s.conform(v, "arguments")
 }
 
-func (s *jsonSchema) conform(v any, path string, depth int) error {
-	if ty, _ := s.cedarType("", depth); ty == "" {
-		return nil // undeclared: no policy reads it
-	}
-	names, _ := s.types()
-	if len(names) == 0 { // a string enum or const
-		names = []string{"string"}
-	}
+func (s *jsonSchema) conform(v any, path string) error {
 	wrong := func(want string) error { return fmt.Errorf("%s: want %s", path, want) }
-	switch names[0] {
+	switch s.kind {
+	case "": // undeclared: no policy reads it
 	case "string":
 		if _, ok := v.(string); !ok {
 			return wrong("a string")
@@ -81,7 +75,7 @@ func (s *jsonSchema) conform(v any, path string, depth int) error {
 			return wrong("an array")
 		}
 		for i, e := range elems {
-			if err := s.Items.conform(e, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+			if err := s.Items.conform(e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
@@ -91,17 +85,17 @@ func (s *jsonSchema) conform(v any, path string, depth int) error {
 			return wrong("an object")
 		}
 		for name, p := range s.Properties {
-			e, present := m[name]
-			if p == nil {
-				continue // an empty schema: undeclared
+			if p == nil || p.kind == "" {
+				continue
 			}
+			e, present := m[name]
 			if !present {
-				if ty, _ := p.cedarType("", depth+1); ty != "" && slices.Contains(s.Required, name) {
+				if slices.Contains(s.Required, name) {
 					return fmt.Errorf("%s: %q is required", path, name)
 				}
 				continue
 			}
-			if err := p.conform(e, path+"."+name, depth+1); err != nil {
+			if err := p.conform(e, path+"."+name); err != nil {
 				return err
 			}
 		}

@@ -205,7 +205,7 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 		fmt.Fprintf(&b, "action %s appliesTo {\n", quote(action))
 		fmt.Fprintf(&b, "  principal: [%s],\n  resource: [%s],\n", opts.principalType(), resource)
 		b.WriteString("  context: {\n    intent: Intent,\n    now: __cedar::datetime,\n    identity?: Identity,\n    task?: Task,\n")
-		fmt.Fprintf(&b, "    input: %s,\n  },\n};\n", in.record("    ", 0))
+		fmt.Fprintf(&b, "    input: %s,\n  },\n};\n", in.record("    "))
 	}
 	return b.Bytes(), nil
 }
@@ -221,6 +221,8 @@ type jsonSchema struct {
 	OneOf      []json.RawMessage
 	AnyOf      []json.RawMessage
 	Ref        string // $ref
+
+	kind, why string // set by classify
 }
 
 // UnmarshalJSON reads a schema leniently: a keyword whose value is not of
@@ -267,6 +269,8 @@ func inputSchema(t *mcp.Tool) (*jsonSchema, error) {
 	if ty, _ := s.types(); len(ty) > 0 && ty[0] != "object" {
 		return nil, fmt.Errorf("tool %q: input schema is of type %q, MCP requires an object", t.Name, ty[0])
 	}
+	s.Type = json.RawMessage(`"object"`) // whatever it said, the arguments are an object
+	s.classify(0)
 	return &s, nil
 }
 
@@ -286,9 +290,14 @@ func (s *jsonSchema) types() ([]string, bool) {
 	return slices.DeleteFunc(names, func(n string) bool { return n == "null" }), true
 }
 
-// cedarType is the Cedar type of s as the schema writes it (a record
-// over several lines, indented by indent), or "" and why it has none.
-func (s *jsonSchema) cedarType(indent string, depth int) (string, string) {
+// classify sets the kind of s and of the schemas inside it: the JSON type
+// its values have ("string", "integer", "boolean", "array", "object"), or
+// "" and why it has no single Cedar type.
+func (s *jsonSchema) classify(depth int) {
+	s.kind, s.why = s.kindOf(depth)
+}
+
+func (s *jsonSchema) kindOf(depth int) (string, string) {
 	if depth > maxSchemaDepth {
 		return "", fmt.Sprintf("nested deeper than %d", maxSchemaDepth)
 	}
@@ -301,7 +310,7 @@ func (s *jsonSchema) cedarType(indent string, depth int) (string, string) {
 		case len(s.OneOf) > 0 || len(s.AnyOf) > 0:
 			return "", "oneOf/anyOf without a type"
 		case s.Const != nil && isString(*s.Const), len(s.Enum) > 0 && all(s.Enum, isString):
-			return "String", ""
+			return "string", ""
 		}
 		return "", "no type"
 	}
@@ -309,32 +318,49 @@ func (s *jsonSchema) cedarType(indent string, depth int) (string, string) {
 		return "", fmt.Sprintf("types %s", string(s.Type))
 	}
 	switch names[0] {
-	case "string":
-		return "String", ""
-	case "integer":
-		return "Long", ""
-	case "boolean":
-		return "Bool", ""
+	case "string", "integer", "boolean":
+		return names[0], ""
 	case "number":
 		return "", "a JSON number: whole numbers reach policies as Long, fractions as decimal"
 	case "object":
-		return s.record(indent, depth), ""
+		for _, p := range s.Properties {
+			if p != nil {
+				p.classify(depth + 1)
+			}
+		}
+		return "object", ""
 	case "array":
 		if s.Items == nil {
 			return "", "an array without items"
 		}
-		elem, why := s.Items.cedarType(indent, depth+1)
-		if elem == "" {
-			return "", "an array of " + why
+		s.Items.classify(depth + 1)
+		if s.Items.kind == "" {
+			return "", "an array of " + s.Items.why
 		}
-		return "Set<" + elem + ">", ""
+		return "array", ""
 	}
 	return "", fmt.Sprintf("type %q", names[0])
 }
 
+// cedarType is the Cedar type of a classified schema with a kind, as the
+// schema writes it (a record over several lines, indented by indent).
+func (s *jsonSchema) cedarType(indent string) string {
+	switch s.kind {
+	case "string":
+		return "String"
+	case "integer":
+		return "Long"
+	case "boolean":
+		return "Bool"
+	case "array":
+		return "Set<" + s.Items.cedarType(indent) + ">"
+	}
+	return s.record(indent)
+}
+
 // record is the record type of an object schema: its properties in
 // `required` are required attributes, the others optional.
-func (s *jsonSchema) record(indent string, depth int) string {
+func (s *jsonSchema) record(indent string) string {
 	if len(s.Properties) == 0 {
 		return "{}"
 	}
@@ -343,11 +369,11 @@ func (s *jsonSchema) record(indent string, depth int) string {
 	inner := indent + "  "
 	for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 		p := s.Properties[name]
-		if p == nil {
-			p = &jsonSchema{}
-		}
-		ty, why := p.cedarType(inner, depth+1)
-		if ty == "" {
+		if p == nil || p.kind == "" {
+			why := "no type"
+			if p != nil {
+				why = p.why
+			}
 			fmt.Fprintf(&b, "%s// %s: not declared, %s\n", inner, comment(name), why)
 			continue
 		}
@@ -355,7 +381,7 @@ func (s *jsonSchema) record(indent string, depth int) string {
 		if slices.Contains(s.Required, name) {
 			opt = ""
 		}
-		fmt.Fprintf(&b, "%s%s%s: %s,\n", inner, attrName(name), opt, ty)
+		fmt.Fprintf(&b, "%s%s%s: %s,\n", inner, attrName(name), opt, p.cedarType(inner))
 	}
 	b.WriteString(indent + "}")
 	return b.String()
