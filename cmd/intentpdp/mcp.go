@@ -125,8 +125,10 @@ func mcpCmd(ctx context.Context, args []string, stdout io.Writer, stderr io.Writ
 	switch args[0] {
 	case "proxy":
 		return mcpProxy(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "schema":
+		return mcpSchema(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown mcp command %q (want proxy)", args[0])
+	return fmt.Errorf("unknown mcp command %q (want proxy or schema)", args[0])
 }
 
 // mcpProxy runs the MCP gateway over stdio for a desktop agent that

@@ -130,7 +130,7 @@ func (g *Gateway) mountTools(ctx context.Context, up *Upstream, prefix string) e
 		}
 		exposed := *def
 		exposed.Name = t.name
-		if g.offer(up, "tool", t.name, func() { g.server.AddTool(&exposed, g.callTool(t)) }) {
+		if g.offer(up, "tool", t.name, func() { g.server.AddTool(&exposed, g.conforming(t, g.callTool(t))) }) {
 			g.tools[t.name] = t
 		}
 	}
@@ -167,7 +167,13 @@ func (g *Gateway) Close() {
 func (g *Gateway) callTool(t *tool) mcp.ToolHandler {
 	return func(ctx context.Context, call *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		ctx = g.withCaller(ctx, call.Extra, call.Params.Meta)
-		req, err := g.request(call.Extra, call.Params.Meta, t, call.Params.Arguments)
+		args := call.Params.Arguments
+		if args == nil {
+			// A call without arguments is decided on an empty
+			// context.input; only tools/list leaves the input unknown.
+			args = json.RawMessage("{}")
+		}
+		req, err := g.request(call.Extra, call.Params.Meta, t, args)
 		if err != nil {
 			return errorResult(g.refusal(err)), nil
 		}

@@ -1,0 +1,92 @@
+package mcpgw
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/intentpdp/intentpdp/server/engine"
+)
+
+// TestArgumentsOfTheWrongTypeAreRefused: a forbid that reads an argument
+// must not be skipped because the argument has another type than the
+// schema says: such calls are refused before the decision, and never
+// reach the upstream.
+func TestArgumentsOfTheWrongTypeAreRefused(t *testing.T) {
+	url := schemaServer(t)
+	store, err := activate(t, map[string]string{"p.cedar": `
+@id("lists-open") permit (principal, action == Action::"list_issues", resource);
+@id("issues-open") permit (principal, action == Action::"create_issue", resource);
+@id("list-at-most-50") forbid (principal, action == Action::"list_issues", resource)
+when { context.input has limit && context.input.limit > 50 };
+@id("no-drafts") forbid (principal, action == Action::"create_issue", resource)
+when { context.input has draft && context.input.draft };
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "github", URL: url}}}, engine.DefaultLimits, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	cs := connectGateway(t, g)
+	for _, c := range []struct {
+		tool, args string
+		want       string // "" allowed
+	}{
+		{"list_issues", `{"repo": "r", "limit": 10}`, ""},
+		{"list_issues", `{"repo": "r", "limit": 10, "score": 0.5}`, ""}, // undeclared: unchecked
+		{"list_issues", `{"repo": "r", "limit": 500}`, "policy list-at-most-50"},
+		{"list_issues", `{"repo": "r", "limit": "500"}`, "arguments.limit: want a whole number"},
+		{"list_issues", `{"repo": "r", "limit": 500.0}`, "arguments.limit: want a whole number"},
+		{"list_issues", `{"repo": "r", "filter": {"state": 1}}`, "arguments.filter.state: want a string"},
+		{"list_issues", `{"repo": "r", "filter": {"state": "open", "authors": [{"login": 7}]}}`, "arguments.filter.authors[0].login: want a string"},
+		{"list_issues", `{"limit": 5}`, `arguments: "repo" is required`},
+		{"create_issue", `{"owner": "o", "repo": "r", "title": "t", "draft": "true"}`, "arguments.draft: want true or false"},
+		{"create_issue", `{"owner": "o", "repo": "r", "title": "t", "labels": "bug"}`, "arguments.labels: want an array"},
+		{"create_issue", `{"owner": "o", "repo": "r", "title": "t", "draft": true}`, "policy no-drafts"},
+		{"create_issue", `[1]`, "arguments"},
+	} {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: c.tool, Arguments: json.RawMessage(c.args)})
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.tool, c.args, err)
+		}
+		var text string
+		for _, ct := range res.Content {
+			if tc, ok := ct.(*mcp.TextContent); ok {
+				text += tc.Text
+			}
+		}
+		switch {
+		case c.want == "" && res.IsError:
+			t.Errorf("%s %s: refused: %s", c.tool, c.args, text)
+		case c.want != "" && (!res.IsError || !strings.Contains(text, c.want) || !strings.Contains(text, "denied by intentpdp")):
+			t.Errorf("%s %s: %q, want a refusal saying %q", c.tool, c.args, text, c.want)
+		}
+	}
+}
+
+// BenchmarkConforms is the check's cost on a typical call (a typed tool
+// of the example server, five arguments).
+func BenchmarkConforms(b *testing.B) {
+	in, err := inputSchema(&mcp.Tool{Name: "create_issue", InputSchema: json.RawMessage(`{"type":"object","properties":{
+		"owner":{"type":"string"},"repo":{"type":"string"},"title":{"type":"string"},"body":{"type":"string"},
+		"labels":{"type":["null","array"],"items":{"type":"string"}}},"required":["owner","repo","title"]}`)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	args := json.RawMessage(`{"owner":"acme","repo":"web","title":"Flaky login test","body":"It fails one run in ten.","labels":["ci","flaky"]}`)
+	if err := in.conforms(args); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = in.conforms(args)
+	}
+}

@@ -1,0 +1,368 @@
+package mcpgw
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server/engine"
+	"github.com/intentpdp/intentpdp/server/grants"
+)
+
+// The typed tools of schemaServer: go-sdk derives their input schemas
+// from these structs, as a Go MCP server's author would have it.
+type (
+	createIssueArgs struct {
+		Owner  string   `json:"owner"`
+		Repo   string   `json:"repo"`
+		Title  string   `json:"title"`
+		Labels []string `json:"labels,omitempty"`
+		Draft  bool     `json:"draft,omitempty"`
+	}
+	listIssuesArgs struct {
+		Repo   string  `json:"repo"`
+		Limit  int     `json:"limit,omitempty"`
+		Filter *filter `json:"filter,omitempty"`
+		Score  float64 `json:"score,omitempty"` // a number: left out
+	}
+	filter struct {
+		State   string `json:"state"`
+		Authors []struct {
+			Login string `json:"login"`
+		} `json:"authors,omitempty"`
+	}
+)
+
+// schemaServer is a real MCP server whose tools have input schemas of
+// every kind the schema writer meets: typed structs, raw schemas with
+// enums, unions, untyped and boolean schemas, names Cedar must quote.
+func schemaServer(t *testing.T) string {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: "schema", Version: "1"}, nil)
+	done := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+	}
+	mcp.AddTool(s, &mcp.Tool{Name: "create_issue", Description: "Create an issue.\nSecond line */ ignored"},
+		func(context.Context, *mcp.CallToolRequest, createIssueArgs) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "list_issues"},
+		func(context.Context, *mcp.CallToolRequest, listIssuesArgs) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil, nil
+		})
+	raw := map[string]string{
+		"repo.delete": `{"type":"object","properties":{"repo":{"type":"string"},"confirm":{"const":"yes"}},"required":["repo","confirm"]}`,
+		"search": `{"type":"object","properties":{
+			"query": {"type": ["string", "null"]},
+			"sort": {"enum": ["stars", "updated"]},
+			"in": {"type": "string"},
+			"page-size": {"type": "integer"},
+			"target": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+			"anything": {},
+			"flag": true,
+			"mixed": {"type": ["string", "integer"]},
+			"ids": {"type": "array", "items": {"type": "integer"}},
+			"bag": {"type": "array"},
+			"weights": {"type": "array", "items": {"type": "number"}},
+			"meta": {"type": "object"},
+			"ref": {"$ref": "#/$defs/x"}
+		},"required":["query","in"]}`,
+		"ping": `{"type":"object"}`,
+	}
+	for name, schema := range raw {
+		s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(schema)}, done)
+	}
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// schemaPolicies read every kind of declared input: strings, optional
+// Longs and Bools behind has, sets, nested records, quoted names, and the
+// reserved keys.
+const schemaPolicies = `
+@id("issue-titles")
+permit (principal is Agent, action == Action::"create_issue", resource)
+when {
+  context.input.title like "*bug*" && context.input.repo != "" &&
+  context.input has labels && context.input.labels.contains("triage")
+}
+unless { context.input has draft && context.input.draft };
+
+@id("list-small")
+permit (principal is Agent, action == Action::"list_issues", resource)
+when { context.input has limit && context.input.limit <= 50 }
+unless { context.input has filter && context.input.filter.state != "open" };
+
+@id("search")
+permit (principal is Agent, action == Action::"search", resource)
+when {
+  context.input["in"] == "title" && context.input has "page-size" && context.input["page-size"] < 100 &&
+  context.input has ids && context.input.ids.containsAll([1, 2])
+}
+unless { context.input has sort && context.input.sort != "stars" };
+
+@id("never-delete")
+@reason("repositories are never deleted by agents")
+forbid (principal, action == Action::"repo.delete", resource)
+when { context.input.confirm == "yes" };
+
+@id("in-task")
+permit (principal is Agent, action, resource)
+when {
+  context has task && context.task.assignee == principal && action in context.task.actions &&
+  resource in context.task.scope && context.now < context.task.expires_at &&
+  context.intent.purpose == context.task.purpose
+}
+unless { context has identity && context.identity.caller != "" };
+
+@id("approvers")
+permit (principal is User, action == Action::"grant", resource is Task)
+when { context.ttl_seconds <= 3600 && context.assignee is Agent };
+`
+
+func activate(t *testing.T, files map[string]string) (*policystore.Store, error) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, data := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(data)}
+	}
+	b, err := policystore.LoadFS(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := policystore.NewStore(policystore.WithRuntimeEntityTypes(grants.TaskType))
+	_, err = store.Activate(t.Context(), b)
+	return store, err
+}
+
+// TestSchemaFromUpstreamValidates reads a real MCP server's tools, writes
+// their schema and activates it with policies that read the arguments: the
+// project's own activation validates them in strict mode. Then calls
+// through the gateway are decided as those policies say, so the declared
+// types are the ones policies meet.
+func TestSchemaFromUpstreamValidates(t *testing.T) {
+	url := schemaServer(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tools, err := UpstreamTools(t.Context(), UpstreamConfig{Name: "github", URL: url}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := Schema(tools, SchemaOptions{Upstream: "github"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("schema:\n%s", schema)
+	for _, want := range []string{
+		`action "repo.delete" appliesTo`,
+		`"in": String,`,
+		`"page-size"?: Long,`,
+		`query: String,`,
+		`sort?: String,`,
+		`ids?: Set<Long>,`,
+		`meta?: {},`,
+		`labels?: Set<String>,`,
+		`// score: not declared, a JSON number`,
+		`// target: not declared, oneOf/anyOf without a type`,
+		`// anything: not declared, no type`,
+		`// flag: not declared, no type`,
+		`// mixed: not declared, types ["string","integer"]`,
+		`// bag: not declared, an array without items`,
+		`// weights: not declared, an array of a JSON number`,
+		`// ref: not declared, a $ref`,
+		"// Create an issue.\naction \"create_issue\"",
+		`input: {},`,
+	} {
+		if !strings.Contains(string(schema), want) {
+			t.Errorf("schema lacks %q", want)
+		}
+	}
+	if strings.Contains(string(schema), "Second line") {
+		t.Error("a description's second line reached the schema")
+	}
+	store, err := activate(t, map[string]string{
+		"manifest.json":   `{"revision": "schema-test"}`,
+		"mcp.cedarschema": string(schema),
+		"policies.cedar":  schemaPolicies,
+	})
+	if err != nil {
+		t.Fatalf("activation refused the generated schema: %v", err)
+	}
+
+	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "github", URL: url}}}, engine.DefaultLimits, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	cs := connectGateway(t, g)
+	for _, c := range []struct {
+		tool  string
+		args  map[string]any
+		allow bool
+	}{
+		{"create_issue", map[string]any{"owner": "o", "repo": "r", "title": "a bug", "labels": []string{"triage"}}, true},
+		{"create_issue", map[string]any{"owner": "o", "repo": "r", "title": "a bug", "draft": true}, false},
+		{"create_issue", map[string]any{"owner": "o", "repo": "r", "title": "a feature"}, false},
+		{"list_issues", map[string]any{"repo": "r", "limit": 10, "filter": map[string]any{"state": "open"}}, true},
+		{"list_issues", map[string]any{"repo": "r", "limit": 51}, false},
+		{"search", map[string]any{"query": "x", "in": "title", "page-size": 20, "ids": []int{1, 2, 3}, "sort": "stars"}, true},
+		{"search", map[string]any{"query": "x", "in": "body", "page-size": 20}, false},
+		{"repo.delete", map[string]any{"repo": "r", "confirm": "yes"}, false},
+	} {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: c.tool, Arguments: c.args})
+		if err != nil {
+			t.Fatalf("%s: %v", c.tool, err)
+		}
+		if allowed := !res.IsError; allowed != c.allow {
+			t.Errorf("%s %v: allowed=%v, want %v (%v)", c.tool, c.args, allowed, c.allow, res.Content)
+		}
+	}
+}
+
+func connectGateway(t *testing.T, g *Gateway) *mcp.ClientSession {
+	t.Helper()
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := g.Server().Connect(t.Context(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ss.Close() })
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// TestSchemaLeavesOutWhatItCannotType: strict validation refuses a policy
+// that reads an argument the schema could not type, so no policy is
+// written against a type the argument may not have.
+func TestSchemaLeavesOutWhatItCannotType(t *testing.T) {
+	tools := []*mcp.Tool{{Name: "pay", InputSchema: json.RawMessage(`{"type":"object","properties":{"amount":{"type":"number"}},"required":["amount"]}`)}}
+	schema, err := Schema(tools, SchemaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = activate(t, map[string]string{
+		"s.cedarschema": string(schema),
+		"p.cedar":       `permit (principal, action == Action::"pay", resource) when { context.input.amount < 100 };`,
+	})
+	if err == nil || !strings.Contains(err.Error(), "amount") {
+		t.Fatalf("a policy reading an undeclared number validated: %v", err)
+	}
+}
+
+// TestSchemaOptions: the principal and approver types, prefixes and
+// resource mappings name what the gateway decides with; names that would
+// break the schema are refused.
+func TestSchemaOptions(t *testing.T) {
+	tools := []*mcp.Tool{
+		{Name: "get_repo", InputSchema: json.RawMessage(`{"type":"object","properties":{"owner":{"type":"string"},"repo":{"type":"string"}},"required":["owner","repo"]}`)},
+		{Name: "ping", InputSchema: json.RawMessage(`{"type":"object"}`)},
+	}
+	schema, err := Schema(tools, SchemaOptions{
+		Upstream: "gh", Prefix: "gh.", PrincipalType: "Bot", ApproverType: "Person",
+		Resources: map[string]ResourceMapping{"get_repo": {Type: "Repository", ID: "{owner}/{repo}"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"entity Bot;", "entity Person;", "entity Repository;", `action "gh.get_repo"`, "resource: [Repository]", "principal: [Bot]", "approved_by: Person"} {
+		if !strings.Contains(string(schema), want) {
+			t.Errorf("schema lacks %q:\n%s", want, schema)
+		}
+	}
+	if _, err := activate(t, map[string]string{"s.cedarschema": string(schema),
+		"p.cedar": `permit (principal is Bot, action == Action::"gh.get_repo", resource is Repository) when { context.input.owner == "me" };`}); err != nil {
+		t.Errorf("activation: %v", err)
+	}
+
+	for _, c := range []struct {
+		name  string
+		tools []*mcp.Tool
+		opts  SchemaOptions
+		want  string
+	}{
+		{"principal type with a space", tools, SchemaOptions{PrincipalType: "My Agent"}, "entity type"},
+		{"mapping onto the task type", tools, SchemaOptions{Resources: map[string]ResourceMapping{"ping": {Type: "Task", ID: "x"}}}, "entity type"},
+		{"a tool named grant", []*mcp.Tool{{Name: "grant", InputSchema: json.RawMessage(`{"type":"object"}`)}}, SchemaOptions{}, "declared twice"},
+		{"input schema not an object", []*mcp.Tool{{Name: "x", InputSchema: json.RawMessage(`{"type":"string"}`)}}, SchemaOptions{}, "requires an object"},
+	} {
+		if _, err := Schema(c.tools, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestSchemaReadsOddSchemasLeniently: keywords of another form than the
+// schema writer reads (draft-07 tuple items, a required that is no list, a
+// property that is no schema) declare less, never something wrong.
+func TestSchemaReadsOddSchemasLeniently(t *testing.T) {
+	tools := []*mcp.Tool{{Name: "odd", InputSchema: json.RawMessage(`{"type":"object","properties":{
+		"pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]},
+		"five": 5,
+		"name": {"type": "string"}
+	},"required":"name"}`)}}
+	schema, err := Schema(tools, SchemaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"// pair: not declared, an array of no type", "// five: not declared, no type", "name?: String,"} {
+		if !strings.Contains(string(schema), want) {
+			t.Errorf("schema lacks %q:\n%s", want, schema)
+		}
+	}
+	if _, err := activate(t, map[string]string{"s.cedarschema": string(schema)}); err != nil {
+		t.Error(err)
+	}
+	in, err := inputSchema(tools[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.conforms(json.RawMessage(`{"pair": ["a", 1], "five": null}`)); err != nil {
+		t.Errorf("undeclared arguments were checked: %v", err)
+	}
+	if err := in.conforms(json.RawMessage(`{"name": 1}`)); err == nil {
+		t.Error("a declared string argument of another type passed")
+	}
+}
+
+// FuzzSchema: whatever input schemas and names an upstream sends, the
+// schema either is refused or parses and validates; checking any
+// arguments against the input schema never panics.
+func FuzzSchema(f *testing.F) {
+	f.Add("t", `{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"b c":{"type":"integer"}}}}}}`, "desc", `{"a":[{"b c":1}]}`)
+	f.Add("x\"y", `{"type":"object","properties":{"\u0000\n":{"type":"string"}},"required":["\u0000\n"]}`, "a\u2028b", `{"\u0000\n":null}`)
+	f.Fuzz(func(t *testing.T, name, input, desc, args string) {
+		if !json.Valid([]byte(input)) {
+			return
+		}
+		schema, err := Schema([]*mcp.Tool{{Name: name, Description: desc, InputSchema: json.RawMessage(input)}}, SchemaOptions{Upstream: desc})
+		if err != nil {
+			return
+		}
+		b, err := policystore.LoadFS(fstest.MapFS{"s.cedarschema": {Data: schema}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := policystore.Compile(b); err != nil {
+			t.Fatalf("generated schema refused: %v\n%s", err, schema)
+		}
+		in, err := inputSchema(&mcp.Tool{Name: name, InputSchema: json.RawMessage(input)})
+		if err != nil {
+			t.Fatalf("Schema read the input schema, conforming cannot: %v", err)
+		}
+		_ = in.conforms(json.RawMessage(args)) // must not panic, whatever the arguments
+
+	})
+}
