@@ -11,8 +11,8 @@ import (
 	"github.com/intentpdp/intentpdp/server/mcpgw"
 )
 
-// mcpSchema prints a Cedar schema for the tools of one upstream MCP
-// server: the Streamable HTTP server at --url, the command after "--", or
+// mcpSchema prints a Cedar schema for what one upstream MCP server offers
+// (tools, resources, prompts): the Streamable HTTP server at --url, the command after "--", or
 // the upstream --name of --config (with its resource mappings). It is the
 // starting point of a bundle for the MCP gateway.
 func mcpSchema(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,11 +59,11 @@ func mcpSchema(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := (&mcpgw.Config{Upstreams: []mcpgw.UpstreamConfig{up}}).Validate(); err != nil {
 		return fmt.Errorf("mcp schema: %w (usage: intentpdp mcp schema [--principal-type T] --url URL | --config FILE [--name N] | -- COMMAND ARGS...)", err)
 	}
-	tools, err := mcpgw.UpstreamTools(ctx, up, slog.New(slog.NewTextHandler(stderr, nil)))
+	offer, err := mcpgw.ReadOffer(ctx, up, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
-	schema, err := mcpgw.Schema(tools, opts)
+	schema, err := mcpgw.Schema(offer, opts)
 	if err != nil {
 		return err
 	}

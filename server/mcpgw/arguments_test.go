@@ -90,3 +90,58 @@ func BenchmarkConforms(b *testing.B) {
 		_ = in.conforms(args)
 	}
 }
+
+// TestCallWithoutArguments: a tools/call that sends no arguments at all
+// is decided on an empty context.input (present, so a policy reading it
+// does not fail to evaluate), and a tool whose schema requires arguments
+// refuses it before the decision.
+func TestCallWithoutArguments(t *testing.T) {
+	url := schemaServer(t)
+	store, err := activate(t, map[string]string{"p.cedar": `
+@id("bare-ping") permit (principal, action == Action::"ping", resource) when { context.input == {} };
+@id("no-x") @reason("x is never passed") forbid (principal, action == Action::"ping", resource) when { context.input has x };
+@id("delete-open") permit (principal, action == Action::"repo.delete", resource);
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "github", URL: url}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	cs := connectGateway(t, g)
+	for _, c := range []struct {
+		tool, args string // args "": no arguments member at all
+		want       string // "" allowed
+	}{
+		{"ping", "", ""},
+		{"ping", `{}`, ""},
+		{"ping", `{"x": 1}`, "x is never passed"},
+		{"ping", `{"y": 1}`, "no policy permits"},
+		{"repo.delete", "", `is required`},
+		{"repo.delete", `{"confirm": "yes"}`, `arguments: "repo" is required`},
+		{"repo.delete", `{"repo": "r", "confirm": "yes"}`, ""},
+	} {
+		var args any
+		if c.args != "" {
+			args = json.RawMessage(c.args)
+		}
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: c.tool, Arguments: args})
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.tool, c.args, err)
+		}
+		var text string
+		for _, ct := range res.Content {
+			if tc, ok := ct.(*mcp.TextContent); ok {
+				text += tc.Text
+			}
+		}
+		switch {
+		case c.want == "" && res.IsError:
+			t.Errorf("%s %s: refused: %s", c.tool, c.args, text)
+		case c.want != "" && (!res.IsError || !strings.Contains(text, c.want)):
+			t.Errorf("%s %s: %q, want a refusal saying %q", c.tool, c.args, text, c.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/intentpdp/intentpdp/policystore"
+	"github.com/intentpdp/intentpdp/server/engine"
 )
 
 // prompt is one upstream prompt as the agent sees it.
@@ -44,7 +45,11 @@ func (g *Gateway) mountPrompts(ctx context.Context, up *Upstream, prefix string)
 func (g *Gateway) getPrompt(p *prompt) mcp.PromptHandler {
 	return func(ctx context.Context, get *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		ctx = g.withCaller(ctx, get.Extra, get.Params.Meta)
-		args, err := json.Marshal(get.Params.Arguments)
+		err := p.complete(get.Params.Arguments)
+		var args []byte
+		if err == nil {
+			args, err = json.Marshal(get.Params.Arguments)
+		}
 		var input types.RecordMap
 		if err == nil {
 			input, err = g.input(args)
@@ -62,6 +67,18 @@ func (g *Gateway) getPrompt(p *prompt) mcp.PromptHandler {
 		}
 		return res, nil
 	}
+}
+
+// complete refuses arguments without one the prompt requires, before the
+// decision: the schema declares an argument every prompt requires as a
+// required attribute, which a policy may then read without `has`.
+func (p *prompt) complete(args map[string]string) error {
+	for _, a := range p.def.Arguments {
+		if _, ok := args[a.Name]; a.Required && !ok {
+			return engine.Invalid("prompt %s: argument %q is required", p.name, a.Name)
+		}
+	}
+	return nil
 }
 
 // promptRequest is the decision request for getting p:

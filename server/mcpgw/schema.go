@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
 )
 
 // SchemaOptions says how Schema names what the gateway decides with.
@@ -142,26 +143,48 @@ func (o SchemaOptions) entityTypes() []string {
 func (o SchemaOptions) principalType() string { return cmp.Or(o.PrincipalType, "Agent") }
 func (o SchemaOptions) approverType() string  { return cmp.Or(o.ApproverType, "User") }
 
-// reservedTypes are the names reservedDecls declares, which a principal or
-// resource type may not take.
-var reservedTypes = []string{"Task", "Intent", "Identity", "Action"}
+// reservedTypes are the names the schema declares itself (reservedDecls,
+// the resource and prompt entities), which a principal or resource type
+// may not take.
+var reservedTypes = []string{"Task", "Intent", "Identity", "Action", string(ResourceType), string(PromptType)}
 
-// Schema writes a Cedar schema (human syntax) for the tools of one
-// upstream: one action per tool, its context.input typed from the tool's
-// input schema, beside the keys the PDP reserves. It validates in strict
-// mode; a tool whose name makes a duplicate action is an error.
+// Offer is what one upstream offers the gateway, read once when it is
+// mounted: what Schema declares.
+type Offer struct {
+	Tools     []*mcp.Tool
+	Resources []*mcp.Resource
+	Templates []*mcp.ResourceTemplate
+	Prompts   []*mcp.Prompt
+}
+
+// Schema writes a Cedar schema (human syntax) for what one upstream
+// offers: one action per tool, its context.input typed from the tool's
+// input schema, beside the keys the PDP reserves; when the upstream offers
+// resources, the action read_resource on MCPResource entities; when it
+// offers prompts, the action get_prompt on MCPPrompt entities. It
+// validates in strict mode; a tool whose name makes a duplicate action is
+// an error.
 //
 // JSON Schema → Cedar: string (and a string enum or const) → String,
 // integer → Long, boolean → Bool, array → Set<items>, object → a record
-// (properties in `required` are required, the others optional); a type
-// list with "null" is the other type (the gateway refuses null values).
-// What has no single Cedar type is left undeclared, with a comment saying
-// why, so that strict validation refuses a policy that reads it: number
-// (the gateway makes whole numbers Long and fractions decimal), oneOf,
-// anyOf, $ref, several types, untyped values, arrays without items. An
-// object without properties is the empty record: none of its attributes
-// can be read.
-func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
+// (properties in `required` are required attributes, the others
+// optional); a type list with "null" is the other type (the gateway
+// refuses null values). What has no single Cedar type is left undeclared,
+// with a comment saying why, so that strict validation refuses a policy
+// that reads it: number (the gateway makes whole numbers Long and
+// fractions decimal), oneOf, anyOf, $ref, several types, untyped values,
+// arrays without items. An object without properties is the empty
+// record: none of its attributes can be read.
+//
+// read_resource's context.input is a record of every variable of the
+// upstream's resource templates, each optional (a URI fills in the
+// variables of the one template it matched; a URI the upstream lists
+// itself, none): String, or undeclared when the variable is exploded or
+// repeated (then a Set<String> or a String, by the URI). get_prompt's
+// context.input is a record of every argument of the upstream's prompts,
+// each a String, required when every prompt requires it (the gateway
+// refuses a prompts/get without a required argument).
+func Schema(offer Offer, opts SchemaOptions) ([]byte, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -182,11 +205,17 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 	b.WriteString("\n")
 	fmt.Fprintf(&b, reservedDecls, opts.principalType(), opts.approverType(), "MCPServer")
 
-	sorted := slices.SortedFunc(slices.Values(tools), func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
-	seen := map[string]bool{}
+	seen := map[string]bool{"grant": true}
+	if len(offer.Resources) > 0 || len(offer.Templates) > 0 {
+		seen[string(ActionReadResource.ID)] = true
+	}
+	if len(offer.Prompts) > 0 {
+		seen[string(ActionGetPrompt.ID)] = true
+	}
+	sorted := slices.SortedFunc(slices.Values(offer.Tools), func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
 	for _, t := range sorted {
 		action := opts.Prefix + t.Name
-		if seen[action] || action == "grant" {
+		if seen[action] {
 			return nil, fmt.Errorf("tool %q: action %q is declared twice", t.Name, action)
 		}
 		seen[action] = true
@@ -202,12 +231,91 @@ func Schema(tools []*mcp.Tool, opts SchemaOptions) ([]byte, error) {
 		if d := comment(t.Description); d != "" {
 			fmt.Fprintf(&b, "// %s\n", d)
 		}
-		fmt.Fprintf(&b, "action %s appliesTo {\n", quote(action))
-		fmt.Fprintf(&b, "  principal: [%s],\n  resource: [%s],\n", opts.principalType(), resource)
-		b.WriteString("  context: {\n    intent: Intent,\n    now: __cedar::datetime,\n    identity?: Identity,\n    task?: Task,\n")
-		fmt.Fprintf(&b, "    input: %s,\n  },\n};\n", in.record("    "))
+		writeAction(&b, action, opts.principalType(), resource, in)
+	}
+	if seen[string(ActionReadResource.ID)] {
+		b.WriteString("\n// Reading a resource: Action::\"read_resource\" on MCPResource::\"<uri>\", a\n")
+		b.WriteString("// child of the upstream's MCPServer entity; context.input holds the\n")
+		b.WriteString("// variables of the resource template the URI matched.\n")
+		fmt.Fprintf(&b, "entity %s in [%s] {\n  uri: String,\n};\n", ResourceType, ServerType)
+		writeAction(&b, string(ActionReadResource.ID), opts.principalType(), string(ResourceType), templateVariables(offer.Templates))
+	}
+	if seen[string(ActionGetPrompt.ID)] {
+		b.WriteString("\n// Getting a prompt (offered when the upstream's configuration says\n")
+		b.WriteString("// \"prompts\": \"decide\"): Action::\"get_prompt\" on MCPPrompt::\"<name>\", a\n")
+		b.WriteString("// child of the upstream's MCPServer entity, name its name on the upstream;\n")
+		b.WriteString("// context.input holds the prompt's arguments.\n")
+		fmt.Fprintf(&b, "entity %s in [%s] {\n  name: String,\n};\n", PromptType, ServerType)
+		writeAction(&b, string(ActionGetPrompt.ID), opts.principalType(), string(PromptType), promptArguments(offer.Prompts))
 	}
 	return b.Bytes(), nil
+}
+
+// writeAction declares one action the gateway decides, its context the
+// reserved keys and input.
+func writeAction(b *bytes.Buffer, action, principal, resource string, input *jsonSchema) {
+	fmt.Fprintf(b, "action %s appliesTo {\n", quote(action))
+	fmt.Fprintf(b, "  principal: [%s],\n  resource: [%s],\n", principal, resource)
+	b.WriteString("  context: {\n    intent: Intent,\n    now: __cedar::datetime,\n    identity?: Identity,\n    task?: Task,\n")
+	fmt.Fprintf(b, "    input: %s,\n  },\n};\n", input.record("    "))
+}
+
+// templateVariables is the object schema of read_resource's
+// context.input: every variable of the templates, optional; a String when
+// it matches one value, undeclared when it is exploded or repeated in a
+// template (uritemplate then matches a String or a list, by the URI).
+// Templates that do not parse are left out, as the gateway leaves them.
+func templateVariables(templates []*mcp.ResourceTemplate) *jsonSchema {
+	in := &jsonSchema{kind: "object", Properties: map[string]*jsonSchema{}}
+	for _, rt := range templates {
+		if _, err := uritemplate.New(rt.URITemplate); err != nil {
+			continue
+		}
+		count := map[string]int{}
+		for _, expr := range templateExpression.FindAllStringSubmatch(rt.URITemplate, -1) {
+			for _, spec := range strings.Split(strings.TrimLeft(expr[1], "+#./;?&"), ",") {
+				name, exploded := strings.CutSuffix(spec, "*")
+				name, _, _ = strings.Cut(name, ":")
+				count[name]++
+				if exploded {
+					count[name]++
+				}
+			}
+		}
+		for name, n := range count {
+			switch v := in.Properties[name]; {
+			case n > 1:
+				in.Properties[name] = &jsonSchema{why: "exploded or repeated in a template: a Set<String> or a String, by the URI"}
+			case v == nil:
+				in.Properties[name] = &jsonSchema{kind: "string"}
+			}
+		}
+	}
+	return in
+}
+
+var templateExpression = regexp.MustCompile(`\{([^{}]*)\}`)
+
+// promptArguments is the object schema of get_prompt's context.input:
+// every argument of the prompts, a String, required when every prompt
+// requires it.
+func promptArguments(prompts []*mcp.Prompt) *jsonSchema {
+	in := &jsonSchema{kind: "object", Properties: map[string]*jsonSchema{}}
+	required := map[string]int{}
+	for _, p := range prompts {
+		for _, a := range p.Arguments {
+			in.Properties[a.Name] = &jsonSchema{kind: "string"}
+			if a.Required {
+				required[a.Name]++
+			}
+		}
+	}
+	for name, n := range required {
+		if n == len(prompts) {
+			in.Required = append(in.Required, name)
+		}
+	}
+	return in
 }
 
 // jsonSchema is the part of a JSON Schema that Schema reads.
@@ -449,10 +557,24 @@ func comment(s string) string {
 	return s
 }
 
-// UpstreamTools connects to one upstream, reads its tools and disconnects:
-// what `intentpdp mcp schema` makes a schema from.
-func UpstreamTools(ctx context.Context, cfg UpstreamConfig, log *slog.Logger) ([]*mcp.Tool, error) {
+// ReadOffer connects to one upstream, reads what it offers as the gateway
+// would when it mounts it, and disconnects: what `intentpdp mcp schema`
+// makes a schema from.
+func ReadOffer(ctx context.Context, cfg UpstreamConfig, log *slog.Logger) (Offer, error) {
 	up := newUpstream(cfg, log)
 	defer up.close()
-	return up.tools(ctx)
+	var o Offer
+	caps, err := up.capabilities(ctx)
+	if err == nil && caps.Tools != nil {
+		o.Tools, err = up.tools(ctx)
+	}
+	if err == nil && caps.Resources != nil {
+		if o.Resources, err = up.resources(ctx); err == nil {
+			o.Templates, err = up.resourceTemplates(ctx)
+		}
+	}
+	if err == nil && caps.Prompts != nil {
+		o.Prompts, err = up.prompts(ctx)
+	}
+	return o, err
 }

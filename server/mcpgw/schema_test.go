@@ -153,11 +153,11 @@ func activate(t *testing.T, files map[string]string) (*policystore.Store, error)
 func TestSchemaFromUpstreamValidates(t *testing.T) {
 	url := schemaServer(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tools, err := UpstreamTools(t.Context(), UpstreamConfig{Name: "github", URL: url}, log)
+	offer, err := ReadOffer(t.Context(), UpstreamConfig{Name: "github", URL: url}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema, err := Schema(tools, SchemaOptions{Upstream: "github"})
+	schema, err := Schema(offer, SchemaOptions{Upstream: "github"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +188,9 @@ func TestSchemaFromUpstreamValidates(t *testing.T) {
 	}
 	if strings.Contains(string(schema), "Second line") {
 		t.Error("a description's second line reached the schema")
+	}
+	if strings.Contains(string(schema), "read_resource") || strings.Contains(string(schema), "get_prompt") {
+		t.Error("the schema of an upstream with tools only declares resource reads or prompts")
 	}
 	store, err := activate(t, map[string]string{
 		"manifest.json":   `{"revision": "schema-test"}`,
@@ -249,7 +252,7 @@ func connectGateway(t *testing.T, g *Gateway) *mcp.ClientSession {
 // written against a type the argument may not have.
 func TestSchemaLeavesOutWhatItCannotType(t *testing.T) {
 	tools := []*mcp.Tool{{Name: "pay", InputSchema: json.RawMessage(`{"type":"object","properties":{"amount":{"type":"number"}},"required":["amount"]}`)}}
-	schema, err := Schema(tools, SchemaOptions{})
+	schema, err := Schema(Offer{Tools: tools}, SchemaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +273,7 @@ func TestSchemaOptions(t *testing.T) {
 		{Name: "get_repo", InputSchema: json.RawMessage(`{"type":"object","properties":{"owner":{"type":"string"},"repo":{"type":"string"}},"required":["owner","repo"]}`)},
 		{Name: "ping", InputSchema: json.RawMessage(`{"type":"object"}`)},
 	}
-	schema, err := Schema(tools, SchemaOptions{
+	schema, err := Schema(Offer{Tools: tools}, SchemaOptions{
 		Upstream: "gh", Prefix: "gh.", PrincipalType: "Bot", ApproverType: "Person",
 		Resources: map[string]ResourceMapping{"get_repo": {Type: "Repository", ID: "{owner}/{repo}"}},
 	})
@@ -298,7 +301,7 @@ func TestSchemaOptions(t *testing.T) {
 		{"a tool named grant", []*mcp.Tool{{Name: "grant", InputSchema: json.RawMessage(`{"type":"object"}`)}}, SchemaOptions{}, "declared twice"},
 		{"input schema not an object", []*mcp.Tool{{Name: "x", InputSchema: json.RawMessage(`{"type":"string"}`)}}, SchemaOptions{}, "requires an object"},
 	} {
-		if _, err := Schema(c.tools, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Schema(Offer{Tools: c.tools}, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
 		}
 	}
@@ -313,7 +316,7 @@ func TestSchemaReadsOddSchemasLeniently(t *testing.T) {
 		"five": 5,
 		"name": {"type": "string"}
 	},"required":"name"}`)}}
-	schema, err := Schema(tools, SchemaOptions{})
+	schema, err := Schema(Offer{Tools: tools}, SchemaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +350,7 @@ func FuzzSchema(f *testing.F) {
 		if !json.Valid([]byte(input)) {
 			return
 		}
-		schema, err := Schema([]*mcp.Tool{{Name: name, Description: desc, InputSchema: json.RawMessage(input)}}, SchemaOptions{Upstream: desc})
+		schema, err := Schema(Offer{Tools: []*mcp.Tool{{Name: name, Description: desc, InputSchema: json.RawMessage(input)}}}, SchemaOptions{Upstream: desc})
 		if err != nil {
 			return
 		}
@@ -365,4 +368,138 @@ func FuzzSchema(f *testing.F) {
 		_ = in.conforms(json.RawMessage(args)) // must not panic, whatever the arguments
 
 	})
+}
+
+// notesServer is a real MCP server offering a resource, resource
+// templates (one with an exploded variable), prompts with required and
+// optional arguments, and a tool.
+func notesServer(t *testing.T) string {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, nil)
+	read := func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "content"}}}, nil
+	}
+	s.AddResource(&mcp.Resource{URI: "notes://public/readme", Name: "readme"}, read)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "notes://repos/{owner}/{repo}", Name: "repo"}, read)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "notes://files{/path*}", Name: "file"}, read)
+	got := func(_ context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: r.Params.Name}}}}, nil
+	}
+	s.AddPrompt(&mcp.Prompt{Name: "summarize", Arguments: []*mcp.PromptArgument{{Name: "topic", Required: true}, {Name: "style"}}}, got)
+	s.AddPrompt(&mcp.Prompt{Name: "review", Arguments: []*mcp.PromptArgument{{Name: "topic", Required: true}, {Name: "pr-number", Required: true}}}, got)
+	s.AddTool(&mcp.Tool{Name: "ping", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "pong"}}}, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// notesPolicies read what the schema declares of resource reads and
+// prompts: the resource's uri, template variables behind has, a prompt
+// argument every prompt requires without has, an optional one behind has.
+const notesPolicies = `
+@id("public-notes")
+permit (principal is Agent, action == Action::"read_resource", resource in MCPServer::"notes")
+when { resource.uri like "notes://public/*" };
+
+@id("acme-repos")
+permit (principal is Agent, action == Action::"read_resource", resource is MCPResource)
+when { context.input has owner && context.input.owner == "acme" && context.input has repo };
+
+@id("no-secret-repos")
+@reason("secret repositories are not read by agents")
+forbid (principal, action == Action::"read_resource", resource)
+when { context.input has repo && context.input.repo like "secret*" };
+
+@id("prompts")
+permit (principal is Agent, action == Action::"get_prompt", resource in MCPServer::"notes")
+when { context.input.topic != "payroll" }
+unless { context.input has style && context.input.style == "verbose" };
+
+@id("review-in-task")
+forbid (principal, action == Action::"get_prompt", resource is MCPPrompt)
+when { resource.name == "review" && !(context has task) };
+`
+
+// TestSchemaDeclaresResourcesAndPrompts: the schema of an upstream that
+// offers resources and prompts declares read_resource and get_prompt with
+// the entities and context the gateway decides them with; policies that
+// read them validate in strict mode, and the gateway's decisions follow
+// them.
+func TestSchemaDeclaresResourcesAndPrompts(t *testing.T) {
+	url := notesServer(t)
+	offer, err := ReadOffer(t.Context(), UpstreamConfig{Name: "notes", URL: url}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := Schema(offer, SchemaOptions{Upstream: "notes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("schema:\n%s", schema)
+	for _, want := range []string{
+		"entity MCPResource in [MCPServer] {\n  uri: String,\n};",
+		"entity MCPPrompt in [MCPServer] {\n  name: String,\n};",
+		`action "read_resource" appliesTo`, "resource: [MCPResource]",
+		`action "get_prompt" appliesTo`, "resource: [MCPPrompt]",
+		"owner?: String,", "repo?: String,", "// path: not declared, exploded or repeated",
+		"topic: String,", "style?: String,", `"pr-number"?: String,`,
+	} {
+		if !strings.Contains(string(schema), want) {
+			t.Errorf("schema lacks %q", want)
+		}
+	}
+	files := map[string]string{"manifest.json": `{"revision": "notes"}`, "notes.cedarschema": string(schema)}
+	for name, policy := range map[string]string{
+		"an exploded template variable": `permit (principal, action == Action::"read_resource", resource) when { context.input.path == "a" };`,
+		"an optional prompt argument":   `permit (principal, action == Action::"get_prompt", resource) when { context.input.style == "short" };`,
+		"a URI on a prompt":             `permit (principal, action == Action::"get_prompt", resource) when { resource.uri == "x" };`,
+	} {
+		files["policies.cedar"] = policy
+		if _, err := activate(t, files); err == nil {
+			t.Errorf("a policy reading %s validated", name)
+		}
+	}
+	files["policies.cedar"] = notesPolicies
+	store, err := activate(t, files)
+	if err != nil {
+		t.Fatalf("activation refused the generated schema: %v", err)
+	}
+
+	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "notes", URL: url, Prompts: PromptsDecide}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	cs := connectGateway(t, g)
+	for uri, want := range map[string]string{
+		"notes://public/readme":      "",
+		"notes://repos/acme/web":     "",
+		"notes://repos/other/web":    "no policy permits",
+		"notes://repos/acme/secrets": "secret repositories are not read by agents",
+		"notes://files/a/b":          "no policy permits",
+	} {
+		_, err := cs.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: uri})
+		if (err == nil) != (want == "") || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("read %s: %v, want %q", uri, err, want)
+		}
+	}
+	for _, c := range []struct {
+		prompt string
+		args   map[string]string
+		want   string // "" allowed
+	}{
+		{"summarize", map[string]string{"topic": "q3"}, ""},
+		{"summarize", map[string]string{"topic": "payroll"}, "no policy permits"},
+		{"summarize", map[string]string{"topic": "q3", "style": "verbose"}, "no policy permits"},
+		{"summarize", map[string]string{"style": "short"}, `argument "topic" is required`},
+		{"review", map[string]string{"topic": "q3"}, `argument "pr-number" is required`},
+		{"review", map[string]string{"topic": "q3", "pr-number": "4"}, "policy review-in-task"},
+	} {
+		_, err := cs.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: c.prompt, Arguments: c.args})
+		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("get %s %v: %v, want %q", c.prompt, c.args, err, c.want)
+		}
+	}
 }
