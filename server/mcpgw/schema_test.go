@@ -340,17 +340,23 @@ func TestSchemaReadsOddSchemasLeniently(t *testing.T) {
 	}
 }
 
-// FuzzSchema: whatever input schemas and names an upstream sends, the
-// schema either is refused or parses and validates; checking any
-// arguments against the input schema never panics.
+// FuzzSchema: whatever input schemas, names, resource templates and
+// prompt arguments an upstream sends, the schema either is refused or
+// parses and validates; checking any arguments against the input schema
+// never panics.
 func FuzzSchema(f *testing.F) {
-	f.Add("t", `{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"b c":{"type":"integer"}}}}}}`, "desc", `{"a":[{"b c":1}]}`)
-	f.Add("x\"y", `{"type":"object","properties":{"\u0000\n":{"type":"string"}},"required":["\u0000\n"]}`, "a\u2028b", `{"\u0000\n":null}`)
-	f.Fuzz(func(t *testing.T, name, input, desc, args string) {
+	f.Add("t", `{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"b c":{"type":"integer"}}}}}}`, "desc", `{"a":[{"b c":1}]}`, "x://{owner}/{repo}{?q*}", "topic")
+	f.Add("x\"y", `{"type":"object","properties":{"\u0000\n":{"type":"string"}},"required":["\u0000\n"]}`, "a\u2028b", `{"\u0000\n":null}`, "x://{a.b}/{%20}{/a,a}", "in\"put")
+	f.Fuzz(func(t *testing.T, name, input, desc, args, template, argument string) {
 		if !json.Valid([]byte(input)) {
 			return
 		}
-		schema, err := Schema(Offer{Tools: []*mcp.Tool{{Name: name, Description: desc, InputSchema: json.RawMessage(input)}}}, SchemaOptions{Upstream: desc})
+		offer := Offer{
+			Tools:     []*mcp.Tool{{Name: name, Description: desc, InputSchema: json.RawMessage(input)}},
+			Templates: []*mcp.ResourceTemplate{{URITemplate: template}},
+			Prompts:   []*mcp.Prompt{{Name: desc, Arguments: []*mcp.PromptArgument{{Name: argument, Required: true}}}},
+		}
+		schema, err := Schema(offer, SchemaOptions{Upstream: desc})
 		if err != nil {
 			return
 		}
@@ -366,7 +372,6 @@ func FuzzSchema(f *testing.F) {
 			t.Fatalf("Schema read the input schema, conforming cannot: %v", err)
 		}
 		_ = in.conforms(json.RawMessage(args)) // must not panic, whatever the arguments
-
 	})
 }
 
