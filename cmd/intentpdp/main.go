@@ -22,7 +22,7 @@ Usage:
   intentpdp diff OLD NEW                   decide two bundles' tests/ cases and example requests; report differences
   intentpdp grant create|revoke|show|list  create and revoke task grants through the admin API
   intentpdp mcp proxy [flags] -- CMD...    MCP gateway over stdio: every tools/call of CMD's tools decided
-  intentpdp mcp schema --url URL | -- CMD  print a Cedar schema for an MCP server's tools
+  intentpdp mcp schema --url URL | -- CMD  print a Cedar schema for what an MCP server offers
 
 Run 'intentpdp COMMAND -h' for a command's flags. Every flag can also be set
 through the environment as INTENTPDP_<FLAG>, e.g. INTENTPDP_LISTEN.

@@ -45,7 +45,7 @@ func (g *Gateway) mountPrompts(ctx context.Context, up *Upstream, prefix string)
 func (g *Gateway) getPrompt(p *prompt) mcp.PromptHandler {
 	return func(ctx context.Context, get *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		ctx = g.withCaller(ctx, get.Extra, get.Params.Meta)
-		err := p.complete(get.Params.Arguments)
+		err := p.checkRequired(get.Params.Arguments)
 		var args []byte
 		if err == nil {
 			args, err = json.Marshal(get.Params.Arguments)
@@ -69,10 +69,10 @@ func (g *Gateway) getPrompt(p *prompt) mcp.PromptHandler {
 	}
 }
 
-// complete refuses arguments without one the prompt requires, before the
+// checkRequired refuses arguments without one the prompt requires, before the
 // decision: the schema declares an argument every prompt requires as a
 // required attribute, which a policy may then read without `has`.
-func (p *prompt) complete(args map[string]string) error {
+func (p *prompt) checkRequired(args map[string]string) error {
 	for _, a := range p.def.Arguments {
 		if _, ok := args[a.Name]; a.Required && !ok {
 			return engine.Invalid("prompt %s: argument %q is required", p.name, a.Name)
