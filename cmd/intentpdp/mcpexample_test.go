@@ -181,6 +181,12 @@ func TestMCPExampleWalkthrough(t *testing.T) {
 	if ok, out := agentRun(gateway, "call", "get_repo", `{"owner":"acme","repo":"web"}`); !ok || !strings.Contains(out, `"full_name":"acme/web"`) {
 		t.Errorf("get_repo: ok=%v %s", ok, out)
 	}
+	if ok, out := agentRun(gateway, "read", "github://acme/web/readme"); !ok || !strings.Contains(out, "# acme/web") {
+		t.Errorf("read acme's README: ok=%v %s", ok, out)
+	}
+	if ok, out := agentRun(gateway, "read", "github://globex/site/readme"); ok || !strings.Contains(out, "denied by intentpdp: no policy permits") {
+		t.Errorf("read another owner's README: ok=%v %s, want a denial", ok, out)
+	}
 	issue := `{"owner":"acme","repo":"web","title":"Flaky login test"}`
 	if ok, out := agentRun(gateway, "--task", "T-7", "call", "create_issue", issue); ok || !strings.Contains(out, "no live grant for task T-7") {
 		t.Errorf("create_issue without a grant: ok=%v %s", ok, out)

@@ -1,6 +1,6 @@
 // Command agent is a minimal MCP client for the MCP gateway walk-through
-// (examples/mcp): it lists tools or calls one, as an agent would, with
-// its intent in the request's _meta. Over Streamable HTTP (--url) it
+// (examples/mcp): it lists tools, calls one or reads a resource, as an
+// agent would, with its intent in the request's _meta. Over Streamable HTTP (--url) it
 // proves who it is with a short-lived token it signs itself, as an
 // identity provider would issue one; `agent keygen` writes the key and
 // the JWKS that intentpdp verifies those tokens with (--jwks-file). After
@@ -9,6 +9,7 @@
 //	agent keygen
 //	agent [--as NAME] [--task ID] [--purpose P] list [-- COMMAND ARGS...]
 //	agent [--as NAME] [--task ID] [--purpose P] call TOOL ARGS_JSON [-- COMMAND ARGS...]
+//	agent [--as NAME] [--task ID] [--purpose P] read URI [-- COMMAND ARGS...]
 package main
 
 import (
@@ -66,8 +67,9 @@ func run(ctx context.Context, args []string) error {
 		return keygen(o.key, "jwks.json")
 	case len(rest) == 1 && rest[0] == "list":
 	case len(rest) == 3 && rest[0] == "call":
+	case len(rest) == 2 && rest[0] == "read":
 	default:
-		return errors.New("usage: agent keygen | agent [flags] list | agent [flags] call TOOL ARGS_JSON, then optionally -- COMMAND ARGS...")
+		return errors.New("usage: agent keygen | agent [flags] list | agent [flags] call TOOL ARGS_JSON | agent [flags] read URI, then optionally -- COMMAND ARGS...")
 	}
 	cs, err := connect(ctx, o, command)
 	if err != nil {
@@ -85,6 +87,16 @@ func run(ctx context.Context, args []string) error {
 		}
 		for _, t := range res.Tools {
 			fmt.Printf("%-20s %s\n", t.Name, t.Description)
+		}
+		return nil
+	}
+	if rest[0] == "read" {
+		res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{Meta: meta, URI: rest[1]})
+		if err != nil {
+			return err
+		}
+		for _, c := range res.Contents {
+			fmt.Print(c.Text)
 		}
 		return nil
 	}

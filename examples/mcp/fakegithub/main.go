@@ -1,6 +1,6 @@
 // Command fakegithub is a small GitHub-like MCP server for the MCP gateway
 // walk-through (examples/mcp): repositories and issues in memory, read and
-// write tools, and delete_repo. It speaks MCP over Streamable HTTP on a
+// write tools, delete_repo, and each repository's README as a resource. It speaks MCP over Streamable HTTP on a
 // loopback address (--listen) or over stdio (--stdio).
 package main
 
@@ -124,6 +124,18 @@ func (g *github) server() *mcp.Server {
 		delete(g.repos, a.Owner+"/"+a.Repo)
 		return map[string]any{"deleted": a.Owner + "/" + a.Repo}, nil
 	}))
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "github://{owner}/{repo}/readme", Name: "readme", Description: "A repository's README.", MIMEType: "text/markdown"},
+		func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			for name, repo := range g.repos {
+				if r.Params.URI == "github://"+name+"/readme" {
+					text := fmt.Sprintf("# %s\n\n%d issues.\n", repo.FullName, len(repo.Issues))
+					return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "text/markdown", Text: text}}}, nil
+				}
+			}
+			return nil, mcp.ResourceNotFoundError(r.Params.URI)
+		})
 	return s
 }
 
