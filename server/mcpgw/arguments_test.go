@@ -53,16 +53,7 @@ when { context.input has draft && context.input.draft };
 		{"create_issue", `{"owner": "o", "repo": "r", "title": "t", "draft": true}`, "policy no-drafts"},
 		{"create_issue", `[1]`, "arguments"},
 	} {
-		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: c.tool, Arguments: json.RawMessage(c.args)})
-		if err != nil {
-			t.Fatalf("%s %s: %v", c.tool, c.args, err)
-		}
-		var text string
-		for _, ct := range res.Content {
-			if tc, ok := ct.(*mcp.TextContent); ok {
-				text += tc.Text
-			}
-		}
+		res, text := call(t, cs, c.tool, json.RawMessage(c.args), nil)
 		switch {
 		case c.want == "" && res.IsError:
 			t.Errorf("%s %s: refused: %s", c.tool, c.args, text)
@@ -127,16 +118,7 @@ func TestCallWithoutArguments(t *testing.T) {
 		if c.args != "" {
 			args = json.RawMessage(c.args)
 		}
-		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: c.tool, Arguments: args})
-		if err != nil {
-			t.Fatalf("%s %s: %v", c.tool, c.args, err)
-		}
-		var text string
-		for _, ct := range res.Content {
-			if tc, ok := ct.(*mcp.TextContent); ok {
-				text += tc.Text
-			}
-		}
+		res, text := call(t, cs, c.tool, args, nil)
 		switch {
 		case c.want == "" && res.IsError:
 			t.Errorf("%s %s: refused: %s", c.tool, c.args, text)

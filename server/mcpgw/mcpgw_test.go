@@ -138,18 +138,7 @@ func agentOf(t *testing.T, eng *engine.Engine, principal string, ups ...Upstream
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Close)
-	st, ct := mcp.NewInMemoryTransports()
-	ss, err := g.Server().Connect(context.Background(), st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ss.Close() })
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent"}, nil).Connect(context.Background(), ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
+	return connectGateway(t, g)
 }
 
 func listed(t *testing.T, cs *mcp.ClientSession, meta mcp.Meta) []string {
