@@ -135,7 +135,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateCallers()...)
 	errs = append(errs, c.Identity.Validate()...)
 	errs = append(errs, c.Shadow.validate()...)
-	errs = append(errs, c.Grants.validate()...)
+	errs = append(errs, c.Grants.validate(true)...)
 	errs = append(errs, c.MCP.validate(&c.Identity)...)
 	return errors.Join(errs...)
 }

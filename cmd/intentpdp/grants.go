@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
+	"github.com/intentpdp/intentpdp/policystore"
 	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/grantapi"
@@ -51,12 +52,20 @@ func (c *GrantConfig) SetDefaults() {
 	setDefault(&c.CallerType, defaultGrants.CallerType)
 }
 
-func (c *GrantConfig) validate() []error {
+// validate checks c for a process that creates grants (memoryOK: serve,
+// whose GrantService creates them) or only reads those others create (the
+// stdio MCP proxy, for which a memory store would stay empty forever).
+func (c *GrantConfig) validate(memoryOK bool) []error {
 	var errs []error
 	switch {
-	case c.Store == "memory", c.Store == "off", c.postgres():
-	default:
+	case c.Store == "off", c.postgres(), c.Store == "memory" && memoryOK:
+	case c.Store == "memory":
+		errs = append(errs, errors.New("grant-store memory: nothing could create a grant in this process, which serves no GrantService; "+
+			"give the postgres:// URL of the serve replicas that create them, or off"))
+	case memoryOK:
 		errs = append(errs, fmt.Errorf("grant-store must be memory, off or a postgres:// URL, not %q", redactDSN(c.Store)))
+	default:
+		errs = append(errs, fmt.Errorf("grant-store must be off or a postgres:// URL, not %q", redactDSN(c.Store)))
 	}
 	if c.MaxTTL < 0 || c.MaxStaleness < 0 {
 		errs = append(errs, errors.New("max-grant-ttl and grant-max-staleness must be positive"))
@@ -78,11 +87,18 @@ func (c *GrantConfig) postgres() bool {
 
 func (c *GrantConfig) bindFlags(fs *flag.FlagSet) {
 	d := defaultGrants
-	fs.StringVar(&c.Store, "grant-store", d.Store, "task grants: memory (this process only), off, or a postgres:// URL shared by replicas")
+	c.bindReplicaFlags(fs, d.Store, "task grants: memory (this process only), off, or a postgres:// URL shared by replicas")
 	fs.DurationVar(&c.MaxTTL, "max-grant-ttl", d.MaxTTL, "longest lifetime of a task grant")
-	fs.DurationVar(&c.MaxStaleness, "grant-max-staleness", d.MaxStaleness, "how long a replica may be out of contact with a shared grant store before it serves no grants")
 	fs.StringVar(&c.CallerType, "grant-caller-type", d.CallerType, "entity type a verified admin caller (mTLS) approves grants as; approved_by must be that entity")
 	fs.StringVar(&c.CallerSPIFFEPrefix, "grant-caller-spiffe-prefix", "", "prefix stripped from the admin caller's SPIFFE ID to make the approver's id, e.g. spiffe://example.org/ops/ (callers outside it approve no grants; empty: the whole SPIFFE ID)")
+}
+
+// bindReplicaFlags binds the flags of a process that follows a grant
+// store: where the grants are and how stale they may get. store is the
+// default store, storeUsage its flag's help.
+func (c *GrantConfig) bindReplicaFlags(fs *flag.FlagSet, store, storeUsage string) {
+	fs.StringVar(&c.Store, "grant-store", store, storeUsage)
+	fs.DurationVar(&c.MaxStaleness, "grant-max-staleness", defaultGrants.MaxStaleness, "how long a replica may be out of contact with a shared grant store before it serves no grants")
 }
 
 // redactDSN hides the password of a database URL in messages.
@@ -115,6 +131,24 @@ func openGrants(ctx context.Context, c *GrantConfig, log *slog.Logger, reg prome
 	}
 	log.Info("task grants in memory: they do not survive a restart and other replicas do not see them")
 	return grants.NewMemory(opts...), nil
+}
+
+// followGrants keeps s current (a shared store's changes, the sweep of
+// ended grants) until ctx ends, then releases it.
+func followGrants(s *grants.Store) func(context.Context) {
+	return func(ctx context.Context) {
+		s.Run(ctx)
+		s.Close()
+	}
+}
+
+// grantStoreOptions reserve the Task entity type for the grant store: a
+// bundle or request cannot define the tasks grants are checked against.
+func grantStoreOptions(s *grants.Store) []policystore.StoreOption {
+	if s == nil {
+		return nil
+	}
+	return []policystore.StoreOption{policystore.WithRuntimeEntityTypes(grants.TaskType)}
 }
 
 // grantEngineOptions are the engine's enrich and consume steps for grants.

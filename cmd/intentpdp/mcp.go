@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -135,7 +136,10 @@ func mcpCmd(ctx context.Context, args []string, stdout io.Writer, stderr io.Writ
 // launches its tools as a command: the agent talks MCP on stdin/stdout,
 // every call is decided against the bundle as --principal, and the
 // allowed ones reach the upstream command given after "--" (and any in
-// --config). Logs go to stderr: stdout is the protocol.
+// --config). With --grant-store postgres://… it is a replica of the grant
+// store that serve's GrantService writes, so a task grant created there
+// opens the writes it covers here. Logs go to stderr: stdout is the
+// protocol.
 func mcpProxy(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mcp proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -146,11 +150,14 @@ func mcpProxy(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	prompts := fs.String("prompts", mcpgw.PromptsOff, `prompts of the upstream given after --: "off" (not offered) or "decide" (each prompts/get decided as Action::"get_prompt")`)
 	var obs ObservabilityConfig
 	obs.bindFlags(fs)
+	var grantCfg GrantConfig
+	grantCfg.bindReplicaFlags(fs, "off", "task grants: off, or the postgres:// URL of the serve replicas that create them (intentpdp grant create), whose grants this proxy then follows")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	obs.SetDefaults()
-	if errs := obs.Validate(); len(errs) > 0 {
+	grantCfg.SetDefaults()
+	if errs := slices.Concat(obs.Validate(), grantCfg.validate(false)); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	var gcfg mcpgw.Config
@@ -175,15 +182,25 @@ func mcpProxy(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	defer o.release(context.WithoutCancel(ctx))
+	grantStore, err := openGrants(ctx, &grantCfg, log, o.registry)
+	if err != nil {
+		return err
+	}
+	if grantStore != nil {
+		gctx, stop := context.WithCancel(ctx)
+		followed := make(chan struct{})
+		go func() { followGrants(grantStore)(gctx); close(followed) }()
+		defer func() { stop(); <-followed }()
+	}
 	b, err := loadBundle(*bundleDir)
 	if err != nil {
 		return err
 	}
-	store := policystore.NewStore()
+	store := policystore.NewStore(grantStoreOptions(grantStore)...)
 	if _, err := store.Activate(ctx, b); err != nil {
 		return err
 	}
-	eng := engine.New(store, engine.WithLogger(log), o.serviceOption())
+	eng := engine.New(store, slices.Concat([]engine.Option{engine.WithLogger(log), o.serviceOption()}, grantEngineOptions(grantStore))...)
 	g, err := mcpgw.New(ctx, eng, gcfg, engine.DefaultLimits, log)
 	if err != nil {
 		return err

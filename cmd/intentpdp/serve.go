@@ -17,7 +17,6 @@ import (
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server/engine"
-	"github.com/intentpdp/intentpdp/server/grants"
 	"github.com/intentpdp/intentpdp/server/grpcapi"
 )
 
@@ -77,11 +76,10 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 	if err != nil {
 		return rn.abort(err)
 	}
-	storeOpts := []policystore.StoreOption{policystore.WithActivationObserver(obs.observeActivation)}
 	if grantStore != nil {
-		rn.add(stageReload, loop("grant store", func(ctx context.Context) { grantStore.Run(ctx); grantStore.Close() }))
-		storeOpts = append(storeOpts, policystore.WithRuntimeEntityTypes(grants.TaskType))
+		rn.add(stageReload, loop("grant store", followGrants(grantStore)))
 	}
+	storeOpts := append([]policystore.StoreOption{policystore.WithActivationObserver(obs.observeActivation)}, grantStoreOptions(grantStore)...)
 	store, reloader, err := newReloader(&cfg, log, storeOpts...)
 	if err != nil {
 		return rn.abort(err)
