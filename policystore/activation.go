@@ -95,7 +95,7 @@ func (s *Store) runtimeEntityProblems(snap *Snapshot) []Problem {
 		return nil
 	}
 	var problems []Problem
-	for _, uid := range sortedUIDs(snap.entities) {
+	for uid := range snap.entities.All() {
 		if slices.Contains(s.runtimeTypes, uid.Type) {
 			problems = append(problems, Problem{File: EntitiesFile, Message: fmt.Sprintf(
 				"entity %s: entities of type %s are task grants, created through the grant API; the bundle may not define them", uid, uid.Type)})

@@ -1,6 +1,7 @@
 package policystore
 
 import (
+	"encoding/binary"
 	"iter"
 	"slices"
 
@@ -28,13 +29,17 @@ type policyIndex struct {
 	byUID  [dimCount]map[types.EntityUID][]int32
 	byType [dimCount]map[types.EntityType][]int32
 	always []int32 // policies whose scope constrains nothing indexable
-	// reached holds, per dimension, what each bundle entity reaches.
-	reached [dimCount]map[types.EntityUID][]int32
+	// reached holds, per dimension and by entity number (see entityStore),
+	// what each bundle entity reaches, as a span of lists: entities with
+	// the same ancestors share one list, and none of it holds a pointer.
+	reached  [dimCount][]span
+	lists    []int32
+	entities *entityStore
 }
 
 // newPolicyIndex indexes policies; closed is the bundle's entities with
 // their ancestor closures.
-func newPolicyIndex(policies []compiledPolicy, closed types.EntityMap) policyIndex {
+func newPolicyIndex(policies []compiledPolicy, closed closedEntities) policyIndex {
 	var ix policyIndex
 	for d := range dimCount {
 		ix.byUID[d] = map[types.EntityUID][]int32{}
@@ -123,20 +128,45 @@ func (ix *policyIndex) reach(buckets [][]int32, d int, uid types.EntityUID, ance
 // buckets it reaches, so that a request that brings no entities of its own
 // costs one lookup per dimension however deep the hierarchy and however
 // large the bundle.
-func (ix *policyIndex) precompute(closed types.EntityMap) {
-	ancestors := bundleAncestors(closed)
-	for d := range dimCount {
-		ix.reached[d] = map[types.EntityUID][]int32{}
-	}
+func (ix *policyIndex) precompute(closed closedEntities) {
+	store := closed.s
+	ix.entities = store
+	shared := map[string]span{} // a list's int32s as bytes → where it is
+	var key []byte
 	var buf [8][]int32
-	for uid := range closed {
-		for d := range dimCount {
-			if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
-				continue // nothing to reach: the lookup falls through cheaply
+	for d := range dimCount {
+		if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
+			continue // nothing to reach: the lookup falls through cheaply
+		}
+		ix.reached[d] = make([]span, store.defined)
+		for u := range store.defined {
+			uid := store.uid(u)
+			buckets := buf[:0]
+			for _, b := range [][]int32{ix.byType[d][uid.Type], ix.byUID[d][uid]} {
+				if len(b) > 0 {
+					buckets = append(buckets, b)
+				}
 			}
-			if l := mergeBuckets(ix.reach(buf[:0], d, uid, ancestors)); len(l) > 0 {
-				ix.reached[d][uid] = l
+			for _, a := range store.closure.of(u) {
+				if b := ix.byUID[d][store.uid(a)]; len(b) > 0 {
+					buckets = append(buckets, b)
+				}
 			}
+			l := mergeBuckets(buckets)
+			if len(l) == 0 {
+				continue
+			}
+			key = key[:0]
+			for _, i := range l {
+				key = binary.LittleEndian.AppendUint32(key, uint32(i))
+			}
+			sp, ok := shared[string(key)]
+			if !ok {
+				sp = span{uint32(len(ix.lists)), uint32(len(ix.lists) + len(l))}
+				ix.lists = append(ix.lists, l...)
+				shared[string(key)] = sp
+			}
+			ix.reached[d][u] = sp
 		}
 	}
 }
@@ -166,8 +196,12 @@ func (ix *policyIndex) candidatesInBundle(principal, action, resource types.Enti
 		buckets = append(buckets, ix.always)
 	}
 	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
-		if l, ok := ix.reached[d][uid]; ok {
-			buckets = append(buckets, l)
+		if u, ok := ix.entities.entity(uid); ok {
+			if ix.reached[d] != nil {
+				if sp := ix.reached[d][u]; sp.end > sp.off {
+					buckets = append(buckets, ix.lists[sp.off:sp.end])
+				}
+			}
 			continue
 		}
 		buckets = ix.reach(buckets, d, uid, noAncestors)

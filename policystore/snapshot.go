@@ -20,7 +20,8 @@ type Snapshot struct {
 	revision    string
 	source      string
 	policies    []compiledPolicy // sorted by id, so reasons come out sorted
-	entities    types.EntityMap
+	// entities are the bundle's entities as written (see entitystore.go).
+	entities    *entityStore
 	schema      *resolved.Schema
 	activatedAt time.Time
 	sequence    int64 // the manifest's, for anti-rollback
@@ -29,9 +30,9 @@ type Snapshot struct {
 	baseRevision string
 	contentHash  string
 
-	// closed holds the entities with their ancestor closures as parents;
+	// closed is entities with their ancestor closures as parents;
 	// decisions evaluate against it (see closure.go).
-	closed types.EntityMap
+	closed closedEntities
 	index  policyIndex
 	// authoritative holds the entity types only the bundle defines (see
 	// Manifest.AuthoritativeTypes); nil when there are none.
@@ -49,7 +50,7 @@ type compiledPolicy struct {
 }
 
 func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
-	s := &Snapshot{revision: revision, source: source, entities: entities, schema: sch}
+	s := &Snapshot{revision: revision, source: source, schema: sch}
 	for _, id := range slices.Sorted(maps.Keys(policies)) {
 		p := policies[id]
 		ann := make(map[string]string, len(p.Annotations()))
@@ -64,9 +65,16 @@ func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Pol
 		}
 		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
 	}
-	s.closed = closeEntities(entities)
-	s.index = newPolicyIndex(s.policies, s.closed)
+	s.setEntities(entities)
 	return s
+}
+
+// setEntities stores the bundle's entities and indexes the policies
+// against their closures.
+func (s *Snapshot) setEntities(entities types.EntityMap) {
+	s.entities = newEntityStore(entities)
+	s.closed = closedEntities{s.entities}
+	s.index = newPolicyIndex(s.policies, s.closed)
 }
 
 // Revision is the bundle revision this snapshot was built from.
@@ -83,7 +91,7 @@ func (s *Snapshot) PolicyCount() int { return len(s.policies) }
 
 // EntityCount is the number of entities the bundle defines, action entities
 // from the schema included.
-func (s *Snapshot) EntityCount() int { return len(s.entities) }
+func (s *Snapshot) EntityCount() int { return s.entities.Len() }
 
 // ContentHash is the digest of the bundle the snapshot was built from.
 func (s *Snapshot) ContentHash() string { return s.contentHash }
@@ -94,8 +102,10 @@ func (s *Snapshot) Sequence() int64 { return s.sequence }
 // Schema is the bundle's resolved schema, or nil.
 func (s *Snapshot) Schema() *resolved.Schema { return s.schema }
 
-// Entities returns the bundle's entities. Callers must not modify the map.
-func (s *Snapshot) Entities() types.EntityMap { return s.entities }
+// Entities returns the bundle's entities as written, in a map built for
+// the caller: it materialises every entity, so it is for tools and
+// comparisons, not for a request.
+func (s *Snapshot) Entities() types.EntityMap { return s.entities.Entities() }
 
 // All yields the snapshot's policies in id order; it makes a Snapshot a
 // cedar.PolicyIterator.
@@ -114,12 +124,11 @@ func (s *Snapshot) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 // entity, so it costs O(entities) per call.
 func (s *Snapshot) EntitiesOfType(t types.EntityType) []types.EntityUID {
 	var out []types.EntityUID
-	for uid := range s.entities {
+	for uid := range s.entities.All() { // in CompareUIDs order
 		if uid.Type == t {
 			out = append(out, uid)
 		}
 	}
-	slices.SortFunc(out, CompareUIDs)
 	return out
 }
 
@@ -138,7 +147,7 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 			}
 		}
 	} else {
-		for uid := range s.entities {
+		for uid := range s.entities.All() {
 			if isActionType(uid.Type) {
 				set[uid] = struct{}{}
 			}

@@ -7,6 +7,7 @@
 //	go run ./bench/cmd/load -scenario p10k-e100k -concurrency 1,32,64
 //	go run ./bench/cmd/load -write-bundle /tmp/b -scenario p10k-e100k   # for `intentpdp serve --bundle /tmp/b`
 //	go run ./bench/cmd/load -addr 127.0.0.1:50051 -scenario p10k-e100k
+//	go run ./bench/cmd/load -activate-only -scenario p100k-e100k       # activation time, heap, RSS, Decide p50
 package main
 
 import (
@@ -49,6 +50,10 @@ type config struct {
 	writeBundle string
 	echoAddr    string
 	serveEcho   string
+	// activateOnly, decideFor and memProfile: see activateOnly.
+	activateOnly bool
+	decideFor    time.Duration
+	memProfile   string
 }
 
 func main() {
@@ -74,6 +79,10 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
 	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
 		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
+	fs.BoolVar(&c.activateOnly, "activate-only", false, "activate the scenario's bundle in this process, report the time, the snapshot's heap and RSS, "+
+		"then Decide's latency for -decide-for, and exit; no server, no load")
+	fs.DurationVar(&c.decideFor, "decide-for", 3*time.Second, "with -activate-only, how long to time Decide over the queries (0: not at all)")
+	fs.StringVar(&c.memProfile, "memprofile", "", "with -activate-only, write a heap profile of the activated snapshot to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -110,6 +119,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	sc := scenario.Build(spec)
 	if cfg.writeBundle != "" {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
+	}
+	if cfg.activateOnly {
+		return activateOnly(ctx, sc, cfg.decideFor, cfg.memProfile, out)
 	}
 	if cfg.serveEcho != "" {
 		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)
