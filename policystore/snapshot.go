@@ -17,9 +17,9 @@ import (
 // nothing in it changes once it is published (Store.Activate stamps its
 // revision and activation time before that). It is a cedar.PolicyIterator.
 type Snapshot struct {
-	revision    string
-	source      string
-	policies    []compiledPolicy // sorted by id, so reasons come out sorted
+	revision string
+	source   string
+	policies []compiledPolicy // sorted by id, so reasons come out sorted
 	// entities are the bundle's entities as written (see entitystore.go).
 	entities    *entityStore
 	schema      *resolved.Schema
