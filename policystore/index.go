@@ -45,8 +45,8 @@ func newPolicyIndex(policies []compiledPolicy, closed closedEntities) policyInde
 		ix.byUID[d] = map[types.EntityUID][]int32{}
 		ix.byType[d] = map[types.EntityType][]int32{}
 	}
-	for i, p := range policies {
-		ix.add(int32(i), (*expast.Policy)(p.policy.AST()))
+	for i := range policies {
+		ix.add(int32(i), (*expast.Policy)(policies[i].policy.AST()))
 	}
 	ix.precompute(closed)
 	return ix

@@ -5,11 +5,14 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	expast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 )
 
@@ -44,26 +47,43 @@ type Snapshot struct {
 }
 
 type compiledPolicy struct {
-	id          cedar.PolicyID
-	policy      *cedar.Policy
-	annotations map[string]string
+	id     cedar.PolicyID
+	policy *cedar.Policy
+	// annotations is the policy's annotations as a map, made the first
+	// time the policy is a reason for a decision: the policies of a large
+	// bundle that never are cost nothing beyond their AST.
+	annotations atomic.Pointer[map[string]string]
+}
+
+// annotationMap returns p's annotations, shared: callers must not modify
+// the map.
+func (p *compiledPolicy) annotationMap() map[string]string {
+	if m := p.annotations.Load(); m != nil {
+		return *m
+	}
+	list := (*expast.Policy)(p.policy.AST()).Annotations
+	m := make(map[string]string, len(list))
+	for _, a := range list {
+		m[string(a.Key)] = string(a.Value)
+	}
+	p.annotations.Store(&m)
+	return m
 }
 
 func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
 	s := &Snapshot{revision: revision, source: source, schema: sch}
-	for _, id := range slices.Sorted(maps.Keys(policies)) {
+	s.policies = make([]compiledPolicy, len(policies))
+	for i, id := range slices.Sorted(maps.Keys(policies)) {
 		p := policies[id]
-		ann := make(map[string]string, len(p.Annotations()))
-		for k, v := range p.Annotations() {
-			ann[string(k)] = string(v)
-		}
-		if ann[EnforcementAnnotation] == LogOnly {
-			if s.logOnly == nil {
-				s.logOnly = make([]bool, len(policies))
+		s.policies[i].id, s.policies[i].policy = id, p
+		for _, a := range (*expast.Policy)(p.AST()).Annotations {
+			if a.Key == EnforcementAnnotation && a.Value == LogOnly {
+				if s.logOnly == nil {
+					s.logOnly = make([]bool, len(policies))
+				}
+				s.logOnly[i] = true
 			}
-			s.logOnly[len(s.policies)] = true
 		}
-		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
 	}
 	s.setEntities(entities)
 	return s
@@ -111,8 +131,8 @@ func (s *Snapshot) Entities() types.EntityMap { return s.entities.Entities() }
 // cedar.PolicyIterator.
 func (s *Snapshot) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for _, p := range s.policies {
-			if !yield(p.id, p.policy) {
+		for i := range s.policies {
+			if p := &s.policies[i]; !yield(p.id, p.policy) {
 				return
 			}
 		}
@@ -152,8 +172,8 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 				set[uid] = struct{}{}
 			}
 		}
-		for _, p := range s.policies {
-			for _, uid := range scopeUIDs(p.policy.AST().Action) {
+		for i := range s.policies {
+			for _, uid := range scopeUIDs(s.policies[i].policy.AST().Action) {
 				set[uid] = struct{}{}
 			}
 		}
@@ -294,11 +314,11 @@ func (s *Snapshot) wouldHave(allow, forbidden bool, logOnly []int32, entities ty
 }
 
 func (s *Snapshot) annotations(id cedar.PolicyID) map[string]string {
-	i, ok := slices.BinarySearchFunc(s.policies, id, func(p compiledPolicy, id cedar.PolicyID) int {
-		return strings.Compare(string(p.id), string(id))
+	i, ok := sort.Find(len(s.policies), func(i int) int {
+		return strings.Compare(string(id), string(s.policies[i].id))
 	})
 	if !ok {
 		return nil
 	}
-	return s.policies[i].annotations
+	return s.policies[i].annotationMap()
 }
