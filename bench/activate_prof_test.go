@@ -8,7 +8,7 @@ import (
 )
 
 func TestTmpActivateProfile(t *testing.T) {
-	spec, _ := scenario.Find("p100k-e100k")
+	spec, _ := scenario.Find("p1m-e1m")
 	b := scenario.Build(spec).Bundle
 	if _, err := policystore.Compile(b); err != nil {
 		t.Fatal(err)

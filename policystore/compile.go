@@ -102,11 +102,11 @@ func compile(b *Bundle, m Manifest, problems []Problem) (*Snapshot, error) {
 	if revision == "" {
 		revision = hash
 	}
-	byID := make(map[cedar.PolicyID]*cedar.Policy, len(policies))
-	for _, p := range policies {
-		byID[p.id] = p.policy
+	ids, list := make([]cedar.PolicyID, len(policies)), make([]*cedar.Policy, len(policies))
+	for i, p := range policies {
+		ids[i], list[i] = p.id, p.policy
 	}
-	snap := newSnapshot(revision, b.Source, byID, entities, sch)
+	snap := newSnapshotOfSorted(revision, b.Source, ids, list, entities, sch)
 	snap.contentHash = hash
 	snap.sequence = m.Sequence
 	snap.authoritative = m.authoritative(sch, entities)

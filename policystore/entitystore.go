@@ -68,31 +68,30 @@ func (r *runs) add(list []int32) {
 
 type span struct{ off, end uint32 }
 
-// newEntityStore interns m's entities. Entities are numbered in CompareUIDs
-// order, so that a store, its closures and its index do not depend on map
-// iteration order.
+// newEntityStore interns m's entities, numbered in the map's order: no
+// decision, listing or index depends on the numbering.
 func newEntityStore(m types.EntityMap) *entityStore {
-	uids := sortedUIDs(m)
 	b := storeBuilder{
-		s:       &entityStore{seed: maphash.MakeSeed(), defined: int32(len(uids))},
+		s:       &entityStore{seed: maphash.MakeSeed(), defined: int32(len(m))},
+		ids:     make(map[types.EntityUID]int32, len(m)+len(m)/4),
 		typeIdx: map[types.EntityType]uint16{},
 	}
-	for _, uid := range uids {
+	ents := make([]types.Entity, 0, len(m))
+	for uid, e := range m {
 		b.intern(uid)
+		ents = append(ents, e)
 	}
-	parentLists := make([][]int32, len(uids))
-	for i, uid := range uids {
-		for p := range m[uid].Parents.All() {
-			parentLists[i] = append(parentLists[i], b.intern(p))
+	parents := &b.s.parents
+	parents.start = make([]int32, 1, len(ents)+1)
+	for _, e := range ents {
+		for p := range e.Parents.All() {
+			parents.items = append(parents.items, b.intern(p))
 		}
+		parents.start = append(parents.start, int32(len(parents.items)))
 	}
-	for _, list := range parentLists {
-		b.s.parents.add(list)
-	}
-	b.s.closure = closeAll(&b.s.parents, b.s.defined, len(b.s.typeOf))
-	b.s.attrs, b.s.tags = make([]span, len(uids)), make([]span, len(uids))
-	for i, uid := range uids {
-		e := m[uid]
+	b.s.closure = closeAll(parents, b.s.defined, len(b.s.typeOf))
+	b.s.attrs, b.s.tags = make([]span, len(ents)), make([]span, len(ents))
+	for i, e := range ents {
 		attrs, okA := b.json(e.Attributes)
 		tags, okT := b.json(e.Tags)
 		if !okA || !okT {
@@ -106,7 +105,7 @@ func newEntityStore(m types.EntityMap) *entityStore {
 	}
 	b.s.data = b.data.String()
 	b.s.index()
-	b.s.cache = newEntityCache(len(uids))
+	b.s.cache = newEntityCache(len(ents))
 	return b.s
 }
 
@@ -119,9 +118,6 @@ type storeBuilder struct {
 
 // intern returns uid's number, numbering it if it is new.
 func (b *storeBuilder) intern(uid types.EntityUID) int32 {
-	if b.ids == nil {
-		b.ids = map[types.EntityUID]int32{}
-	}
 	if u, ok := b.ids[uid]; ok {
 		return u
 	}
@@ -208,7 +204,7 @@ func (s *entityStore) entity(uid types.EntityUID) (int32, bool) {
 // Len is the number of entities the bundle defines.
 func (s *entityStore) Len() int { return int(s.defined) }
 
-// All yields the bundle's entities' UIDs in CompareUIDs order.
+// All yields the bundle's entities' UIDs, in no particular order.
 func (s *entityStore) All() iter.Seq[types.EntityUID] {
 	return func(yield func(types.EntityUID) bool) {
 		for u := range s.defined {

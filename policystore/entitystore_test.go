@@ -43,7 +43,7 @@ func checkStore(t *testing.T, name string, m types.EntityMap) {
 	if s.Len() != len(m) {
 		t.Fatalf("%s: %d entities stored, want %d", name, s.Len(), len(m))
 	}
-	if got, want := slices.Collect(s.All()), sortedUIDs(m); !slices.Equal(got, want) {
+	if got, want := slices.SortedFunc(s.All(), CompareUIDs), sortedUIDs(m); !slices.Equal(got, want) {
 		t.Fatalf("%s: All = %v, want %v", name, got, want)
 	}
 	for uid, want := range m {

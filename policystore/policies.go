@@ -58,8 +58,10 @@ func (c *compiler) policies() []parsedPolicy {
 			list = c.textPolicies(file)
 		}
 		for _, p := range list {
-			if annotated, ok := p.policy.Annotations()["id"]; ok {
-				p.id = cedar.PolicyID(annotated)
+			for _, a := range (*expast.Policy)(p.policy.AST()).Annotations {
+				if a.Key == "id" {
+					p.id = cedar.PolicyID(a.Value)
+				}
 			}
 			if first, dup := byID[p.id]; dup {
 				c.fail(p.file, p.pos, "duplicate policy id %q (first at %s)", p.id, first.where())

@@ -71,11 +71,21 @@ func (p *compiledPolicy) annotationMap() map[string]string {
 }
 
 func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
+	ids := slices.Sorted(maps.Keys(policies))
+	list := make([]*cedar.Policy, len(ids))
+	for i, id := range ids {
+		list[i] = policies[id]
+	}
+	return newSnapshotOfSorted(revision, source, ids, list, entities, sch)
+}
+
+// newSnapshotOfSorted is newSnapshot of the policies ids[i] → policies[i],
+// ids sorted and unique.
+func newSnapshotOfSorted(revision, source string, ids []cedar.PolicyID, policies []*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
 	s := &Snapshot{revision: revision, source: source, schema: sch}
 	s.policies = make([]compiledPolicy, len(policies))
-	for i, id := range slices.Sorted(maps.Keys(policies)) {
-		p := policies[id]
-		s.policies[i].id, s.policies[i].policy = id, p
+	for i, p := range policies {
+		s.policies[i].id, s.policies[i].policy = ids[i], p
 		for _, a := range (*expast.Policy)(p.AST()).Annotations {
 			if a.Key == EnforcementAnnotation && a.Value == LogOnly {
 				if s.logOnly == nil {
@@ -144,11 +154,12 @@ func (s *Snapshot) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 // entity, so it costs O(entities) per call.
 func (s *Snapshot) EntitiesOfType(t types.EntityType) []types.EntityUID {
 	var out []types.EntityUID
-	for uid := range s.entities.All() { // in CompareUIDs order
+	for uid := range s.entities.All() {
 		if uid.Type == t {
 			out = append(out, uid)
 		}
 	}
+	slices.SortFunc(out, CompareUIDs)
 	return out
 }
 
