@@ -5,6 +5,7 @@ import (
 	"iter"
 	"math/bits"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -89,7 +90,10 @@ func newEntityStore(m types.EntityMap) *entityStore {
 		}
 		parents.start = append(parents.start, int32(len(parents.items)))
 	}
-	b.s.closure = closeAll(parents, b.s.defined, len(b.s.typeOf))
+	// The closures, and the attributes with the hash table, need only
+	// the numbering: build them at once.
+	var closing sync.WaitGroup
+	closing.Go(func() { b.s.closure = closeAll(parents, b.s.defined, len(b.s.typeOf)) })
 	b.s.attrs, b.s.tags = make([]span, len(ents)), make([]span, len(ents))
 	for i, e := range ents {
 		attrs, okA := b.json(e.Attributes)
@@ -106,6 +110,7 @@ func newEntityStore(m types.EntityMap) *entityStore {
 	b.s.data = b.data.String()
 	b.s.index()
 	b.s.cache = newEntityCache(len(ents))
+	closing.Wait()
 	return b.s
 }
 

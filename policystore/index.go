@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"iter"
 	"slices"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -30,10 +31,10 @@ type policyIndex struct {
 	byType [dimCount]map[types.EntityType][]int32
 	always []int32 // policies whose scope constrains nothing indexable
 	// reached holds, per dimension and by entity number (see entityStore),
-	// what each bundle entity reaches, as a span of lists: entities with
+	// what each bundle entity reaches, as a span of lists[d]: entities with
 	// the same ancestors share one list, and none of it holds a pointer.
 	reached  [dimCount][]span
-	lists    []int32
+	lists    [dimCount][]int32
 	entities *entityStore
 }
 
@@ -129,46 +130,56 @@ func (ix *policyIndex) reach(buckets [][]int32, d int, uid types.EntityUID, ance
 // costs one lookup per dimension however deep the hierarchy and however
 // large the bundle.
 func (ix *policyIndex) precompute(closed closedEntities) {
-	store := closed.s
-	ix.entities = store
-	shared := map[string]span{} // a list's int32s as bytes → where it is
-	var key []byte
-	var buf [8][]int32
+	ix.entities = closed.s
+	var wg sync.WaitGroup
 	for d := range dimCount {
 		if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
 			continue // nothing to reach: the lookup falls through cheaply
 		}
-		ix.reached[d] = make([]span, store.defined)
-		for u := range store.defined {
-			uid := store.uid(u)
-			buckets := buf[:0]
-			for _, b := range [][]int32{ix.byType[d][uid.Type], ix.byUID[d][uid]} {
-				if len(b) > 0 {
-					buckets = append(buckets, b)
-				}
-			}
-			for _, a := range store.closure.of(u) {
-				if b := ix.byUID[d][store.uid(a)]; len(b) > 0 {
-					buckets = append(buckets, b)
-				}
-			}
-			l := mergeBuckets(buckets)
-			if len(l) == 0 {
-				continue
-			}
-			key = key[:0]
-			for _, i := range l {
-				key = binary.LittleEndian.AppendUint32(key, uint32(i))
-			}
-			sp, ok := shared[string(key)]
-			if !ok {
-				sp = span{uint32(len(ix.lists)), uint32(len(ix.lists) + len(l))}
-				ix.lists = append(ix.lists, l...)
-				shared[string(key)] = sp
-			}
-			ix.reached[d][u] = sp
-		}
+		wg.Go(func() { ix.reached[d], ix.lists[d] = ix.precomputeDim(d) })
 	}
+	wg.Wait()
+}
+
+// precomputeDim is precompute for dimension d: the span each entity
+// reaches, and the lists they are spans of.
+func (ix *policyIndex) precomputeDim(d int) ([]span, []int32) {
+	store := ix.entities
+	reached := make([]span, store.defined)
+	var lists []int32
+	shared := map[string]span{} // a list's int32s as bytes → where it is
+	var key []byte
+	var buf [8][]int32
+	for u := range store.defined {
+		uid := store.uid(u)
+		buckets := buf[:0]
+		for _, b := range [][]int32{ix.byType[d][uid.Type], ix.byUID[d][uid]} {
+			if len(b) > 0 {
+				buckets = append(buckets, b)
+			}
+		}
+		for _, a := range store.closure.of(u) {
+			if b := ix.byUID[d][store.uid(a)]; len(b) > 0 {
+				buckets = append(buckets, b)
+			}
+		}
+		l := mergeBuckets(buckets)
+		if len(l) == 0 {
+			continue
+		}
+		key = key[:0]
+		for _, i := range l {
+			key = binary.LittleEndian.AppendUint32(key, uint32(i))
+		}
+		sp, ok := shared[string(key)]
+		if !ok {
+			sp = span{uint32(len(lists)), uint32(len(lists) + len(l))}
+			lists = append(lists, l...)
+			shared[string(key)] = sp
+		}
+		reached[u] = sp
+	}
+	return reached, lists
 }
 
 // candidates returns the ascending indexes of the policies whose scope can
@@ -199,7 +210,7 @@ func (ix *policyIndex) candidatesInBundle(principal, action, resource types.Enti
 		if u, ok := ix.entities.entity(uid); ok {
 			if ix.reached[d] != nil {
 				if sp := ix.reached[d][u]; sp.end > sp.off {
-					buckets = append(buckets, ix.lists[sp.off:sp.end])
+					buckets = append(buckets, ix.lists[d][sp.off:sp.end])
 				}
 			}
 			continue
