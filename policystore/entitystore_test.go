@@ -83,3 +83,33 @@ func TestEntityStoreKeepsRecordsWithoutJSONForm(t *testing.T) {
 		t.Fatalf("closed view of the kept entity = %v", got)
 	}
 }
+
+// BenchmarkClosedEntityGet is what Decide pays to read a bundle entity: a
+// cached read, and a miss that materialises the entity (two parents and
+// an attribute, as a scenario's document).
+func BenchmarkClosedEntityGet(b *testing.B) {
+	folder, tenant := types.NewEntityUID("Folder", "f"), types.NewEntityUID("Tenant", "t")
+	doc := types.NewEntityUID("Doc", "d1")
+	s := newEntityStore(types.EntityMap{
+		tenant: {UID: tenant},
+		folder: {UID: folder, Parents: types.NewEntityUIDSet(tenant)},
+		doc: {UID: doc, Parents: types.NewEntityUIDSet(folder),
+			Attributes: types.NewRecord(types.RecordMap{"size": types.Long(12345)})},
+	})
+	closed := closedEntities{s}
+	b.Run("cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := closed.Get(doc); !ok {
+				b.Fatal("not found")
+			}
+		}
+	})
+	b.Run("materialised", func(b *testing.B) {
+		u, _ := s.entity(doc)
+		b.ReportAllocs()
+		for b.Loop() {
+			s.materialise(u, &s.closure)
+		}
+	})
+}

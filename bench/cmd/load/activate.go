@@ -30,9 +30,9 @@ func activateOnly(ctx context.Context, sc *scenario.Scenario, decideFor time.Dur
 	runtime.GC() // the generated bundle's garbage is not the activation's
 	// The heap before activation, without the bundle's files, which are
 	// dropped after it.
-	before := heapLive()
+	before := int64(heapLive())
 	for _, data := range sc.Bundle.Files {
-		before -= uint64(cap(data))
+		before -= int64(cap(data))
 	}
 	store := policystore.NewStore()
 	start := time.Now()
@@ -44,12 +44,12 @@ func activateOnly(ctx context.Context, sc *scenario.Scenario, decideFor time.Dur
 	hwm := procStatus("VmHWM")
 	sc.Bundle = nil // a server drops the bundle's files once activated
 	runtime.GC()
-	live, scan := heapLive()-before, heapScan()
+	live, scan := int64(heapLive())-before, heapScan()
 	n := snap.PolicyCount() + snap.EntityCount()
 	fmt.Fprintf(out, "scenario %s: %d policies, %d entities; GOMAXPROCS %d\n", sc.Spec.Name, snap.PolicyCount(), snap.EntityCount(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(out, "activation %v\n", took.Round(time.Millisecond))
-	fmt.Fprintf(out, "snapshot heap %.1f MiB (%.0f B per policy+entity), of which the GC scans %.1f MiB\n",
-		mib(live), float64(live)/float64(n), mib(scan))
+	fmt.Fprintf(out, "snapshot heap %.1f MiB (%.0f B per policy+entity); the GC scans %.1f MiB of the process's heap\n",
+		float64(live)/(1<<20), float64(live)/float64(n), mib(scan))
 	fmt.Fprintf(out, "RSS after activation %s, peak during activation %s\n", procStatus("VmRSS"), hwm)
 	if memProfile != "" {
 		if err := writeHeapProfile(memProfile); err != nil {
