@@ -18,14 +18,15 @@ import (
 // few flat arrays without pointers instead: every entity UID (the bundle's
 // entities and the parents they name) is interned to an int32, ids are
 // substrings of one string, parents and ancestor closures are runs of
-// int32s, and attributes and tags are stored in Cedar's JSON form. A
+// int32s, and attributes and tags are stored in a compact binary form
+// (valuecodec.go) or, for extension values, Cedar's JSON form. A
 // cedar-go Entity is materialised only when a request reads it; a small
 // cache of materialised entities (closedEntities) makes the entities a
 // workload keeps reading cost one lookup, while the heap the collector
 // scans stays bounded however large the bundle.
 type entityStore struct {
 	// data holds every interned UID's id, then every defined entity's
-	// attributes and tags in Cedar's JSON form; entries are substrings.
+	// attributes and tags (see encode); entries are substrings.
 	data string
 	// idEnd[u] ends UID u's id in data; it starts at idEnd[u-1] (0 for u=0).
 	idEnd []uint32
@@ -41,7 +42,7 @@ type entityStore struct {
 	// parents are each entity's parents as written, closure its ancestors
 	// (see closure.go); both by defined UID.
 	parents, closure runs
-	// attrs and tags are each defined entity's JSON, as offsets into data.
+	// attrs and tags are each defined entity's, as offsets into data.
 	attrs, tags []span
 	// special holds the few entities whose attributes or tags have no JSON
 	// form cedar-go reads back as the same values (a record with an
@@ -96,8 +97,8 @@ func newEntityStore(m types.EntityMap) *entityStore {
 	closing.Go(func() { b.s.closure = closeAll(parents, b.s.defined, len(b.s.typeOf)) })
 	b.s.attrs, b.s.tags = make([]span, len(ents)), make([]span, len(ents))
 	for i, e := range ents {
-		attrs, okA := b.json(e.Attributes)
-		tags, okT := b.json(e.Tags)
+		attrs, okA := b.encode(e.Attributes)
+		tags, okT := b.encode(e.Tags)
 		if !okA || !okT {
 			if b.s.special == nil {
 				b.s.special = map[int32]types.Entity{}
@@ -119,6 +120,7 @@ type storeBuilder struct {
 	data    strings.Builder
 	ids     map[types.EntityUID]int32
 	typeIdx map[types.EntityType]uint16
+	scratch []byte
 }
 
 // intern returns uid's number, numbering it if it is new.
@@ -140,15 +142,19 @@ func (b *storeBuilder) intern(uid types.EntityUID) int32 {
 	return u
 }
 
-// json appends r's JSON form to data; false when it has none that reads
-// back as r.
-func (b *storeBuilder) json(r types.Record) (span, bool) {
+// encode appends r to data, in binary form where it has one, else as
+// JSON; false when it has neither form that reads back as r.
+func (b *storeBuilder) encode(r types.Record) (span, bool) {
 	if r.Len() == 0 {
 		return span{}, true
 	}
-	text, err := r.MarshalJSON()
-	if err != nil {
-		return span{}, false
+	text, ok := appendValue(b.scratch[:0], r)
+	b.scratch = text
+	if !ok {
+		var err error
+		if text, err = r.MarshalJSON(); err != nil {
+			return span{}, false
+		}
 	}
 	off := uint32(b.data.Len())
 	b.data.Write(text)
@@ -258,11 +264,16 @@ func (s *entityStore) uidSet(list []int32) types.EntityUIDSet {
 	return types.NewEntityUIDSet(uids...)
 }
 
-// record decodes JSON that json wrote: cedar-go reads its own output back
-// as the same values, so it cannot fail.
+// record decodes what encode wrote. cedar-go reads its own JSON output
+// back as the same values, so that cannot fail either.
 func (s *entityStore) record(sp span) types.Record {
 	if sp.end == 0 {
 		return types.Record{}
+	}
+	if s.data[sp.off] == tagRecord {
+		r := valueReader{data: s.data, at: int(sp.off)}
+		r.at++
+		return r.record()
 	}
 	var r types.Record
 	if err := r.UnmarshalJSON([]byte(s.data[sp.off:sp.end])); err != nil {

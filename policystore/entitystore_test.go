@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
 
@@ -66,8 +67,14 @@ func checkStore(t *testing.T, name string, m types.EntityMap) {
 
 // TestEntityStoreKeepsRecordsWithoutJSONForm: a record with an "__extn"
 // key has no JSON form cedar-go reads back; such an entity is kept as is.
+// An extension value has no binary form: that entity is stored as JSON.
 func TestEntityStoreKeepsRecordsWithoutJSONForm(t *testing.T) {
 	t.Parallel()
+	ip, err := types.ParseIPAddr("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := types.NewEntityUID("Doc", "ext")
 	odd := types.NewEntityUID("Doc", "odd")
 	plain := types.NewEntityUID("Doc", "plain")
 	folder := types.NewEntityUID("Folder", "f")
@@ -76,6 +83,7 @@ func TestEntityStoreKeepsRecordsWithoutJSONForm(t *testing.T) {
 			Attributes: types.NewRecord(types.RecordMap{"__extn": types.String("x"), "n": types.Long(1)})},
 		plain: {UID: plain, Attributes: types.NewRecord(types.RecordMap{"n": types.Long(2)}),
 			Tags: types.NewRecord(types.RecordMap{"t": types.True})},
+		ext: {UID: ext, Attributes: types.NewRecord(types.RecordMap{"net": ip, "at": types.NewDatetime(time.Unix(1, 0))})},
 	}
 	checkStore(t, "records without JSON form", m)
 	got, _ := closedEntities{newEntityStore(m)}.Get(odd)
