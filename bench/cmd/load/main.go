@@ -40,6 +40,11 @@ import (
 )
 
 type config struct {
+	// activateOnly, decideFor and memProfile: see activateOnly.
+	activateOnly bool
+	decideFor    time.Duration
+	memProfile   string
+
 	addr        string
 	scenario    string
 	concurrency []int
@@ -50,10 +55,6 @@ type config struct {
 	writeBundle string
 	echoAddr    string
 	serveEcho   string
-	// activateOnly, decideFor and memProfile: see activateOnly.
-	activateOnly bool
-	decideFor    time.Duration
-	memProfile   string
 }
 
 func main() {
@@ -70,6 +71,10 @@ func parse(args []string) (config, error) {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.StringVar(&c.addr, "addr", "", "intentpdp gRPC address; empty starts one in process on loopback with the scenario's bundle")
 	fs.StringVar(&c.scenario, "scenario", "p10k-e100k", "scenario name: "+specNames())
+	fs.BoolVar(&c.activateOnly, "activate-only", false, "activate the scenario's bundle in this process, report the time, the snapshot's heap and RSS, "+
+		"then Decide's latency for -decide-for, and exit; no server, no load")
+	fs.DurationVar(&c.decideFor, "decide-for", 3*time.Second, "with -activate-only, how long to time Decide over the queries (0: not at all)")
+	fs.StringVar(&c.memProfile, "memprofile", "", "with -activate-only, write a heap profile of the activated snapshot to this file")
 	levels := fs.String("concurrency", "1,32,64", "comma-separated concurrency levels (calls in flight)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "duration of each measurement")
 	fs.Float64Var(&c.rate, "rate", 0, "calls per second in total; 0 runs closed-loop, as fast as possible")
@@ -79,10 +84,6 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
 	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
 		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
-	fs.BoolVar(&c.activateOnly, "activate-only", false, "activate the scenario's bundle in this process, report the time, the snapshot's heap and RSS, "+
-		"then Decide's latency for -decide-for, and exit; no server, no load")
-	fs.DurationVar(&c.decideFor, "decide-for", 3*time.Second, "with -activate-only, how long to time Decide over the queries (0: not at all)")
-	fs.StringVar(&c.memProfile, "memprofile", "", "with -activate-only, write a heap profile of the activated snapshot to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
