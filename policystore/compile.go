@@ -106,7 +106,10 @@ func compile(b *Bundle, m Manifest, problems []Problem) (*Snapshot, error) {
 	for i, p := range policies {
 		ids[i], list[i] = p.id, p.policy
 	}
-	snap := newSnapshotOfSorted(revision, b.Source, ids, list, entities, sch)
+	snap, err := buildSnapshot(revision, b.Source, ids, list, entities, sch)
+	if err != nil {
+		return nil, &ValidationError{Problems: []Problem{{File: EntitiesFile, Message: err.Error()}}}
+	}
 	snap.contentHash = hash
 	snap.sequence = m.Sequence
 	snap.authoritative = m.authoritative(sch, entities)

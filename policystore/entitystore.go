@@ -1,7 +1,9 @@
 package policystore
 
 import (
+	"fmt"
 	"hash/maphash"
+	"math"
 	"iter"
 	"math/bits"
 	"strings"
@@ -71,8 +73,10 @@ func (r *runs) add(list []int32) {
 type span struct{ off, end uint32 }
 
 // newEntityStore interns m's entities, numbered in the map's order: no
-// decision, listing or index depends on the numbering.
-func newEntityStore(m types.EntityMap) *entityStore {
+// decision, listing or index depends on the numbering. It fails only when
+// the ids, attributes and tags take more than the 4 GiB that 32-bit
+// offsets address.
+func newEntityStore(m types.EntityMap) (*entityStore, error) {
 	b := storeBuilder{
 		s:       &entityStore{seed: maphash.MakeSeed(), defined: int32(len(m))},
 		ids:     make(map[types.EntityUID]int32, len(m)+len(m)/4),
@@ -108,11 +112,14 @@ func newEntityStore(m types.EntityMap) *entityStore {
 		}
 		b.s.attrs[i], b.s.tags[i] = attrs, tags
 	}
+	closing.Wait()
+	if b.data.Len() > math.MaxUint32 {
+		return nil, fmt.Errorf("the entities' ids, attributes and tags take %d bytes, more than the %d supported", b.data.Len(), uint64(math.MaxUint32))
+	}
 	b.s.data = b.data.String()
 	b.s.index()
 	b.s.cache = newEntityCache(len(ents))
-	closing.Wait()
-	return b.s
+	return b.s, nil
 }
 
 type storeBuilder struct {

@@ -40,7 +40,7 @@ func TestEntityStoreReturnsEntitiesAsWritten(t *testing.T) {
 
 func checkStore(t *testing.T, name string, m types.EntityMap) {
 	t.Helper()
-	s := newEntityStore(m)
+	s := mustStore(m)
 	if s.Len() != len(m) {
 		t.Fatalf("%s: %d entities stored, want %d", name, s.Len(), len(m))
 	}
@@ -86,7 +86,7 @@ func TestEntityStoreKeepsRecordsWithoutJSONForm(t *testing.T) {
 		ext: {UID: ext, Attributes: types.NewRecord(types.RecordMap{"net": ip, "at": types.NewDatetime(time.Unix(1, 0))})},
 	}
 	checkStore(t, "records without JSON form", m)
-	got, _ := closedEntities{newEntityStore(m)}.Get(odd)
+	got, _ := closedEntities{mustStore(m)}.Get(odd)
 	if !got.Parents.Contains(folder) || got.Attributes.Len() != 2 {
 		t.Fatalf("closed view of the kept entity = %v", got)
 	}
@@ -98,7 +98,7 @@ func TestEntityStoreKeepsRecordsWithoutJSONForm(t *testing.T) {
 func BenchmarkClosedEntityGet(b *testing.B) {
 	folder, tenant := types.NewEntityUID("Folder", "f"), types.NewEntityUID("Tenant", "t")
 	doc := types.NewEntityUID("Doc", "d1")
-	s := newEntityStore(types.EntityMap{
+	s := mustStore(types.EntityMap{
 		tenant: {UID: tenant},
 		folder: {UID: folder, Parents: types.NewEntityUIDSet(tenant)},
 		doc: {UID: doc, Parents: types.NewEntityUIDSet(folder),

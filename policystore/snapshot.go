@@ -3,7 +3,6 @@ package policystore
 import (
 	"context"
 	"iter"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -70,18 +69,9 @@ func (p *compiledPolicy) annotationMap() map[string]string {
 	return m
 }
 
-func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
-	ids := slices.Sorted(maps.Keys(policies))
-	list := make([]*cedar.Policy, len(ids))
-	for i, id := range ids {
-		list[i] = policies[id]
-	}
-	return newSnapshotOfSorted(revision, source, ids, list, entities, sch)
-}
-
-// newSnapshotOfSorted is newSnapshot of the policies ids[i] → policies[i],
-// ids sorted and unique.
-func newSnapshotOfSorted(revision, source string, ids []cedar.PolicyID, policies []*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
+// buildSnapshot compiles the policies ids[i] → policies[i], ids sorted and
+// unique, and the entities into a Snapshot.
+func buildSnapshot(revision, source string, ids []cedar.PolicyID, policies []*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) (*Snapshot, error) {
 	s := &Snapshot{revision: revision, source: source, schema: sch}
 	s.policies = make([]compiledPolicy, len(policies))
 	for i, p := range policies {
@@ -95,16 +85,23 @@ func newSnapshotOfSorted(revision, source string, ids []cedar.PolicyID, policies
 			}
 		}
 	}
-	s.setEntities(entities)
-	return s
+	if err := s.setEntities(entities); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // setEntities stores the bundle's entities and indexes the policies
 // against their closures.
-func (s *Snapshot) setEntities(entities types.EntityMap) {
-	s.entities = newEntityStore(entities)
-	s.closed = closedEntities{s.entities}
+func (s *Snapshot) setEntities(entities types.EntityMap) error {
+	store, err := newEntityStore(entities)
+	if err != nil {
+		return err
+	}
+	s.entities = store
+	s.closed = closedEntities{store}
 	s.index = newPolicyIndex(s.policies, s.closed)
+	return nil
 }
 
 // Revision is the bundle revision this snapshot was built from.
