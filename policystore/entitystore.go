@@ -3,8 +3,8 @@ package policystore
 import (
 	"fmt"
 	"hash/maphash"
-	"math"
 	"iter"
+	"math"
 	"math/bits"
 	"strings"
 	"sync"
