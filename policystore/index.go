@@ -142,28 +142,44 @@ func (ix *policyIndex) precompute(closed closedEntities) {
 }
 
 // precomputeDim is precompute for dimension d: the span each entity
-// reaches, and the lists they are spans of.
+// reaches, and the lists they are spans of. The buckets are first looked up
+// once per bucket and filed by entity number, so that the walk over every
+// entity and its ancestors reads arrays instead of hashing UIDs.
 func (ix *policyIndex) precomputeDim(d int) ([]span, []int32) {
 	store := ix.entities
+	buckets := [][]int32{nil} // bucket 0: none
+	own := make([]int32, len(store.typeOf))
+	for uid, b := range ix.byUID[d] {
+		if u, ok := store.lookup(uid); ok {
+			own[u] = int32(len(buckets))
+			buckets = append(buckets, b)
+		}
+	}
+	ofType := make([]int32, len(store.typeNames))
+	for t, name := range store.typeNames {
+		if b := ix.byType[d][name]; len(b) > 0 {
+			ofType[t] = int32(len(buckets))
+			buckets = append(buckets, b)
+		}
+	}
 	reached := make([]span, store.defined)
 	var lists []int32
 	shared := map[string]span{} // a list's int32s as bytes → where it is
 	var key []byte
 	var buf [8][]int32
 	for u := range store.defined {
-		uid := store.uid(u)
-		buckets := buf[:0]
-		for _, b := range [][]int32{ix.byType[d][uid.Type], ix.byUID[d][uid]} {
-			if len(b) > 0 {
-				buckets = append(buckets, b)
+		reach := buf[:0]
+		for _, b := range []int32{ofType[store.typeOf[u]], own[u]} {
+			if b != 0 {
+				reach = append(reach, buckets[b])
 			}
 		}
 		for _, a := range store.closure.of(u) {
-			if b := ix.byUID[d][store.uid(a)]; len(b) > 0 {
-				buckets = append(buckets, b)
+			if b := own[a]; b != 0 {
+				reach = append(reach, buckets[b])
 			}
 		}
-		l := mergeBuckets(buckets)
+		l := mergeBuckets(reach)
 		if len(l) == 0 {
 			continue
 		}
