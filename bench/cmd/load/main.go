@@ -7,7 +7,6 @@
 //	go run ./bench/cmd/load -scenario p10k-e100k -concurrency 1,32,64
 //	go run ./bench/cmd/load -write-bundle /tmp/b -scenario p10k-e100k   # for `intentpdp serve --bundle /tmp/b`
 //	go run ./bench/cmd/load -addr 127.0.0.1:50051 -scenario p10k-e100k
-//	go run ./bench/cmd/load -activate-only -scenario p100k-e100k       # activation time, heap, RSS, Decide p50
 package main
 
 import (
