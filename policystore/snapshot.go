@@ -17,7 +17,10 @@ import (
 
 // Snapshot is a compiled policy bundle. It is safe for concurrent use:
 // nothing in it changes once it is published (Store.Activate stamps its
-// revision and activation time before that). It is a cedar.PolicyIterator.
+// revision and activation time before that) but two caches that fill as
+// decisions read it, through atomic pointers and invisibly to any
+// decision: materialised entities and policies' annotation maps. It is a
+// cedar.PolicyIterator.
 type Snapshot struct {
 	revision string
 	source   string
