@@ -62,20 +62,12 @@ type runs struct {
 
 func (r *runs) of(i int32) []int32 { return r.items[r.start[i]:r.start[i+1]] }
 
-func (r *runs) add(list []int32) {
-	if r.start == nil {
-		r.start = []int32{0}
-	}
-	r.items = append(r.items, list...)
-	r.start = append(r.start, int32(len(r.items)))
-}
-
 type span struct{ off, end uint32 }
 
 // newEntityStore interns m's entities, numbered in the map's order: no
 // decision, listing or index depends on the numbering. It fails only when
 // the ids, attributes and tags take more than the 4 GiB that 32-bit
-// offsets address.
+// offsets address, or the UIDs have more than 65,536 types.
 func newEntityStore(m types.EntityMap) (*entityStore, error) {
 	b := storeBuilder{
 		s:       &entityStore{seed: maphash.MakeSeed(), defined: int32(len(m))},
@@ -113,6 +105,9 @@ func newEntityStore(m types.EntityMap) (*entityStore, error) {
 		b.s.attrs[i], b.s.tags[i] = attrs, tags
 	}
 	closing.Wait()
+	if len(b.s.typeNames) > math.MaxUint16+1 {
+		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(b.s.typeNames), math.MaxUint16+1)
+	}
 	if b.data.Len() > math.MaxUint32 {
 		return nil, fmt.Errorf("the entities' ids, attributes and tags take %d bytes, more than the %d supported", b.data.Len(), uint64(math.MaxUint32))
 	}
