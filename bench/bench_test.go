@@ -129,7 +129,7 @@ func BenchmarkCedarFloor(b *testing.B) {
 	}
 }
 
-var decideSpecs = []string{"p10-e1k", "p1k-e1k", "p1k-e100k", "p10k-e100k", "p10k-e100k-ctx50", "p100k-e100k"}
+var decideSpecs = []string{"p10-e1k", "p1k-e1k", "p1k-e100k", "p10k-e100k", "p10k-e100k-ctx50", "p100k-e100k", "p1m-e1m"}
 
 // BenchmarkDecide is Snapshot.Decide with the index, on decoded requests.
 func BenchmarkDecide(b *testing.B) {

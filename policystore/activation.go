@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/cedar-policy/cedar-go/types"
 )
 
 // ErrRollback marks a bundle refused because its manifest sequence is older
@@ -94,12 +96,17 @@ func (s *Store) runtimeEntityProblems(snap *Snapshot) []Problem {
 	if len(s.runtimeTypes) == 0 {
 		return nil
 	}
-	var problems []Problem
-	for _, uid := range sortedUIDs(snap.entities) {
+	var found []types.EntityUID
+	for uid := range snap.entities.All() {
 		if slices.Contains(s.runtimeTypes, uid.Type) {
-			problems = append(problems, Problem{File: EntitiesFile, Message: fmt.Sprintf(
-				"entity %s: entities of type %s are task grants, created through the grant API; the bundle may not define them", uid, uid.Type)})
+			found = append(found, uid)
 		}
+	}
+	slices.SortFunc(found, CompareUIDs)
+	var problems []Problem
+	for _, uid := range found {
+		problems = append(problems, Problem{File: EntitiesFile, Message: fmt.Sprintf(
+			"entity %s: entities of type %s are task grants, created through the grant API; the bundle may not define them", uid, uid.Type)})
 	}
 	return problems
 }

@@ -15,46 +15,42 @@ import (
 // unchanged because the walk still follows every edge, and each entity's
 // parents stay between its direct parents and its true ancestors.
 
-// closeEntities returns a copy of m in which each entity's parents are all
-// of its ancestors within m. Cycles are allowed, as in Cedar.
-func closeEntities(m types.EntityMap) types.EntityMap {
-	done := make(map[types.EntityUID][]types.EntityUID, len(m))
-	out := make(types.EntityMap, len(m))
-	for uid, e := range m {
-		if e.Parents.Len() > 0 {
-			e.Parents = types.NewEntityUIDSet(closureOf(m, done, uid)...)
+// closeAll returns the ancestor closure of each of the first defined
+// entities of parents, as entity numbers: breadth first from its parents,
+// reusing the closures of the entities numbered before it, which are
+// complete. Numbers from defined on are parents the bundle does not define:
+// ancestors without parents of their own. total is the count of numbers.
+func closeAll(parents *runs, defined int32, total int) runs {
+	out := runs{start: make([]int32, 1, defined+1)}
+	// seen[a] == u+1 when a is already in u's closure: a set per entity
+	// without clearing anything in between.
+	seen := make([]int32, total)
+	var queue []int32
+	for u := range defined {
+		add := func(a int32) bool {
+			if seen[a] == u+1 {
+				return false
+			}
+			seen[a] = u + 1
+			out.items = append(out.items, a)
+			return true
 		}
-		out[uid] = e
+		queue = append(queue[:0], parents.of(u)...)
+		for next := 0; next < len(queue); next++ {
+			p := queue[next]
+			switch {
+			case !add(p), p >= defined:
+			case p < u:
+				for _, a := range out.items[out.start[p]:out.start[p+1]] {
+					add(a)
+				}
+			default:
+				queue = append(queue, parents.of(p)...)
+			}
+		}
+		out.start = append(out.start, int32(len(out.items)))
 	}
 	return out
-}
-
-// closureOf computes uid's ancestors breadth first, reusing the complete
-// closures of ancestors already computed, and records the result in done.
-func closureOf(m types.EntityMap, done map[types.EntityUID][]types.EntityUID, uid types.EntityUID) []types.EntityUID {
-	if c, ok := done[uid]; ok {
-		return c
-	}
-	var acc ancestorSet
-	queue := slices.Collect(m[uid].Parents.All())
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if !acc.add(p) {
-			continue
-		}
-		if c, ok := done[p]; ok {
-			for _, a := range c {
-				acc.add(a)
-			}
-			continue
-		}
-		if e, ok := m[p]; ok {
-			queue = append(queue, slices.Collect(e.Parents.All())...)
-		}
-	}
-	done[uid] = acc.list
-	return acc.list
 }
 
 // ancestorSet collects distinct ancestors in order. Most entities have a
@@ -192,7 +188,8 @@ func (c *requestCloser) successors(uid types.EntityUID) iter.Seq[types.EntityUID
 				}
 				continue
 			}
-			for a := range c.l.bundle[p].Parents.All() {
+			bundled, _ := c.l.bundle.Get(p)
+			for a := range bundled.Parents.All() {
 				if _, ok := c.l.request[a]; ok && !yield(a) {
 					return
 				}
@@ -244,7 +241,8 @@ func (c *requestCloser) complete(root types.EntityUID) error {
 				include(p)
 				continue
 			}
-			for a := range c.l.bundle[p].Parents.All() {
+			bundled, _ := c.l.bundle.Get(p)
+			for a := range bundled.Parents.All() {
 				acc.add(a)
 				if _, ok := c.l.request[a]; ok {
 					include(a)
@@ -270,11 +268,7 @@ func depthError() error {
 
 // bundleAncestors yields a bundle entity's ancestors from its closure; it
 // is exact when the request brings no entities of its own.
-func bundleAncestors(closed types.EntityMap) ancestryFunc {
-	return func(uid types.EntityUID) iter.Seq[types.EntityUID] {
-		return closed[uid].Parents.All()
-	}
-}
+func bundleAncestors(closed closedEntities) ancestryFunc { return closed.ancestors }
 
 // layeredAncestors reads the closures already computed, after
 // closeRequestEntities: a request entity's parents are all its ancestors; a
@@ -285,7 +279,8 @@ func layeredAncestors(l layeredEntities) ancestryFunc {
 		if e, ok := l.request[uid]; ok {
 			return e.Parents.All()
 		}
-		own := l.bundle[uid].Parents
+		bundled, _ := l.bundle.Get(uid)
+		own := bundled.Parents
 		return func(yield func(types.EntityUID) bool) {
 			for a := range own.All() {
 				if !yield(a) {

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -99,11 +102,14 @@ func compile(b *Bundle, m Manifest, problems []Problem) (*Snapshot, error) {
 	if revision == "" {
 		revision = hash
 	}
-	byID := make(map[cedar.PolicyID]*cedar.Policy, len(policies))
-	for _, p := range policies {
-		byID[p.id] = p.policy
+	ids, list := make([]cedar.PolicyID, len(policies)), make([]*cedar.Policy, len(policies))
+	for i, p := range policies {
+		ids[i], list[i] = p.id, p.policy
 	}
-	snap := newSnapshot(revision, b.Source, byID, entities, sch)
+	snap, err := buildSnapshot(revision, b.Source, ids, list, entities, sch)
+	if err != nil {
+		return nil, &ValidationError{Problems: []Problem{{File: EntitiesFile, Message: err.Error()}}}
+	}
 	snap.contentHash = hash
 	snap.sequence = m.Sequence
 	snap.authoritative = m.authoritative(sch, entities)
@@ -153,10 +159,11 @@ func (c *compiler) entities(sch *resolved.Schema) types.EntityMap {
 			c.fail(EntitiesFile, nil, "%v", err)
 			return entities
 		}
-		for i, r := range raw {
-			e, err := parseEntity(r, sch)
-			if err != nil {
-				c.fail(EntitiesFile, nil, "entity [%d] %s: %v", i, e.UID, err)
+		parsed, errs := parseEntities(raw, sch)
+		entities = make(types.EntityMap, len(raw))
+		for i, e := range parsed {
+			if errs[i] != nil {
+				c.fail(EntitiesFile, nil, "entity [%d] %s: %v", i, e.UID, errs[i])
 				continue
 			}
 			if _, dup := entities[e.UID]; dup {
@@ -173,6 +180,25 @@ func (c *compiler) entities(sch *resolved.Schema) types.EntityMap {
 		}
 	}
 	return entities
+}
+
+// parseEntities parses raw's entities, in runs spread over the cores.
+func parseEntities(raw []json.RawMessage, sch *resolved.Schema) ([]types.Entity, []error) {
+	const run = 1024
+	parsed, errs := make([]types.Entity, len(raw)), make([]error, len(raw))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(raw)+run-1)/run) {
+		wg.Go(func() {
+			for start := int(next.Add(run) - run); start < len(raw); start = int(next.Add(run) - run) {
+				for i := start; i < min(start+run, len(raw)); i++ {
+					parsed[i], errs[i] = parseEntity(raw[i], sch)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return parsed, errs
 }
 
 // parseEntity parses one entity; on error it still returns the entity's uid

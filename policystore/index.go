@@ -1,8 +1,10 @@
 package policystore
 
 import (
+	"encoding/binary"
 	"iter"
 	"slices"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -28,20 +30,24 @@ type policyIndex struct {
 	byUID  [dimCount]map[types.EntityUID][]int32
 	byType [dimCount]map[types.EntityType][]int32
 	always []int32 // policies whose scope constrains nothing indexable
-	// reached holds, per dimension, what each bundle entity reaches.
-	reached [dimCount]map[types.EntityUID][]int32
+	// reached holds, per dimension and by entity number (see entityStore),
+	// what each bundle entity reaches, as a span of lists[d]: entities with
+	// the same ancestors share one list, and none of it holds a pointer.
+	reached  [dimCount][]span
+	lists    [dimCount][]int32
+	entities *entityStore
 }
 
 // newPolicyIndex indexes policies; closed is the bundle's entities with
 // their ancestor closures.
-func newPolicyIndex(policies []compiledPolicy, closed types.EntityMap) policyIndex {
+func newPolicyIndex(policies []compiledPolicy, closed closedEntities) policyIndex {
 	var ix policyIndex
 	for d := range dimCount {
 		ix.byUID[d] = map[types.EntityUID][]int32{}
 		ix.byType[d] = map[types.EntityType][]int32{}
 	}
-	for i, p := range policies {
-		ix.add(int32(i), (*expast.Policy)(p.policy.AST()))
+	for i := range policies {
+		ix.add(int32(i), (*expast.Policy)(policies[i].policy.AST()))
 	}
 	ix.precompute(closed)
 	return ix
@@ -123,22 +129,73 @@ func (ix *policyIndex) reach(buckets [][]int32, d int, uid types.EntityUID, ance
 // buckets it reaches, so that a request that brings no entities of its own
 // costs one lookup per dimension however deep the hierarchy and however
 // large the bundle.
-func (ix *policyIndex) precompute(closed types.EntityMap) {
-	ancestors := bundleAncestors(closed)
+func (ix *policyIndex) precompute(closed closedEntities) {
+	ix.entities = closed.s
+	var wg sync.WaitGroup
 	for d := range dimCount {
-		ix.reached[d] = map[types.EntityUID][]int32{}
+		if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
+			continue // nothing to reach: the lookup falls through cheaply
+		}
+		wg.Go(func() { ix.reached[d], ix.lists[d] = ix.precomputeDim(d) })
 	}
-	var buf [8][]int32
-	for uid := range closed {
-		for d := range dimCount {
-			if len(ix.byUID[d]) == 0 && len(ix.byType[d]) == 0 {
-				continue // nothing to reach: the lookup falls through cheaply
-			}
-			if l := mergeBuckets(ix.reach(buf[:0], d, uid, ancestors)); len(l) > 0 {
-				ix.reached[d][uid] = l
-			}
+	wg.Wait()
+}
+
+// precomputeDim is precompute for dimension d: the span each entity
+// reaches, and the lists they are spans of. The buckets are first looked up
+// once per bucket and filed by entity number, so that the walk over every
+// entity and its ancestors reads arrays instead of hashing UIDs.
+func (ix *policyIndex) precomputeDim(d int) ([]span, []int32) {
+	store := ix.entities
+	buckets := [][]int32{nil} // bucket 0: none
+	own := make([]int32, len(store.typeOf))
+	for uid, b := range ix.byUID[d] {
+		if u, ok := store.lookup(uid); ok {
+			own[u] = int32(len(buckets))
+			buckets = append(buckets, b)
 		}
 	}
+	ofType := make([]int32, len(store.typeNames))
+	for t, name := range store.typeNames {
+		if b := ix.byType[d][name]; len(b) > 0 {
+			ofType[t] = int32(len(buckets))
+			buckets = append(buckets, b)
+		}
+	}
+	reached := make([]span, store.defined)
+	var lists []int32
+	shared := map[string]span{} // a list's int32s as bytes → where it is
+	var key []byte
+	var buf [8][]int32
+	for u := range store.defined {
+		reach := buf[:0]
+		for _, b := range []int32{ofType[store.typeOf[u]], own[u]} {
+			if b != 0 {
+				reach = append(reach, buckets[b])
+			}
+		}
+		for _, a := range store.closure.of(u) {
+			if b := own[a]; b != 0 {
+				reach = append(reach, buckets[b])
+			}
+		}
+		l := mergeBuckets(reach)
+		if len(l) == 0 {
+			continue
+		}
+		key = key[:0]
+		for _, i := range l {
+			key = binary.LittleEndian.AppendUint32(key, uint32(i))
+		}
+		sp, ok := shared[string(key)]
+		if !ok {
+			sp = span{uint32(len(lists)), uint32(len(lists) + len(l))}
+			lists = append(lists, l...)
+			shared[string(key)] = sp
+		}
+		reached[u] = sp
+	}
+	return reached, lists
 }
 
 // candidates returns the ascending indexes of the policies whose scope can
@@ -166,8 +223,12 @@ func (ix *policyIndex) candidatesInBundle(principal, action, resource types.Enti
 		buckets = append(buckets, ix.always)
 	}
 	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
-		if l, ok := ix.reached[d][uid]; ok {
-			buckets = append(buckets, l)
+		if u, ok := ix.entities.entity(uid); ok {
+			if ix.reached[d] != nil {
+				if sp := ix.reached[d][u]; sp.end > sp.off {
+					buckets = append(buckets, ix.lists[d][sp.off:sp.end])
+				}
+			}
 			continue
 		}
 		buckets = ix.reach(buckets, d, uid, noAncestors)

@@ -51,14 +51,17 @@ func TestLogOnlyNeverChangesDecisions(t *testing.T) {
 			isMarked := func(i int) bool { return marked[i] }
 			entities := g.entities()
 			withMarks := snapshotOfLines(t, lines, all, isMarked)
-			withMarks.entities, withMarks.closed = entities, closeEntities(entities)
-			withMarks.index = newPolicyIndex(withMarks.policies, withMarks.closed)
+			if err := withMarks.setEntities(entities); err != nil {
+				t.Fatal(err)
+			}
 			without := snapshotOfLines(t, lines, func(i int) bool { return !marked[i] }, none)
-			without.entities, without.closed = entities, closeEntities(entities)
-			without.index = newPolicyIndex(without.policies, without.closed)
+			if err := without.setEntities(entities); err != nil {
+				t.Fatal(err)
+			}
 			enforcedAll := snapshotOfLines(t, lines, all, none)
-			enforcedAll.entities, enforcedAll.closed = entities, closeEntities(entities)
-			enforcedAll.index = newPolicyIndex(enforcedAll.policies, enforcedAll.closed)
+			if err := enforcedAll.setEntities(entities); err != nil {
+				t.Fatal(err)
+			}
 			if got, want := len(withMarks.LogOnlyPolicies()), slices.Index(marked, true); want >= 0 && got == 0 {
 				t.Fatalf("LogOnlyPolicies is empty although policy%d is marked", want)
 			}

@@ -10,15 +10,15 @@ import (
 )
 
 // layeredEntities looks entities up in the bundle first and in the request
-// second, so the bundle is authoritative without the bundle's map being
+// second, so the bundle is authoritative without the bundle's entities being
 // copied.
 type layeredEntities struct {
-	bundle  types.EntityMap
+	bundle  types.EntityGetter
 	request types.EntityMap
 }
 
 func (l layeredEntities) Get(uid types.EntityUID) (types.Entity, bool) {
-	if e, ok := l.bundle[uid]; ok {
+	if e, ok := l.bundle.Get(uid); ok {
 		return e, true
 	}
 	e, ok := l.request[uid]
@@ -92,7 +92,7 @@ func (s *Snapshot) screen(req Request) (types.EntityMap, []IgnoredEntity) {
 	var ignored []IgnoredEntity
 	for _, uid := range sortedUIDs(req.Entities) {
 		e := req.Entities[uid]
-		if own, ok := s.entities[uid]; ok {
+		if own, ok := s.entities.Get(uid); ok {
 			if !own.Equal(e) {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: "the policy bundle defines this entity; request data ignored"})
 			}
@@ -132,7 +132,7 @@ func (s *Snapshot) detachPrincipal(principal types.EntityUID, taskType types.Ent
 			continue
 		}
 		seen[uid] = true
-		if own, ok := s.entities[uid]; ok {
+		if own, ok := s.entities.Get(uid); ok {
 			queue = slices.AppendSeq(queue, own.Parents.All())
 			continue
 		}
@@ -142,7 +142,7 @@ func (s *Snapshot) detachPrincipal(principal types.EntityUID, taskType types.Ent
 		}
 		var kept []types.EntityUID
 		for _, parent := range slices.SortedFunc(e.Parents.All(), CompareUIDs) {
-			if _, bundleDefined := s.entities[parent]; bundleDefined {
+			if _, bundleDefined := s.entities.entity(parent); bundleDefined {
 				ignored = append(ignored, IgnoredEntity{UID: uid, Detail: fmt.Sprintf(
 					"parent %s ignored: a request cannot place the principal under an entity of the policy bundle", parent)})
 				continue

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go"
+	expast "github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
 // Policy files: Cedar's text syntax, and Cedar's JSON policy-set format.
@@ -54,8 +58,10 @@ func (c *compiler) policies() []parsedPolicy {
 			list = c.textPolicies(file)
 		}
 		for _, p := range list {
-			if annotated, ok := p.policy.Annotations()["id"]; ok {
-				p.id = cedar.PolicyID(annotated)
+			for _, a := range (*expast.Policy)(p.policy.AST()).Annotations {
+				if a.Key == "id" {
+					p.id = cedar.PolicyID(a.Value)
+				}
 			}
 			if first, dup := byID[p.id]; dup {
 				c.fail(p.file, p.pos, "duplicate policy id %q (first at %s)", p.id, first.where())
@@ -68,20 +74,105 @@ func (c *compiler) policies() []parsedPolicy {
 }
 
 // textPolicies parses a .cedar file; ids are positions until policies
-// replaces them with @id annotations.
+// replaces them with @id annotations. A large file is parsed in pieces of
+// whole policies, one per core at a time: cedar-go tokenizes all of its
+// input before parsing it, and the tokens of a whole file of 100,000
+// policies take several times the memory of the policies they become.
+// Each piece's positions are shifted to where it starts in the file, and
+// only the first piece that fails is reported, as a parse of the whole
+// file would report one error.
 func (c *compiler) textPolicies(file string) []parsedPolicy {
-	list, err := cedar.NewPolicyListFromBytes(file, c.bundle.Files[file])
+	pieces := splitPolicies(c.bundle.Files[file], policyPiece)
+	lists := make([][]parsedPolicy, len(pieces))
+	errs := make([]error, len(pieces))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(pieces)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(pieces); i = int(next.Add(1) - 1) {
+				lists[i], errs[i] = parsePiece(file, pieces[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			c.parseFailure(file, pieces[i].line-1, err)
+			return nil
+		}
+	}
+	return slices.Concat(lists...)
+}
+
+// policyPiece is the size of the pieces textPolicies parses a file in.
+const policyPiece = 256 << 10
+
+// piece is a run of whole policies of a file, starting at the beginning
+// of line line (from 1), offset bytes into the file.
+type piece struct {
+	text         []byte
+	line, offset int
+}
+
+func parsePiece(file string, pc piece) ([]parsedPolicy, error) {
+	list, err := cedar.NewPolicyListFromBytes(file, pc.text)
 	if err != nil {
-		c.parseFailure(file, err)
-		return nil
+		return nil, err
 	}
 	out := make([]parsedPolicy, len(list))
 	for i, p := range list {
+		at := &(*expast.Policy)(p.AST()).Position
+		at.Line += pc.line - 1
+		at.Offset += pc.offset
 		pos := p.Position()
 		out[i] = parsedPolicy{policy: p, file: file, pos: &pos}
 		out[i].id = cedar.PolicyID(out[i].where())
 	}
-	return out
+	return out, nil
+}
+
+// splitPolicies cuts Cedar policy text into pieces of at least size bytes
+// (the last may be shorter), each ending with a line on which a policy's
+// closing semicolon was the last thing outside comments. Cedar has no
+// other semicolons outside string literals and comments, so each piece
+// holds whole policies; text that does not parse stays in some piece
+// and fails there.
+func splitPolicies(text []byte, size int) []piece {
+	var pieces []piece
+	start, line, startLine := 0, 1, 1
+	inString, inComment, afterPolicy := false, false, false
+	for i := 0; i < len(text); i++ {
+		switch ch := text[i]; {
+		case inString:
+			switch ch {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			case '\n':
+				line++
+			}
+			continue
+		case ch == '\n':
+			inComment = false
+			line++
+			if afterPolicy && i+1-start >= size {
+				pieces = append(pieces, piece{text: text[start : i+1], line: startLine, offset: start})
+				start, startLine = i+1, line
+			}
+		case inComment, ch == ' ', ch == '\t', ch == '\r':
+		case ch == '/' && i+1 < len(text) && text[i+1] == '/':
+			inComment = true
+		case ch == '"':
+			inString, afterPolicy = true, false
+		default:
+			afterPolicy = ch == ';'
+		}
+	}
+	if start < len(text) || len(pieces) == 0 {
+		pieces = append(pieces, piece{text: text[start:], line: startLine, offset: start})
+	}
+	return pieces
 }
 
 // jsonPolicies parses a .cedar.json file: a Cedar JSON policy set,
@@ -104,8 +195,9 @@ func (c *compiler) jsonPolicies(file string) []parsedPolicy {
 	return out
 }
 
-// parseFailure records a Cedar parse error at the position it names.
-func (c *compiler) parseFailure(file string, err error) {
+// parseFailure records a Cedar parse error at the position it names,
+// lines further down the file than the parsed text started.
+func (c *compiler) parseFailure(file string, lines int, err error) {
 	msg := err.Error()
 	m := parsePosition.FindStringSubmatchIndex(msg)
 	if m == nil {
@@ -114,7 +206,7 @@ func (c *compiler) parseFailure(file string, err error) {
 	}
 	line, _ := strconv.Atoi(msg[m[2]:m[3]])
 	col, _ := strconv.Atoi(msg[m[4]:m[5]])
-	c.fail(file, &cedar.Position{Line: line, Column: col}, "%s", strings.TrimSpace(msg[m[1]:]))
+	c.fail(file, &cedar.Position{Line: line + lines, Column: col}, "%s", strings.TrimSpace(msg[m[1]:]))
 }
 
 // parsePosition finds the position in cedar-go's parse errors, which name

@@ -3,24 +3,30 @@ package policystore
 import (
 	"context"
 	"iter"
-	"maps"
 	"slices"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	expast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 )
 
 // Snapshot is a compiled policy bundle. It is safe for concurrent use:
 // nothing in it changes once it is published (Store.Activate stamps its
-// revision and activation time before that). It is a cedar.PolicyIterator.
+// revision and activation time before that) but two caches that fill as
+// decisions read it, through atomic pointers and invisibly to any
+// decision: materialised entities and policies' annotation maps. It is a
+// cedar.PolicyIterator.
 type Snapshot struct {
-	revision    string
-	source      string
-	policies    []compiledPolicy // sorted by id, so reasons come out sorted
-	entities    types.EntityMap
+	revision string
+	source   string
+	policies []compiledPolicy // sorted by id, so reasons come out sorted
+	// entities are the bundle's entities as written (see entitystore.go).
+	entities    *entityStore
 	schema      *resolved.Schema
 	activatedAt time.Time
 	sequence    int64 // the manifest's, for anti-rollback
@@ -29,9 +35,9 @@ type Snapshot struct {
 	baseRevision string
 	contentHash  string
 
-	// closed holds the entities with their ancestor closures as parents;
+	// closed is entities with their ancestor closures as parents;
 	// decisions evaluate against it (see closure.go).
-	closed types.EntityMap
+	closed closedEntities
 	index  policyIndex
 	// authoritative holds the entity types only the bundle defines (see
 	// Manifest.AuthoritativeTypes); nil when there are none.
@@ -43,30 +49,62 @@ type Snapshot struct {
 }
 
 type compiledPolicy struct {
-	id          cedar.PolicyID
-	policy      *cedar.Policy
-	annotations map[string]string
+	id     cedar.PolicyID
+	policy *cedar.Policy
+	// annotations is the policy's annotations as a map, made the first
+	// time the policy is a reason for a decision: the policies of a large
+	// bundle that never are cost nothing beyond their AST.
+	annotations atomic.Pointer[map[string]string]
 }
 
-func newSnapshot(revision, source string, policies map[cedar.PolicyID]*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) *Snapshot {
-	s := &Snapshot{revision: revision, source: source, entities: entities, schema: sch}
-	for _, id := range slices.Sorted(maps.Keys(policies)) {
-		p := policies[id]
-		ann := make(map[string]string, len(p.Annotations()))
-		for k, v := range p.Annotations() {
-			ann[string(k)] = string(v)
-		}
-		if ann[EnforcementAnnotation] == LogOnly {
-			if s.logOnly == nil {
-				s.logOnly = make([]bool, len(policies))
-			}
-			s.logOnly[len(s.policies)] = true
-		}
-		s.policies = append(s.policies, compiledPolicy{id: id, policy: p, annotations: ann})
+// annotationMap returns p's annotations, shared: callers must not modify
+// the map.
+func (p *compiledPolicy) annotationMap() map[string]string {
+	if m := p.annotations.Load(); m != nil {
+		return *m
 	}
-	s.closed = closeEntities(entities)
+	list := (*expast.Policy)(p.policy.AST()).Annotations
+	m := make(map[string]string, len(list))
+	for _, a := range list {
+		m[string(a.Key)] = string(a.Value)
+	}
+	p.annotations.Store(&m)
+	return m
+}
+
+// buildSnapshot compiles the policies ids[i] → policies[i], ids sorted and
+// unique, and the entities into a Snapshot.
+func buildSnapshot(revision, source string, ids []cedar.PolicyID, policies []*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) (*Snapshot, error) {
+	s := &Snapshot{revision: revision, source: source, schema: sch}
+	s.policies = make([]compiledPolicy, len(policies))
+	for i, p := range policies {
+		s.policies[i].id, s.policies[i].policy = ids[i], p
+		for _, a := range (*expast.Policy)(p.AST()).Annotations {
+			if a.Key == EnforcementAnnotation && a.Value == LogOnly {
+				if s.logOnly == nil {
+					s.logOnly = make([]bool, len(policies))
+				}
+				s.logOnly[i] = true
+			}
+		}
+	}
+	if err := s.setEntities(entities); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// setEntities stores the bundle's entities and indexes the policies
+// against their closures.
+func (s *Snapshot) setEntities(entities types.EntityMap) error {
+	store, err := newEntityStore(entities)
+	if err != nil {
+		return err
+	}
+	s.entities = store
+	s.closed = closedEntities{store}
 	s.index = newPolicyIndex(s.policies, s.closed)
-	return s
+	return nil
 }
 
 // Revision is the bundle revision this snapshot was built from.
@@ -83,7 +121,7 @@ func (s *Snapshot) PolicyCount() int { return len(s.policies) }
 
 // EntityCount is the number of entities the bundle defines, action entities
 // from the schema included.
-func (s *Snapshot) EntityCount() int { return len(s.entities) }
+func (s *Snapshot) EntityCount() int { return s.entities.Len() }
 
 // ContentHash is the digest of the bundle the snapshot was built from.
 func (s *Snapshot) ContentHash() string { return s.contentHash }
@@ -94,15 +132,17 @@ func (s *Snapshot) Sequence() int64 { return s.sequence }
 // Schema is the bundle's resolved schema, or nil.
 func (s *Snapshot) Schema() *resolved.Schema { return s.schema }
 
-// Entities returns the bundle's entities. Callers must not modify the map.
-func (s *Snapshot) Entities() types.EntityMap { return s.entities }
+// Entities returns the bundle's entities as written, in a map built for
+// the caller: it materialises every entity, so it is for tools and
+// comparisons, not for a request.
+func (s *Snapshot) Entities() types.EntityMap { return s.entities.Entities() }
 
 // All yields the snapshot's policies in id order; it makes a Snapshot a
 // cedar.PolicyIterator.
 func (s *Snapshot) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for _, p := range s.policies {
-			if !yield(p.id, p.policy) {
+		for i := range s.policies {
+			if p := &s.policies[i]; !yield(p.id, p.policy) {
 				return
 			}
 		}
@@ -114,7 +154,7 @@ func (s *Snapshot) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 // entity, so it costs O(entities) per call.
 func (s *Snapshot) EntitiesOfType(t types.EntityType) []types.EntityUID {
 	var out []types.EntityUID
-	for uid := range s.entities {
+	for uid := range s.entities.All() {
 		if uid.Type == t {
 			out = append(out, uid)
 		}
@@ -138,13 +178,13 @@ func (s *Snapshot) Actions(principal, resource types.EntityType) []types.EntityU
 			}
 		}
 	} else {
-		for uid := range s.entities {
+		for uid := range s.entities.All() {
 			if isActionType(uid.Type) {
 				set[uid] = struct{}{}
 			}
 		}
-		for _, p := range s.policies {
-			for _, uid := range scopeUIDs(p.policy.AST().Action) {
+		for i := range s.policies {
+			for _, uid := range scopeUIDs(s.policies[i].policy.AST().Action) {
 				set[uid] = struct{}{}
 			}
 		}
@@ -285,11 +325,11 @@ func (s *Snapshot) wouldHave(allow, forbidden bool, logOnly []int32, entities ty
 }
 
 func (s *Snapshot) annotations(id cedar.PolicyID) map[string]string {
-	i, ok := slices.BinarySearchFunc(s.policies, id, func(p compiledPolicy, id cedar.PolicyID) int {
-		return strings.Compare(string(p.id), string(id))
+	i, ok := sort.Find(len(s.policies), func(i int) int {
+		return strings.Compare(string(id), string(s.policies[i].id))
 	})
 	if !ok {
 		return nil
 	}
-	return s.policies[i].annotations
+	return s.policies[i].annotationMap()
 }

@@ -39,6 +39,11 @@ import (
 )
 
 type config struct {
+	// activateOnly, decideFor and memProfile: see activateOnly.
+	activateOnly bool
+	decideFor    time.Duration
+	memProfile   string
+
 	addr        string
 	scenario    string
 	concurrency []int
@@ -65,6 +70,10 @@ func parse(args []string) (config, error) {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.StringVar(&c.addr, "addr", "", "intentpdp gRPC address; empty starts one in process on loopback with the scenario's bundle")
 	fs.StringVar(&c.scenario, "scenario", "p10k-e100k", "scenario name: "+specNames())
+	fs.BoolVar(&c.activateOnly, "activate-only", false, "activate the scenario's bundle in this process, report the time, the snapshot's heap and RSS, "+
+		"then Decide's latency for -decide-for, and exit; no server, no load")
+	fs.DurationVar(&c.decideFor, "decide-for", 3*time.Second, "with -activate-only, how long to time Decide over the queries (0: not at all)")
+	fs.StringVar(&c.memProfile, "memprofile", "", "with -activate-only, write a heap profile of the activated snapshot to this file")
 	levels := fs.String("concurrency", "1,32,64", "comma-separated concurrency levels (calls in flight)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "duration of each measurement")
 	fs.Float64Var(&c.rate, "rate", 0, "calls per second in total; 0 runs closed-loop, as fast as possible")
@@ -110,6 +119,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	sc := scenario.Build(spec)
 	if cfg.writeBundle != "" {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
+	}
+	if cfg.activateOnly {
+		return activateOnly(ctx, sc, cfg.decideFor, cfg.memProfile, out)
 	}
 	if cfg.serveEcho != "" {
 		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)

@@ -46,6 +46,27 @@ func TestRunBatch(t *testing.T) {
 	}
 }
 
+// TestActivateOnly activates a small scenario in process and checks that
+// the report names the activation, the snapshot's heap, RSS and Decide's
+// latency.
+func TestActivateOnly(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	profile := filepath.Join(t.TempDir(), "heap.prof")
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-activate-only", "-decide-for", "50ms", "-memprofile", profile}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"scenario p10-e1k: 11 policies", "activation ", "snapshot heap ", "RSS after activation ", "Decide p50 "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if st, err := os.Stat(profile); err != nil || st.Size() == 0 {
+		t.Errorf("heap profile: %v", err)
+	}
+}
+
 func TestWriteBundleServesTheScenario(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
