@@ -65,6 +65,10 @@ type Config struct {
 	// Grants configures task grants.
 	Grants GrantConfig
 	MCP    MCPConfig
+	// GCMinHeapMiB is the floor of the garbage collector's heap goal, in
+	// MiB (see heapfloor); 0 leaves the collector to GOGC alone, and so
+	// does a GOGC set in the environment.
+	GCMinHeapMiB int
 }
 
 // defaultConfig holds the defaults of Config's own fields; the nested
@@ -79,6 +83,7 @@ var defaultConfig = Config{
 	LogFormat:       "text",
 	HTTPListen:      "127.0.0.1:8181",
 	ShutdownTimeout: 15 * time.Second,
+	GCMinHeapMiB:    256,
 }
 
 // SetDefaults fills every unset field whose zero value has no meaning of
@@ -116,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.TLS.validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.GCMinHeapMiB < 0 {
+		errs = append(errs, fmt.Errorf("gc-min-heap-mib must not be negative, not %d", c.GCMinHeapMiB))
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("shutdown-delay must not be negative, not %v", c.ShutdownDelay))
@@ -159,6 +167,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AuthZENBaseURL, "authzen-base-url", "", "absolute URL the AuthZEN discovery metadata names, e.g. https://pdp.example.org (default: the address each request arrived on, never its Host header)")
 	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "JSON file mapping gateway requests (ext_authz, forward-auth) to decisions")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long graceful shutdown waits for in-flight requests")
+	fs.IntVar(&c.GCMinHeapMiB, "gc-min-heap-mib", d.GCMinHeapMiB, "floor of the garbage collector's heap goal in MiB: a small heap grows to it between collections, a larger one keeps GOGC's proportion (0: GOGC alone; a GOGC in the environment also turns it off)")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on shutdown, how long to keep serving after health reports NOT_SERVING, so that load balancers stop sending work first (set it above the balancer's health-check interval × fall count)")
 	c.HTTPLimits.bindFlags(fs)
 	c.GRPCLimits.bindFlags(fs)

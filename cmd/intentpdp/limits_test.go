@@ -33,6 +33,7 @@ var zeroHasMeaning = map[string]string{
 	"watch":                    "no watching",
 	"trace-sample-ratio":       "sample no new traces",
 	"decision-log-max-backups": "keep every rotated file",
+	"gc-min-heap-mib":          "GOGC alone",
 }
 
 // TestConfigDefaultsMatchFlags: a Config built in code and given

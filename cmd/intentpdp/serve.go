@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/heapfloor"
 	"github.com/intentpdp/intentpdp/examples"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
@@ -43,6 +45,9 @@ func serveWith(ctx context.Context, args []string, stderr io.Writer, listen list
 		return err
 	}
 	log := cfg.logger(stderr)
+	if floor := startHeapFloor(cfg.GCMinHeapMiB, log); floor != nil {
+		defer floor.Stop()
+	}
 	obs, err := newObservability(ctx, &cfg.Observability, log)
 	if err != nil {
 		return err
@@ -218,4 +223,17 @@ func loadBundle(dir string) (*policystore.Bundle, error) {
 	}
 	b.Source = embeddedSource
 	return b, nil
+}
+
+// startHeapFloor keeps the collector's heap goal at least minMiB (nil:
+// off, with 0 or when the environment sets GOGC, which then decides).
+func startHeapFloor(minMiB int, log *slog.Logger) *heapfloor.Floor {
+	if minMiB == 0 {
+		return nil
+	}
+	if gogc, ok := os.LookupEnv("GOGC"); ok {
+		log.Info("GOGC is set; the heap floor is off", "GOGC", gogc)
+		return nil
+	}
+	return heapfloor.Start(uint64(minMiB)<<20, 100)
 }

@@ -1,0 +1,85 @@
+// Package heapfloor keeps the garbage collector's heap goal at or above a
+// floor. With GOGC=100 the collector runs whenever the heap has grown by
+// its live size, so a PDP whose live heap is small (its snapshot holds few
+// pointers) collects very often at a high request rate: its GC CPU follows
+// the allocation rate. A floor makes that cheap: a small heap may grow to
+// the floor before a cycle, while a large one keeps GOGC's proportion.
+//
+// After each cycle the percent is set to max(base, floor/live − 1), so the
+// goal is max(floor, live × (1 + base/100)). GOMEMLIMIT, when set, still
+// bounds the heap.
+package heapfloor
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// Floor is a running heap floor; Stop ends it.
+type Floor struct {
+	floor uint64
+	base  int
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// Start keeps the heap goal at or above floor bytes, the percent never
+// below base (the GOGC it replaces, normally 100).
+func Start(floor uint64, base int) *Floor {
+	f := &Floor{floor: floor, base: base}
+	if f.adjust() {
+		f.arm()
+	}
+	return f
+}
+
+// Stop ends the tuning and restores the base percent.
+func (f *Floor) Stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	debug.SetGCPercent(f.base)
+}
+
+// arm asks to hear of the next collection: a sentinel that is unreachable
+// at once is finalised by the next cycle, and its finaliser arms anew.
+func (f *Floor) arm() {
+	sentinel := new([16]byte) // large enough not to share a tiny-alloc block
+	runtime.SetFinalizer(sentinel, func(*[16]byte) {
+		if f.adjust() {
+			f.arm()
+		}
+	})
+}
+
+// adjust sets the percent for the last cycle's live heap, unless stopped.
+func (f *Floor) adjust() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.stopped {
+		debug.SetGCPercent(Percent(f.floor, f.base, liveHeap()))
+	}
+	return !f.stopped
+}
+
+// Percent is the GOGC that makes the heap goal of a live heap of live bytes
+// max(floor, live × (1 + base/100)).
+func Percent(floor uint64, base int, live uint64) int {
+	if live == 0 || live >= floor {
+		return base
+	}
+	p := int((floor - live) * 100 / live) // goal = live × (1 + p/100) = floor
+	return max(p, base)
+}
+
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}

@@ -1,0 +1,57 @@
+package heapfloor
+
+import (
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+const mib = 1 << 20
+
+func TestPercent(t *testing.T) {
+	for _, c := range []struct {
+		floor, live uint64
+		base, want  int
+	}{
+		{256 * mib, 32 * mib, 100, 700},  // goal 256 MiB
+		{256 * mib, 128 * mib, 100, 100}, // the floor is what GOGC gives anyway
+		{256 * mib, 200 * mib, 100, 100}, // the floor alone would collect sooner than GOGC
+		{256 * mib, 300 * mib, 100, 100}, // above the floor: GOGC's proportion
+		{256 * mib, 32 * mib, 800, 800},  // never below the base
+		{256 * mib, 0, 100, 100},         // no cycle yet
+	} {
+		if got := Percent(c.floor, c.base, c.live); got != c.want {
+			t.Errorf("Percent(floor %d MiB, base %d, live %d MiB) = %d, want %d", c.floor/mib, c.base, c.live/mib, got, c.want)
+		}
+	}
+}
+
+// TestStartFollowsCollections: after a collection the goal is raised to the
+// floor, and Stop puts the base back.
+func TestStartFollowsCollections(t *testing.T) {
+	f := Start(1<<40, 100) // far above any live heap of this test
+	deadline := time.Now().Add(10 * time.Second)
+	for gogc() == 100 {
+		if time.Now().After(deadline) {
+			f.Stop()
+			t.Fatal("GOGC still 100 after collections; the floor never applied")
+		}
+		runtime.GC() // the finaliser runs after the cycle, on its own goroutine
+		time.Sleep(time.Millisecond)
+	}
+	if got := gogc(); got <= 100 {
+		t.Errorf("GOGC %d, want above 100", got)
+	}
+	f.Stop()
+	runtime.GC()
+	if got := gogc(); got != 100 {
+		t.Errorf("after Stop GOGC is %d, want 100", got)
+	}
+}
+
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
