@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,18 +110,21 @@ func (req *Request) CedarContext() (types.Record, error) {
 	if _, ok := req.Context[ContextTask]; ok && req.TaskType != "" {
 		return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it from intent.task_id", ErrInvalidRequest, ContextTask)
 	}
-	fields := make(types.RecordMap, len(req.Context)+3)
-	maps.Copy(fields, req.Context)
-	attrs := req.Intent.Attributes
-	if attrs == nil {
-		attrs = types.RecordMap{}
+	// types.NewRecord copies the map it is given, so both maps are
+	// scratch, reused across calls.
+	intent := scratchRecords.Get().(types.RecordMap)
+	defer putScratch(intent)
+	intent["purpose"] = types.String(req.Intent.Purpose)
+	intent["task_id"] = types.String(req.Intent.TaskID)
+	intent["tool"] = types.String(req.Intent.Tool)
+	intent["attributes"] = emptyRecord
+	if len(req.Intent.Attributes) > 0 {
+		intent["attributes"] = types.NewRecord(req.Intent.Attributes)
 	}
-	fields[ContextIntent] = types.NewRecord(types.RecordMap{
-		"purpose":    types.String(req.Intent.Purpose),
-		"task_id":    types.String(req.Intent.TaskID),
-		"tool":       types.String(req.Intent.Tool),
-		"attributes": types.NewRecord(attrs),
-	})
+	fields := scratchRecords.Get().(types.RecordMap)
+	defer putScratch(fields)
+	maps.Copy(fields, req.Context)
+	fields[ContextIntent] = types.NewRecord(intent)
 	fields[ContextNow] = types.NewDatetime(req.Now)
 	if id := req.Identity; id != nil {
 		fields[ContextIdentity] = id.record()
@@ -129,6 +133,25 @@ func (req *Request) CedarContext() (types.Record, error) {
 		fields[ContextTask] = req.Task.UID
 	}
 	return types.NewRecord(fields), nil
+}
+
+// emptyRecord is an empty record, made (and boxed as a Value) once:
+// records are immutable.
+var emptyRecord types.Value = types.NewRecord(types.RecordMap{})
+
+// scratchRecords hold the maps CedarContext builds records from.
+var scratchRecords = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
+
+// maxScratchFields bounds the maps kept for reuse, so that one request
+// with a huge context does not pin its map.
+const maxScratchFields = 64
+
+func putScratch(m types.RecordMap) {
+	if len(m) > maxScratchFields {
+		return
+	}
+	clear(m)
+	scratchRecords.Put(m)
 }
 
 func (id *Identity) record() types.Record {
