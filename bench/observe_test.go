@@ -64,7 +64,7 @@ func observedService(b *testing.B, setup observeSetup) (*grpcapi.Service, []grpc
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(setup.sampleRatio))))
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 		opts = append(opts, engine.WithTracerProvider(tp))
-		grpcOpts = append(grpcOpts, telemetry.GRPCStatsHandler(tp))
+		grpcOpts = append(grpcOpts, telemetry.GRPCStatsHandler(tp, pdpv1.AuthorizationService_Authorize_FullMethodName))
 	}
 	if setup.dlog {
 		sink, err := decisionlog.OpenSink(filepath.Join(b.TempDir(), "decisions.log"), 1024, 1)

@@ -35,7 +35,7 @@ func (s *idSource) next(now time.Time) string {
 	seq := s.seq.Add(1) & (1<<seqBits - 1)
 	var u [16]byte
 	binary.BigEndian.PutUint64(u[0:8], uint64(now.UnixMilli())<<16|0x7<<12|seq>>30) // time, version 7, sequence high 12 bits
-	binary.BigEndian.PutUint64(u[8:16], 0b10<<62|(seq&(1<<30-1))<<32|uint64(s.tag))  // variant, sequence low 30 bits, tag
+	binary.BigEndian.PutUint64(u[8:16], 0b10<<62|(seq&(1<<30-1))<<32|uint64(s.tag)) // variant, sequence low 30 bits, tag
 	var out [36]byte
 	hex.Encode(out[0:8], u[0:4])
 	out[8] = '-'

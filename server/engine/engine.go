@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/intentpdp/intentpdp/policystore"
 )
@@ -69,9 +70,16 @@ func WithRejectEntityOverrides(reject bool) Option {
 	return func(e *Engine) { e.rejectOverrides = reject }
 }
 
-// WithTracerProvider sets where decision spans go (default: nowhere).
+// WithTracerProvider sets where decision spans go (default: nowhere). A
+// no-op provider is the default: no span is started, not even a no-op one.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(e *Engine) { e.tracer = tp.Tracer("github.com/intentpdp/intentpdp/server/engine") }
+	return func(e *Engine) {
+		if _, off := tp.(noop.TracerProvider); off {
+			e.tracer = nil
+			return
+		}
+		e.tracer = tp.Tracer("github.com/intentpdp/intentpdp/server/engine")
+	}
 }
 
 // WithTracedIdentifiers sets which identifiers decision spans carry.
