@@ -60,3 +60,11 @@ func TestDecisionIDAllocatesOnlyItsString(t *testing.T) {
 		t.Errorf("%v allocations per id, want 1 (the string)", n)
 	}
 }
+
+func BenchmarkDecisionID(b *testing.B) {
+	s := newIDSource()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = s.next(time.Now())
+	}
+}
