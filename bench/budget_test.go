@@ -57,7 +57,10 @@ func BenchmarkBudget(b *testing.B) {
 	each("proto/unmarshal-request", func(i int) error { return proto.Unmarshal(wires[i], &pdpv1.AuthorizeRequest{}) })
 	each("proto/marshal-response", func(i int) error { _, err := proto.Marshal(resps[i]); return err })
 	each("proto/unmarshal-response", func(i int) error { return proto.Unmarshal(respWires[i], &pdpv1.AuthorizeResponse{}) })
-	each("decode", func(i int) error { _, err := grpcapi.DecodeRequest(f.sc.Queries[i].Request, engine.DefaultLimits); return err })
+	each("decode", func(i int) error {
+		_, err := grpcapi.DecodeRequest(f.sc.Queries[i].Request, engine.DefaultLimits)
+		return err
+	})
 	each("decide", func(i int) error { _, err := f.snap.Decide(ctx, f.decoded[i]); return err })
 	eng := engine.New(engine.Fixed(f.snap))
 	each("engine", func(i int) error { _, err := eng.Evaluate(ctx, grpcapi.FrontEnd, f.decoded[i]); return err })
