@@ -66,7 +66,7 @@ func startObserved(t *testing.T, opts ...engine.Option) *observed {
 	svc := newService(store, append([]engine.Option{
 		engine.WithTracerProvider(tp), engine.WithMetrics(metrics), engine.WithDecisionLog(o.log),
 	}, opts...)...)
-	gs, _ := grpcapi.NewServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(tp, pdpv1.AuthorizationService_Authorize_FullMethodName))...)
+	gs, _ := grpcapi.NewServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCTracing(tp, pdpv1.AuthorizationService_Authorize_FullMethodName)...)...)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
@@ -169,6 +169,9 @@ func TestBatchGetsOneSpanPerDecision(t *testing.T) {
 	}
 	if len(byID) != len(batch.Requests) || rpc == nil {
 		t.Fatalf("%d decision spans and RPC span %v, want %d and one", len(byID), rpc, len(batch.Requests))
+	}
+	if rpc.Name() != "intentpdp.v1.AuthorizationService/BatchAuthorize" || rpc.Parent().SpanID().String() != callerSpan || !rpc.Parent().IsRemote() {
+		t.Errorf("RPC span %s with parent %s (remote %t), want BatchAuthorize under the caller's span %s", rpc.Name(), rpc.Parent().SpanID(), rpc.Parent().IsRemote(), callerSpan)
 	}
 	for i, r := range resp.GetResponses() {
 		s, ok := byID[r.GetDecisionId()]

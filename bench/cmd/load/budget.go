@@ -36,8 +36,7 @@ type rung struct {
 
 // runBudget attributes the gap between the echo floor and intentpdp: it
 // serves a ladder of servers in process, each adding one part (protobuf,
-// the handler and its interceptors, stream workers, metrics, the stats
-// handler), measures every rung in alternating rounds so that all see the
+// the handler and its interceptors, stream workers, metrics, tracing), measures every rung in alternating rounds so that all see the
 // same machine load, and prints each rung's p50 and throughput and its
 // difference to the rung it adds to. Along the chain echo, echo+workers,
 // proto, intentpdp, metrics the differences add up to the gap; the other
@@ -99,12 +98,12 @@ func runBudget(ctx context.Context, cfg config, sc *scenario.Scenario, out io.Wr
 		return err
 	}
 	unsampled := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
-	sampled := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	sampled := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(telemetry.NewSpanBatcher(tracetest.NewNoopExporter())))
 	defer unsampled.Shutdown(context.Background())
 	defer sampled.Shutdown(context.Background())
 	traced := func(tp *sdktrace.TracerProvider) (*grpcapi.Service, []grpc.ServerOption) {
 		return pdp(engine.WithMetrics(metrics), engine.WithTracerProvider(tp)),
-			append(metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(tp, pdpv1.AuthorizationService_Authorize_FullMethodName))
+			append(metrics.GRPCServerOptions(), telemetry.GRPCTracing(tp, pdpv1.AuthorizationService_Authorize_FullMethodName)...)
 	}
 	defaultServer, _ := grpcapi.NewServer(pdp())
 	noWorkersServer, _ := grpcapi.NewServer(pdp(), noWorkers)
@@ -131,7 +130,7 @@ func runBudget(ctx context.Context, cfg config, sc *scenario.Scenario, out io.Wr
 		{"intentpdp", "proto", "intentpdp's interceptors and handler (decode, decide, encode, decision id)", defaultServer, pdpCall},
 		{"metrics", "intentpdp", "Prometheus interceptor and decision metrics: intentpdp serve, tracing off", withMetrics, pdpCall},
 		{"no-workers", "intentpdp", "intentpdp without stream workers", noWorkersServer, pdpCall},
-		{"stats-unsampled", "metrics", "tracing on, nothing sampled: otelgrpc stats handler, unsampled decision span", withUnsampled, pdpCall},
+		{"tracing-unsampled", "metrics", "tracing on, nothing sampled: tracing interceptors, unsampled decision span", withUnsampled, pdpCall},
 		{"traced", "metrics", "tracing on, every decision sampled (the exporter discards)", withSampled, pdpCall},
 	} {
 		if err := add(r.name, r.base, r.adds, r.gs, r.call); err != nil {

@@ -149,7 +149,7 @@ func TestBudgetMeasuresEveryRung(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"echo ", "echo+workers ", "proto ", "intentpdp ", "metrics ", "no-workers ", "stats-unsampled ", "traced ", "gap of intentpdp serve"} {
+	for _, want := range []string{"echo ", "echo+workers ", "proto ", "intentpdp ", "metrics ", "no-workers ", "tracing-unsampled ", "traced ", "gap of intentpdp serve"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
