@@ -7,6 +7,7 @@
 //	go run ./bench/cmd/load -scenario p10k-e100k -concurrency 1,32,64
 //	go run ./bench/cmd/load -write-bundle /tmp/b -scenario p10k-e100k   # for `intentpdp serve --bundle /tmp/b`
 //	go run ./bench/cmd/load -addr 127.0.0.1:50051 -scenario p10k-e100k
+//	go run ./bench/cmd/load -budget -scenario p10k-e100k   # where the gap over the echo goes
 package main
 
 import (
