@@ -16,7 +16,7 @@ func BenchmarkGRPCMetricsInterceptor(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ic := m.grpc.UnaryServerInterceptor()
+	ic := m.grpc.unary
 	info := &grpc.UnaryServerInfo{FullMethod: "/intentpdp.v1.AuthorizationService/Authorize"}
 	nothing := func(context.Context, any) (any, error) { return nil, nil }
 	ctx := context.Background()
