@@ -70,8 +70,8 @@ func WithRejectEntityOverrides(reject bool) Option {
 	return func(e *Engine) { e.rejectOverrides = reject }
 }
 
-// WithTracerProvider sets where decision spans go (default: nowhere). A
-// no-op provider is the default: no span is started, not even a no-op one.
+// WithTracerProvider sets where decision spans go (default: nowhere).
+// With a no-op provider, as by default, no span is started at all.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(e *Engine) {
 		if _, off := tp.(noop.TracerProvider); off {
