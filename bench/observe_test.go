@@ -43,6 +43,7 @@ var observeSetups = []observeSetup{
 	{"decisionlog", false, true, 0},
 	{"both", true, true, 1},
 	{"both-sampled-10pct", true, true, 0.1},
+	{"tracing-sampled-10pct", true, false, 0.1},
 }
 
 // observedService builds the service for setup: spans sampled at the
@@ -61,10 +62,10 @@ func observedService(b *testing.B, setup observeSetup) (*grpcapi.Service, []grpc
 	var opts []engine.Option
 	var grpcOpts []grpc.ServerOption
 	if setup.tracing {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(setup.sampleRatio))))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(telemetry.NewSpanBatcher(tracetest.NewNoopExporter())), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(setup.sampleRatio))))
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 		opts = append(opts, engine.WithTracerProvider(tp))
-		grpcOpts = append(grpcOpts, telemetry.GRPCStatsHandler(tp))
+		grpcOpts = append(grpcOpts, telemetry.GRPCTracing(tp, pdpv1.AuthorizationService_Authorize_FullMethodName)...)
 	}
 	if setup.dlog {
 		sink, err := decisionlog.OpenSink(filepath.Join(b.TempDir(), "decisions.log"), 1024, 1)
@@ -122,7 +123,7 @@ func BenchmarkObserveHandler(b *testing.B) {
 }
 
 // BenchmarkObserveGRPC is gRPC over loopback, the transport spans of the
-// otelgrpc stats handler included when tracing is on.
+// tracing interceptors included when tracing is on.
 func BenchmarkObserveGRPC(b *testing.B) {
 	for _, setup := range observeSetups {
 		b.Run(setup.name, func(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,6 +99,12 @@ const (
 // caller may not set one itself. req.Context is not modified, so a caller
 // may reuse it.
 func (req *Request) CedarContext() (types.Record, error) {
+	return req.cedarContext(nil)
+}
+
+// cedarContext is CedarContext with intent records taken from intents
+// when it is not nil.
+func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 	if req.Principal.Type == "" {
 		return types.Record{}, fmt.Errorf("%w: principal is required", ErrInvalidRequest)
 	}
@@ -109,18 +116,12 @@ func (req *Request) CedarContext() (types.Record, error) {
 	if _, ok := req.Context[ContextTask]; ok && req.TaskType != "" {
 		return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it from intent.task_id", ErrInvalidRequest, ContextTask)
 	}
-	fields := make(types.RecordMap, len(req.Context)+3)
+	// types.NewRecord copies the map it is given, so the map is scratch,
+	// reused across calls.
+	fields := scratchRecords.Get().(types.RecordMap)
+	defer putScratch(fields)
 	maps.Copy(fields, req.Context)
-	attrs := req.Intent.Attributes
-	if attrs == nil {
-		attrs = types.RecordMap{}
-	}
-	fields[ContextIntent] = types.NewRecord(types.RecordMap{
-		"purpose":    types.String(req.Intent.Purpose),
-		"task_id":    types.String(req.Intent.TaskID),
-		"tool":       types.String(req.Intent.Tool),
-		"attributes": types.NewRecord(attrs),
-	})
+	fields[ContextIntent] = intents.record(req.Intent)
 	fields[ContextNow] = types.NewDatetime(req.Now)
 	if id := req.Identity; id != nil {
 		fields[ContextIdentity] = id.record()
@@ -129,6 +130,73 @@ func (req *Request) CedarContext() (types.Record, error) {
 		fields[ContextTask] = req.Task.UID
 	}
 	return types.NewRecord(fields), nil
+}
+
+// intentRecords caches the context.intent records of intents without
+// attributes. Callers repeat a few purposes, tools and task ids, and a
+// record costs about ten allocations to build; records are immutable, so
+// one may be shared by any number of decisions. It is bounded: emptied
+// when full. A nil *intentRecords caches nothing.
+type intentRecords struct {
+	mu sync.RWMutex
+	m  map[intentKey]types.Value
+}
+
+type intentKey struct{ purpose, taskID, tool string }
+
+const maxIntentRecords = 4096
+
+func (c *intentRecords) record(in Intent) types.Value {
+	if c == nil || len(in.Attributes) > 0 {
+		return newIntentRecord(in)
+	}
+	k := intentKey{in.Purpose, in.TaskID, in.Tool}
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = newIntentRecord(in)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxIntentRecords {
+		c.m = make(map[intentKey]types.Value)
+	}
+	c.m[k] = v
+	return v
+}
+
+func newIntentRecord(in Intent) types.Value {
+	intent := scratchRecords.Get().(types.RecordMap)
+	defer putScratch(intent)
+	intent["purpose"] = types.String(in.Purpose)
+	intent["task_id"] = types.String(in.TaskID)
+	intent["tool"] = types.String(in.Tool)
+	intent["attributes"] = emptyRecord
+	if len(in.Attributes) > 0 {
+		intent["attributes"] = types.NewRecord(in.Attributes)
+	}
+	return types.NewRecord(intent)
+}
+
+// emptyRecord is an empty record, made (and boxed as a Value) once:
+// records are immutable.
+var emptyRecord types.Value = types.NewRecord(types.RecordMap{})
+
+// scratchRecords hold the maps CedarContext builds records from.
+var scratchRecords = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
+
+// maxScratchFields bounds the maps kept for reuse, so that one request
+// with a huge context does not pin its map.
+const maxScratchFields = 64
+
+func putScratch(m types.RecordMap) {
+	if len(m) > maxScratchFields {
+		return
+	}
+	clear(m)
+	scratchRecords.Put(m)
 }
 
 func (id *Identity) record() types.Record {

@@ -46,6 +46,8 @@ type Snapshot struct {
 	// @enforcement("log_only"); nil when there are none, so that a bundle
 	// without them pays nothing.
 	logOnly []bool
+	// intents caches context.intent records across decisions.
+	intents intentRecords
 }
 
 type compiledPolicy struct {
@@ -207,7 +209,7 @@ func admits(allowed []types.EntityType, t types.EntityType) bool {
 // the request's entities, the part whose cost the request controls, stops
 // with ctx.Err() once ctx is done.
 func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
-	cedarCtx, err := req.CedarContext()
+	cedarCtx, err := req.cedarContext(&s.intents)
 	if err != nil {
 		return Decision{Revision: s.revision}, err
 	}

@@ -157,8 +157,9 @@ func authzenEvaluation(t *testing.T, addr string) (string, string) {
 	return out.Context.DecisionID, map[bool]string{true: "ALLOW", false: "DENY"}[out.Decision]
 }
 
-// checkSpans asserts one decision span per decision, each the child of a
-// server span (gRPC or HTTP) that is the child of the caller's span.
+// checkSpans asserts one decision span per decision, each the child of
+// the caller's span (gRPC Authorize) or of a server span (gRPC batch,
+// HTTP) that is the child of the caller's span.
 func checkSpans(t *testing.T, spans []receivedSpan, decisions map[string]string) {
 	t.Helper()
 	byID := map[string]receivedSpan{}
@@ -181,7 +182,11 @@ func checkSpans(t *testing.T, spans []receivedSpan, decisions map[string]string)
 		if spanAttr(s.Span, "intentpdp.principal.id") == "" || spanAttr(s.Span, "intentpdp.policy_revision") != "agents-example-v1" {
 			t.Errorf("span for decision %s lacks principal id or revision: %v", id, s.GetAttributes())
 		}
-		rpc, ok := byID[hex.EncodeToString(s.GetParentSpanId())]
+		parent := hex.EncodeToString(s.GetParentSpanId())
+		if parent == callerSpan {
+			continue // Authorize: one decision, no RPC span of its own
+		}
+		rpc, ok := byID[parent]
 		if !ok || !(strings.HasPrefix(rpc.GetName(), "intentpdp.v1.AuthorizationService/") || rpc.GetName() == "POST /access/v1/evaluation") {
 			t.Errorf("span for decision %s: parent %x is not an RPC span", id, s.GetParentSpanId())
 			continue

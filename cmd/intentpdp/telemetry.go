@@ -24,6 +24,7 @@ import (
 
 	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/tlsfiles"
 	"github.com/intentpdp/intentpdp/policystore"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
 	"github.com/intentpdp/intentpdp/server/decisionlog"
 	"github.com/intentpdp/intentpdp/server/engine"
 	"github.com/intentpdp/intentpdp/server/telemetry"
@@ -244,12 +245,13 @@ func (o *observability) serviceOption() engine.Option {
 }
 
 // grpcOptions add the gRPC server metrics and, when tracing is on,
-// transport spans that continue the caller's W3C trace context. With
-// tracing off the stats handler would only cost time on every call.
+// transport spans that continue the caller's W3C trace context; Authorize,
+// one decision per call, is traced by its decision span alone. With
+// tracing off the tracing interceptors would only cost time on every call.
 func (o *observability) grpcOptions() []grpc.ServerOption {
 	opts := o.metrics.GRPCServerOptions()
 	if o.exporter != nil {
-		opts = append(opts, telemetry.GRPCStatsHandler(o.tp))
+		opts = append(opts, telemetry.GRPCTracing(o.tp, pdpv1.AuthorizationService_Authorize_FullMethodName)...)
 	}
 	return opts
 }
@@ -278,7 +280,7 @@ func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig
 	if err != nil {
 		return fmt.Errorf("trace resource: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp), sdktrace.WithResource(res)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(telemetry.NewSpanBatcher(exp)), sdktrace.WithResource(res)}
 	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
 	}

@@ -68,6 +68,13 @@ func (c *Converter) WireRecord(what string, in map[string]*pdpv1.Value, depth in
 	}
 	out := make(types.RecordMap, len(in))
 	for k, v := range in {
+		// A scalar within the budget cannot fail: its name, made for
+		// errors, is not needed.
+		if val, ok := scalar(v); ok && c.values < c.limits.MaxValues {
+			c.values++
+			out[types.String(k)] = val
+			continue
+		}
 		val, err := c.Wire(what+"."+k, v, depth)
 		if err != nil {
 			return nil, err
@@ -77,18 +84,29 @@ func (c *Converter) WireRecord(what string, in map[string]*pdpv1.Value, depth in
 	return out, nil
 }
 
+// scalar converts a boolean, long or string, the values whose conversion
+// cannot fail.
+func scalar(v *pdpv1.Value) (types.Value, bool) {
+	switch k := v.GetKind().(type) {
+	case *pdpv1.Value_BoolValue:
+		return types.Boolean(k.BoolValue), true
+	case *pdpv1.Value_LongValue:
+		return types.Long(k.LongValue), true
+	case *pdpv1.Value_StringValue:
+		return types.String(k.StringValue), true
+	}
+	return nil, false
+}
+
 // Wire converts one wire value at depth.
 func (c *Converter) Wire(what string, v *pdpv1.Value, depth int) (types.Value, error) {
 	if err := c.Count(what); err != nil {
 		return nil, err
 	}
+	if val, ok := scalar(v); ok {
+		return val, nil
+	}
 	switch k := v.GetKind().(type) {
-	case *pdpv1.Value_BoolValue:
-		return types.Boolean(k.BoolValue), nil
-	case *pdpv1.Value_LongValue:
-		return types.Long(k.LongValue), nil
-	case *pdpv1.Value_StringValue:
-		return types.String(k.StringValue), nil
 	case *pdpv1.Value_EntityValue:
 		return EntityUID(what, k.EntityValue.GetType(), k.EntityValue.GetId())
 	case *pdpv1.Value_SetValue:

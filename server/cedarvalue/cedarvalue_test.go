@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -111,5 +112,23 @@ func TestToWireRoundTrips(t *testing.T) {
 	}
 	if cedarvalue.ToWireRecord(nil) != nil {
 		t.Fatal("an empty record must encode as nil")
+	}
+}
+
+// TestWireRecordCountsScalars checks that the scalar fields of a wire
+// record count against the value limit like any other value, and that
+// the error names the field that went over.
+func TestWireRecordCountsScalars(t *testing.T) {
+	t.Parallel()
+	limits := engine.Limits{MaxDepth: 2, MaxValues: 3}
+	str := func(s string) *pdpv1.Value { return &pdpv1.Value{Kind: &pdpv1.Value_StringValue{StringValue: s}} }
+	three := map[string]*pdpv1.Value{"a": str("1"), "b": str("2"), "c": str("3")}
+	if got, err := cedarvalue.New(limits).WireRecord("context", three, 0); err != nil || len(got) != 3 {
+		t.Fatalf("three values within a limit of three: %v, %v", got, err)
+	}
+	three["d"] = str("4")
+	_, err := cedarvalue.New(limits).WireRecord("context", three, 0)
+	if !errors.Is(err, engine.ErrLimitExceeded) || !strings.Contains(err.Error(), "context.") {
+		t.Errorf("four values, limit three: %v, want a limit error naming the field", err)
 	}
 }

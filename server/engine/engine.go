@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -45,7 +44,7 @@ type Engine struct {
 	log             *slog.Logger
 	now             func() time.Time
 	newID           func() string
-	tracer          trace.Tracer
+	tracer          trace.Tracer // nil: no decision spans
 	tracedIDs       TracedIdentifiers
 	metrics         DecisionObserver
 	decisionLog     DecisionLogger // nil: no decision log
@@ -72,8 +71,15 @@ func WithRejectEntityOverrides(reject bool) Option {
 }
 
 // WithTracerProvider sets where decision spans go (default: nowhere).
+// With a no-op provider, as by default, no span is started at all.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(e *Engine) { e.tracer = tp.Tracer("github.com/intentpdp/intentpdp/server/engine") }
+	return func(e *Engine) {
+		if _, off := tp.(noop.TracerProvider); off {
+			e.tracer = nil
+			return
+		}
+		e.tracer = tp.Tracer("github.com/intentpdp/intentpdp/server/engine")
+	}
 }
 
 // WithTracedIdentifiers sets which identifiers decision spans carry.
@@ -106,12 +112,12 @@ func WithDecisionID(newID func() string) Option { return func(e *Engine) { e.new
 
 // New returns an Engine deciding against store's current snapshot.
 func New(store SnapshotSource, opts ...Option) *Engine {
+	ids := newIDSource()
 	e := &Engine{
 		store:   store,
 		log:     slog.New(slog.DiscardHandler),
 		now:     time.Now,
-		newID:   newDecisionID,
-		tracer:  noop.NewTracerProvider().Tracer(""),
+		newID:   func() string { return ids.next(time.Now()) },
 		metrics: noMetrics{},
 	}
 	for _, opt := range opts {
@@ -119,8 +125,6 @@ func New(store SnapshotSource, opts ...Option) *Engine {
 	}
 	return e
 }
-
-func newDecisionID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // Result is a decision and the id it was given, shared with the decision
 // log and the decision span.
@@ -203,8 +207,13 @@ func (p Pinned) Snapshot() *policystore.Snapshot { return p.snap }
 func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore.Request) (Result, error) {
 	e := p.e
 	start := time.Now()
-	ctx, span := e.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindInternal))
-	defer span.End()
+	// Without a tracer, span is the caller's (for the decision log's trace
+	// id), never annotated or ended here.
+	span := trace.SpanFromContext(ctx)
+	if e.tracer != nil {
+		ctx, span = e.tracer.Start(ctx, SpanName, decisionSpanKind)
+		defer span.End()
+	}
 	req, res, err := e.decide(ctx, p.snap, req)
 	latency := time.Since(start)
 	if err == nil && e.shadow != nil {
@@ -215,7 +224,7 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	} else if e.decisionLog != nil && refused(err) {
 		e.logRefusal(ctx, span, start, latency, frontEnd, req, p.snap.Revision(), err)
 	}
-	if span.IsRecording() {
+	if e.tracer != nil && span.IsRecording() {
 		e.annotate(span, frontEnd, req, res, err)
 	}
 	e.metrics.ObserveDecision(frontEnd, res.Decision, err, latency)

@@ -19,6 +19,9 @@ import (
 // decision is found and read the same way whatever front end asked.
 const SpanName = "intentpdp.authorize"
 
+// decisionSpanKind is made once: an option built per call would allocate.
+var decisionSpanKind = trace.WithSpanKind(trace.SpanKindInternal)
+
 // Span attributes of a decision span.
 const (
 	AttrDecision      = "intentpdp.decision"

@@ -43,9 +43,11 @@ func (d *decoder) request(req *pdpv1.AuthorizeRequest, withToken bool) (policyst
 	if out.Context, err = d.WireRecord("context", req.GetContext().GetFields(), 0); err != nil {
 		return out, err
 	}
-	attrs, err := d.WireRecord("intent.attributes", req.GetIntent().GetAttributes(), 1)
-	if err != nil {
-		return out, err
+	var attrs types.RecordMap // nil when empty: no map to make
+	if wire := req.GetIntent().GetAttributes(); len(wire) > 0 {
+		if attrs, err = d.WireRecord("intent.attributes", wire, 1); err != nil {
+			return out, err
+		}
 	}
 	out.Intent = policystore.Intent{
 		Purpose:    req.GetIntent().GetPurpose(),

@@ -66,7 +66,7 @@ func startObserved(t *testing.T, opts ...engine.Option) *observed {
 	svc := newService(store, append([]engine.Option{
 		engine.WithTracerProvider(tp), engine.WithMetrics(metrics), engine.WithDecisionLog(o.log),
 	}, opts...)...)
-	gs, _ := grpcapi.NewServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCStatsHandler(tp))...)
+	gs, _ := grpcapi.NewServer(svc, append(metrics.GRPCServerOptions(), telemetry.GRPCTracing(tp, pdpv1.AuthorizationService_Authorize_FullMethodName)...)...)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
@@ -106,23 +106,14 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rpc, decision sdktrace.ReadOnlySpan
-	for _, s := range o.spans.Ended() {
-		switch s.Name() {
-		case engine.SpanName:
-			decision = s
-		case "intentpdp.v1.AuthorizationService/Authorize":
-			rpc = s
-		}
+	// Authorize makes one decision: its decision span is its only span.
+	spans := o.spans.Ended()
+	if len(spans) != 1 || spans[0].Name() != engine.SpanName {
+		t.Fatalf("spans %v: want the decision span alone", spans)
 	}
-	if rpc == nil || decision == nil {
-		t.Fatalf("spans %v: want the RPC span and the decision span", o.spans.Ended())
-	}
-	if got := rpc.Parent().SpanID().String(); got != callerSpan || !rpc.Parent().IsRemote() {
-		t.Errorf("RPC span parent = %s (remote %t), want the caller's span %s", got, rpc.Parent().IsRemote(), callerSpan)
-	}
-	if decision.Parent().SpanID() != rpc.SpanContext().SpanID() {
-		t.Errorf("decision span parent = %s, want the RPC span %s", decision.Parent().SpanID(), rpc.SpanContext().SpanID())
+	decision := spans[0]
+	if got := decision.Parent().SpanID().String(); got != callerSpan || !decision.Parent().IsRemote() {
+		t.Errorf("decision span parent = %s (remote %t), want the caller's span %s", got, decision.Parent().IsRemote(), callerSpan)
 	}
 	if got := decision.SpanContext().TraceID().String(); got != callerTrace {
 		t.Errorf("decision span trace = %s, want the caller's %s", got, callerTrace)
@@ -178,6 +169,9 @@ func TestBatchGetsOneSpanPerDecision(t *testing.T) {
 	}
 	if len(byID) != len(batch.Requests) || rpc == nil {
 		t.Fatalf("%d decision spans and RPC span %v, want %d and one", len(byID), rpc, len(batch.Requests))
+	}
+	if rpc.Name() != "intentpdp.v1.AuthorizationService/BatchAuthorize" || rpc.Parent().SpanID().String() != callerSpan || !rpc.Parent().IsRemote() {
+		t.Errorf("RPC span %s with parent %s (remote %t), want BatchAuthorize under the caller's span %s", rpc.Name(), rpc.Parent().SpanID(), rpc.Parent().IsRemote(), callerSpan)
 	}
 	for i, r := range resp.GetResponses() {
 		s, ok := byID[r.GetDecisionId()]

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
@@ -36,7 +35,7 @@ type Metrics struct {
 	activation  prometheus.Histogram
 	revision    *prometheus.GaugeVec
 	revisionMu  sync.Mutex // keeps exactly one revision series at 1
-	grpc        *grpcprom.ServerMetrics
+	grpc        *grpcServerMetrics
 	reg         prometheus.Registerer
 	// perFrontEnd caches each front end's decision series, so a decision
 	// costs no label hashing: front ends are a handful of constants.
@@ -100,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Name: "policy_revision_info",
 			Help: "The active bundle revision (value 1).",
 		}, []string{"revision"}),
-		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
+		grpc: newGRPCServerMetrics(),
 	}
 	for _, c := range []prometheus.Collector{m.decisions, m.latency, m.batchSize, m.evalErrors, m.activations, m.activation, m.revision, m.grpc} {
 		if err := reg.Register(c); err != nil {
@@ -216,14 +215,14 @@ func (m *Metrics) observeLog(n logMetrics, l DecisionLogStats) error {
 // GRPCServerOptions are the interceptors that feed the gRPC server metrics.
 func (m *Metrics) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(m.grpc.unary),
+		grpc.ChainStreamInterceptor(m.grpc.stream),
 	}
 }
 
 // InitializeGRPC creates the gRPC metrics of every method of gs at zero, so
 // they are visible before the first call.
-func (m *Metrics) InitializeGRPC(gs *grpc.Server) { m.grpc.InitializeMetrics(gs) }
+func (m *Metrics) InitializeGRPC(gs *grpc.Server) { m.grpc.initialize(gs) }
 
 // Handler serves g's metrics in the Prometheus exposition format.
 func Handler(g prometheus.Gatherer) http.Handler {

@@ -7,6 +7,7 @@
 //	go run ./bench/cmd/load -scenario p10k-e100k -concurrency 1,32,64
 //	go run ./bench/cmd/load -write-bundle /tmp/b -scenario p10k-e100k   # for `intentpdp serve --bundle /tmp/b`
 //	go run ./bench/cmd/load -addr 127.0.0.1:50051 -scenario p10k-e100k
+//	go run ./bench/cmd/load -budget -scenario p10k-e100k   # where the gap over the echo goes
 package main
 
 import (
@@ -54,6 +55,7 @@ type config struct {
 	writeBundle string
 	echoAddr    string
 	serveEcho   string
+	budget      bool
 }
 
 func main() {
@@ -83,6 +85,8 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
 	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
 		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
+	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
+		"measured in alternating rounds; prints each part's share of the gap")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -125,6 +129,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if cfg.serveEcho != "" {
 		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)
+	}
+	if cfg.budget {
+		return runBudget(ctx, cfg, sc, out)
 	}
 	addr := cfg.addr
 	if addr == "" {

@@ -160,3 +160,19 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestBudgetMeasuresEveryRung runs the latency budget for a moment: every
+// rung must answer without error and appear in the report.
+func TestBudgetMeasuresEveryRung(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-budget", "-scenario", "p10-e1k", "-concurrency", "1", "-duration", "400ms", "-rounds", "1"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"echo ", "echo+workers ", "proto ", "intentpdp ", "metrics ", "no-workers ", "tracing-unsampled ", "traced ", "gap of intentpdp serve"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
