@@ -36,9 +36,11 @@ func (s *Snapshot) CouldAllow(ctx context.Context, req Request, unknown ...types
 	if err != nil {
 		return false, err
 	}
-	candidates := s.candidates(req, ancestors)
+	sc := getDecideScratch()
+	defer sc.release()
+	candidates := s.candidates(sc, req, ancestors)
 	if s.logOnly != nil {
-		candidates, _ = s.splitLogOnly(candidates)
+		candidates, _ = s.splitLogOnly(sc, candidates)
 	}
 	breq := batch.Request{
 		Principal: req.Principal,
@@ -47,7 +49,7 @@ func (s *Snapshot) CouldAllow(ctx context.Context, req Request, unknown ...types
 		Context:   types.NewRecord(fields),
 	}
 	var allow bool
-	err = batch.Authorize(ctx, &selection{policies: s.policies, indexes: candidates}, entities, breq, func(r batch.Result) error {
+	err = batch.Authorize(ctx, sc.selection(s.policies, candidates), entities, breq, func(r batch.Result) error {
 		allow = r.Decision == cedar.Allow
 		return nil
 	})

@@ -167,6 +167,7 @@ func (ix *policyIndex) precomputeDim(d int) ([]span, []int32) {
 	shared := map[string]span{} // a list's int32s as bytes → where it is
 	var key []byte
 	var buf [8][]int32
+	var merged []int32
 	for u := range store.defined {
 		reach := buf[:0]
 		for _, b := range []int32{ofType[store.typeOf[u]], own[u]} {
@@ -179,7 +180,7 @@ func (ix *policyIndex) precomputeDim(d int) ([]span, []int32) {
 				reach = append(reach, buckets[b])
 			}
 		}
-		l := mergeBuckets(reach)
+		l := mergeBuckets(reach, &merged)
 		if len(l) == 0 {
 			continue
 		}
@@ -200,25 +201,25 @@ func (ix *policyIndex) precomputeDim(d int) ([]span, []int32) {
 
 // candidates returns the ascending indexes of the policies whose scope can
 // match a request for principal, action and resource, whose entities'
-// ancestors are found through ancestors.
-func (ix *policyIndex) candidates(ancestors ancestryFunc, principal, action, resource types.EntityUID) []int32 {
-	var buf [8][]int32 // enough for typical hierarchies without allocating
-	buckets := buf[:0]
+// ancestors are found through ancestors. The result may live in sc: it is
+// valid until sc is released.
+func (ix *policyIndex) candidates(sc *decideScratch, ancestors ancestryFunc, principal, action, resource types.EntityUID) []int32 {
+	buckets := sc.buckets[:0]
 	if len(ix.always) > 0 {
 		buckets = append(buckets, ix.always)
 	}
 	for d, uid := range [dimCount]types.EntityUID{principal, action, resource} {
 		buckets = ix.reach(buckets, d, uid, ancestors)
 	}
-	return mergeBuckets(buckets)
+	sc.buckets = buckets
+	return mergeBuckets(buckets, &sc.merged)
 }
 
 // candidatesInBundle is candidates for a request that brings no entities,
 // from the lists precompute made. An entity the bundle does not define has
 // no ancestors, so its type's and its own bucket are all it reaches.
-func (ix *policyIndex) candidatesInBundle(principal, action, resource types.EntityUID) []int32 {
-	var buf [4][]int32
-	buckets := buf[:0]
+func (ix *policyIndex) candidatesInBundle(sc *decideScratch, principal, action, resource types.EntityUID) []int32 {
+	buckets := sc.buckets[:0]
 	if len(ix.always) > 0 {
 		buckets = append(buckets, ix.always)
 	}
@@ -233,7 +234,8 @@ func (ix *policyIndex) candidatesInBundle(principal, action, resource types.Enti
 		}
 		buckets = ix.reach(buckets, d, uid, noAncestors)
 	}
-	return mergeBuckets(buckets)
+	sc.buckets = buckets
+	return mergeBuckets(buckets, &sc.merged)
 }
 
 func noAncestors(types.EntityUID) iter.Seq[types.EntityUID] {
@@ -241,39 +243,85 @@ func noAncestors(types.EntityUID) iter.Seq[types.EntityUID] {
 }
 
 // mergeBuckets returns the union of ascending buckets, ascending. A single
-// bucket (the common case) is returned as is, without copying.
-func mergeBuckets(buckets [][]int32) []int32 {
+// bucket (the common case) is returned as is, without copying; a union is
+// built in *out, which keeps what it grew to for the next merge.
+func mergeBuckets(buckets [][]int32, out *[]int32) []int32 {
 	switch len(buckets) {
 	case 0:
 		return nil
 	case 1:
 		return buckets[0]
 	}
-	var out []int32
+	merged := (*out)[:0]
 	for _, b := range buckets {
-		out = append(out, b...)
+		merged = append(merged, b...)
 	}
-	slices.Sort(out)
+	slices.Sort(merged)
+	*out = merged
 	// An `action in [a, b]` policy sits in two buckets that one request can
 	// both reach.
-	return slices.Compact(out)
+	return slices.Compact(merged)
 }
 
 // selection is the subset of a snapshot's policies one request evaluates;
 // it is a cedar.PolicyIterator yielding them in id order, so reasons and
-// errors come out sorted exactly as when every policy is evaluated.
+// errors come out sorted exactly as when every policy is evaluated. all is
+// its each method, bound once (see decideScratches), so that All returns
+// it without allocating.
 type selection struct {
 	policies []compiledPolicy
 	indexes  []int32
+	all      iter.Seq2[cedar.PolicyID, *cedar.Policy]
 }
 
-func (sel *selection) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
-	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for _, i := range sel.indexes {
-			p := &sel.policies[i]
-			if !yield(p.id, p.policy) {
-				return
-			}
+func (sel *selection) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] { return sel.all }
+
+func (sel *selection) each(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+	for _, i := range sel.indexes {
+		p := &sel.policies[i]
+		if !yield(p.id, p.policy) {
+			return
 		}
 	}
+}
+
+// decideScratch is the memory one decision works in and the next reuses:
+// the buckets a request reaches, their union, the log-only split and the
+// selection handed to cedar-go. A Decision never references it: cedar-go
+// copies the policy ids it reports, and those are the snapshot's strings.
+type decideScratch struct {
+	buckets           [][]int32
+	merged            []int32
+	enforced, logOnly []int32
+	sel               selection
+}
+
+var decideScratches = sync.Pool{New: func() any {
+	sc := new(decideScratch)
+	sc.sel.all = sc.sel.each
+	return sc
+}}
+
+// maxScratchCandidates bounds the candidate lists kept for reuse, so that
+// one request reaching a large part of a large bundle does not pin its
+// lists.
+const maxScratchCandidates = 1 << 12
+
+func getDecideScratch() *decideScratch { return decideScratches.Get().(*decideScratch) }
+
+// selection returns sc's selection of indexes from policies.
+func (sc *decideScratch) selection(policies []compiledPolicy, indexes []int32) *selection {
+	sc.sel.policies, sc.sel.indexes = policies, indexes
+	return &sc.sel
+}
+
+// release returns sc to the pool, holding no reference into the snapshot
+// it served, which may be retired by the time sc is used again.
+func (sc *decideScratch) release() {
+	if max(cap(sc.merged), cap(sc.enforced), cap(sc.logOnly)) > maxScratchCandidates {
+		return
+	}
+	clear(sc.buckets[:cap(sc.buckets)])
+	sc.sel.policies, sc.sel.indexes = nil, nil
+	decideScratches.Put(sc)
 }

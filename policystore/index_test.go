@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func flatDecide(s *Snapshot, req Request) Decision {
 	})
 	d := Decision{Allow: allow == cedar.Allow, Revision: s.revision, Ignored: ignored}
 	for _, r := range diag.Reasons {
-		d.Reasons = append(d.Reasons, Reason{PolicyID: string(r.PolicyID), Annotations: s.annotations(r.PolicyID)})
+		d.Reasons = append(d.Reasons, Reason{PolicyID: string(r.PolicyID), Annotations: s.policy(r.PolicyID).annotationMap()})
 	}
 	for _, e := range diag.Errors {
 		d.Errors = append(d.Errors, EvalError{PolicyID: string(e.PolicyID), Message: e.Message})
@@ -360,8 +361,8 @@ func TestIndexSelectsFewPolicies(t *testing.T) {
 	s := snapshotOf(t, b.Bytes(), entities)
 	req := Request{Principal: types.NewEntityUID("Agent", "7"), Action: types.NewEntityUID("Action", "read"), Resource: types.NewEntityUID("Tenant", "7")}
 	for name, got := range map[string][]int32{
-		"walked":      s.index.candidates(bundleAncestors(s.closed), req.Principal, req.Action, req.Resource),
-		"precomputed": s.index.candidatesInBundle(req.Principal, req.Action, req.Resource),
+		"walked":      s.index.candidates(new(decideScratch), bundleAncestors(s.closed), req.Principal, req.Action, req.Resource),
+		"precomputed": s.index.candidatesInBundle(new(decideScratch), req.Principal, req.Action, req.Resource),
 	} {
 		if len(got) != 2 {
 			t.Fatalf("%s candidates = %v, want tenant 7's policy and the unconstrained forbid", name, got)
@@ -370,6 +371,55 @@ func TestIndexSelectsFewPolicies(t *testing.T) {
 	d := compareDecide(t, s, req, "tenant 7")
 	if !d.Allow {
 		t.Fatalf("tenant 7's agent denied: %s", summary(d))
+	}
+}
+
+// TestConcurrentDecisionsShareNoScratch: decisions made at once, each in
+// memory earlier decisions worked in, equal the same decisions made one
+// at a time, and keep their value after later decisions reuse that
+// memory; the race detector checks that no Decision refers to it.
+func TestConcurrentDecisionsShareNoScratch(t *testing.T) {
+	t.Parallel()
+	g := newGen(7)
+	s := snapshotOf(t, []byte(g.policies(60)), g.entities())
+	s.logOnly = make([]bool, len(s.policies))
+	for i := range s.logOnly {
+		s.logOnly[i] = i%3 == 0
+	}
+	render := func(d Decision) string { return fmt.Sprintf("%s would=%v", summary(d), d.WouldHave) }
+	reqs := make([]Request, 40)
+	want := make([]string, len(reqs))
+	for i := range reqs {
+		reqs[i] = g.request()
+		d, err := s.Decide(context.Background(), reqs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = render(d)
+	}
+	const workers, rounds = 4, 5
+	got := make([][]Decision, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds * len(reqs) {
+				i := (r*(w+1) + w) % len(reqs)
+				d, err := s.Decide(context.Background(), reqs[i])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[w] = append(got[w], d)
+			}
+		})
+	}
+	wg.Wait()
+	for w := range workers {
+		for r, d := range got[w] {
+			if i := (r*(w+1) + w) % len(reqs); render(d) != want[i] {
+				t.Fatalf("worker %d, request %d: %s, want %s", w, i, render(d), want[i])
+			}
+		}
 	}
 }
 

@@ -116,55 +116,101 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 	if _, ok := req.Context[ContextTask]; ok && req.TaskType != "" {
 		return types.Record{}, fmt.Errorf("%w: context key %q is reserved: the PDP sets it from intent.task_id", ErrInvalidRequest, ContextTask)
 	}
+	intent := intents.entry(req.Intent)
+	key := contextKey{now: req.Now.UnixMilli(), identity: req.Identity}
+	if req.Task != nil {
+		key.task, key.hasTask = req.Task.UID, true
+	}
+	// A context with no caller fields is the intent's, the time and the
+	// identity and task: requests repeating those within a millisecond,
+	// as a busy PDP sees, share one record (records are immutable).
+	reuse := intent != nil && len(req.Context) == 0
+	if reuse {
+		if last := intent.last.Load(); last != nil && last.key == key {
+			return last.record, nil
+		}
+	}
 	// types.NewRecord copies the map it is given, so the map is scratch,
 	// reused across calls.
 	fields := scratchRecords.Get().(types.RecordMap)
 	defer putScratch(fields)
 	maps.Copy(fields, req.Context)
-	fields[ContextIntent] = intents.record(req.Intent)
-	fields[ContextNow] = types.NewDatetime(req.Now)
+	if intent != nil {
+		fields[ContextIntent] = intent.record
+	} else {
+		fields[ContextIntent] = newIntentRecord(req.Intent)
+	}
+	fields[ContextNow] = types.NewDatetimeFromMillis(key.now)
 	if id := req.Identity; id != nil {
 		fields[ContextIdentity] = id.record()
 	}
 	if req.Task != nil {
 		fields[ContextTask] = req.Task.UID
 	}
-	return types.NewRecord(fields), nil
+	rec := types.NewRecord(fields)
+	if reuse {
+		intent.last.Store(&contextRecord{key: key, record: rec})
+	}
+	return rec, nil
 }
 
 // intentRecords caches the context.intent records of intents without
-// attributes. Callers repeat a few purposes, tools and task ids, and a
-// record costs about ten allocations to build; records are immutable, so
-// one may be shared by any number of decisions. It is bounded: emptied
-// when full. A nil *intentRecords caches nothing.
+// attributes, and with each the last context made with it. Callers repeat
+// a few purposes, tools and task ids, and a record costs about ten
+// allocations to build; records are immutable, so one may be shared by
+// any number of decisions. It is bounded: emptied when full. A nil
+// *intentRecords caches nothing.
 type intentRecords struct {
 	mu sync.RWMutex
-	m  map[intentKey]types.Value
+	m  map[intentKey]*intentEntry
 }
 
 type intentKey struct{ purpose, taskID, tool string }
 
+// intentEntry is an intent's record and the last context without caller
+// fields made with it.
+type intentEntry struct {
+	record types.Value
+	last   atomic.Pointer[contextRecord]
+}
+
+// contextKey is what, besides the intent, a context without caller fields
+// is made of: context.now (milliseconds, as a Cedar datetime holds it),
+// the identity (one record per verified token) and the task.
+type contextKey struct {
+	now      int64
+	identity *Identity
+	task     types.EntityUID
+	hasTask  bool
+}
+
+type contextRecord struct {
+	key    contextKey
+	record types.Record
+}
+
 const maxIntentRecords = 4096
 
-func (c *intentRecords) record(in Intent) types.Value {
+// entry returns in's cache entry, nil when c is nil or in has attributes.
+func (c *intentRecords) entry(in Intent) *intentEntry {
 	if c == nil || len(in.Attributes) > 0 {
-		return newIntentRecord(in)
+		return nil
 	}
 	k := intentKey{in.Purpose, in.TaskID, in.Tool}
 	c.mu.RLock()
-	v, ok := c.m[k]
+	e, ok := c.m[k]
 	c.mu.RUnlock()
 	if ok {
-		return v
+		return e
 	}
-	v = newIntentRecord(in)
+	e = &intentEntry{record: newIntentRecord(in)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= maxIntentRecords {
-		c.m = make(map[intentKey]types.Value)
+		c.m = make(map[intentKey]*intentEntry)
 	}
-	c.m[k] = v
-	return v
+	c.m[k] = e
+	return e
 }
 
 func newIntentRecord(in Intent) types.Value {

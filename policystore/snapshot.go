@@ -57,6 +57,9 @@ type compiledPolicy struct {
 	// time the policy is a reason for a decision: the policies of a large
 	// bundle that never are cost nothing beyond their AST.
 	annotations atomic.Pointer[map[string]string]
+	// reason is the policy as a decision's only reason, made the first
+	// time it is one, and shared from then on.
+	reason atomic.Pointer[[1]Reason]
 }
 
 // annotationMap returns p's annotations, shared: callers must not modify
@@ -72,6 +75,17 @@ func (p *compiledPolicy) annotationMap() map[string]string {
 	}
 	p.annotations.Store(&m)
 	return m
+}
+
+// asReasons returns the reasons of a decision p alone determined, shared:
+// callers must not modify them.
+func (p *compiledPolicy) asReasons() []Reason {
+	r := p.reason.Load()
+	if r == nil {
+		r = &[1]Reason{{PolicyID: string(p.id), Annotations: p.annotationMap()}}
+		p.reason.Store(r)
+	}
+	return r[:]
 }
 
 // buildSnapshot compiles the policies ids[i] → policies[i], ids sorted and
@@ -217,10 +231,12 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 	if err != nil {
 		return Decision{Revision: s.revision}, err
 	}
-	candidates := s.candidates(req, ancestors)
+	sc := getDecideScratch()
+	defer sc.release()
+	candidates := s.candidates(sc, req, ancestors)
 	var logOnly []int32
 	if s.logOnly != nil {
-		candidates, logOnly = s.splitLogOnly(candidates)
+		candidates, logOnly = s.splitLogOnly(sc, candidates)
 	}
 	creq := cedar.Request{
 		Principal: req.Principal,
@@ -228,18 +244,12 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 		Resource:  req.Resource,
 		Context:   cedarCtx,
 	}
-	sel := &selection{policies: s.policies, indexes: candidates}
-	allow, diag := cedar.Authorize(sel, entities, creq)
+	allow, diag := cedar.Authorize(sc.selection(s.policies, candidates), entities, creq)
 	d := Decision{Allow: allow == cedar.Allow, Revision: s.revision, Ignored: ignored}
 	if len(logOnly) > 0 {
-		d.WouldHave = s.wouldHave(d.Allow, len(diag.Reasons) > 0, logOnly, entities, creq)
+		d.WouldHave = s.wouldHave(sc, d.Allow, len(diag.Reasons) > 0, logOnly, entities, creq)
 	}
-	if len(diag.Reasons) > 0 {
-		d.Reasons = make([]Reason, len(diag.Reasons))
-		for i, r := range diag.Reasons {
-			d.Reasons[i] = Reason{PolicyID: string(r.PolicyID), Annotations: s.annotations(r.PolicyID)}
-		}
-	}
+	d.Reasons = s.reasons(diag.Reasons)
 	if len(diag.Errors) > 0 {
 		d.Errors = make([]EvalError, len(diag.Errors))
 		for i, e := range diag.Errors {
@@ -250,12 +260,12 @@ func (s *Snapshot) Decide(ctx context.Context, req Request) (Decision, error) {
 }
 
 // candidates are the indexes of the policies whose scope can match req,
-// given the ancestors merge found (nil: the bundle's own).
-func (s *Snapshot) candidates(req Request, ancestors ancestryFunc) []int32 {
+// given the ancestors merge found (nil: the bundle's own), in sc.
+func (s *Snapshot) candidates(sc *decideScratch, req Request, ancestors ancestryFunc) []int32 {
 	if ancestors == nil {
-		return s.index.candidatesInBundle(req.Principal, req.Action, req.Resource)
+		return s.index.candidatesInBundle(sc, req.Principal, req.Action, req.Resource)
 	}
-	return s.index.candidates(ancestors, req.Principal, req.Action, req.Resource)
+	return s.index.candidates(sc, ancestors, req.Principal, req.Action, req.Resource)
 }
 
 // EnforcementAnnotation is the policy annotation that says whether a
@@ -280,9 +290,9 @@ func (s *Snapshot) LogOnlyPolicies() []string {
 }
 
 // splitLogOnly separates the log-only policies out of candidates, both
-// results ascending. candidates may be shared with the index, so it is
-// copied, never modified.
-func (s *Snapshot) splitLogOnly(candidates []int32) (enforced, logOnly []int32) {
+// results ascending, in sc. candidates may be shared with the index, so it
+// is copied, never modified.
+func (s *Snapshot) splitLogOnly(sc *decideScratch, candidates []int32) (enforced, logOnly []int32) {
 	n := 0
 	for _, i := range candidates {
 		if s.logOnly[i] {
@@ -292,8 +302,7 @@ func (s *Snapshot) splitLogOnly(candidates []int32) (enforced, logOnly []int32) 
 	if n == 0 {
 		return candidates, nil
 	}
-	enforced = make([]int32, 0, len(candidates)-n)
-	logOnly = make([]int32, 0, n)
+	enforced, logOnly = sc.enforced[:0], sc.logOnly[:0]
 	for _, i := range candidates {
 		if s.logOnly[i] {
 			logOnly = append(logOnly, i)
@@ -301,6 +310,7 @@ func (s *Snapshot) splitLogOnly(candidates []int32) (enforced, logOnly []int32) 
 			enforced = append(enforced, i)
 		}
 	}
+	sc.enforced, sc.logOnly = enforced, logOnly
 	return enforced, logOnly
 }
 
@@ -310,11 +320,11 @@ func (s *Snapshot) splitLogOnly(candidates []int32) (enforced, logOnly []int32) 
 // determined (forbidden false), the log-only permits that would have
 // allowed it. Cedar's rule (any forbid denies, else any permit allows)
 // makes the two evaluations compose exactly.
-func (s *Snapshot) wouldHave(allow, forbidden bool, logOnly []int32, entities types.EntityGetter, req cedar.Request) []string {
+func (s *Snapshot) wouldHave(sc *decideScratch, allow, forbidden bool, logOnly []int32, entities types.EntityGetter, req cedar.Request) []string {
 	if !allow && forbidden {
 		return nil // an enforced forbid: nothing log-only can allow
 	}
-	loAllow, diag := cedar.Authorize(&selection{policies: s.policies, indexes: logOnly}, entities, req)
+	loAllow, diag := cedar.Authorize(sc.selection(s.policies, logOnly), entities, req)
 	// Reasons are the matched forbids when any matched, else the permits.
 	if len(diag.Reasons) == 0 || (loAllow == cedar.Allow) == allow {
 		return nil
@@ -326,12 +336,34 @@ func (s *Snapshot) wouldHave(allow, forbidden bool, logOnly []int32, entities ty
 	return ids
 }
 
-func (s *Snapshot) annotations(id cedar.PolicyID) map[string]string {
+// reasons are the Decision's reasons for cedar-go's. One reason, the
+// common case, is a slice the policy keeps: reasons are read only.
+func (s *Snapshot) reasons(diag []cedar.DiagnosticReason) []Reason {
+	if len(diag) == 0 {
+		return nil
+	}
+	if len(diag) == 1 {
+		if p := s.policy(diag[0].PolicyID); p != nil {
+			return p.asReasons()
+		}
+	}
+	reasons := make([]Reason, len(diag))
+	for i, r := range diag {
+		reasons[i] = Reason{PolicyID: string(r.PolicyID)}
+		if p := s.policy(r.PolicyID); p != nil {
+			reasons[i].Annotations = p.annotationMap()
+		}
+	}
+	return reasons
+}
+
+// policy returns the policy with id, or nil.
+func (s *Snapshot) policy(id cedar.PolicyID) *compiledPolicy {
 	i, ok := sort.Find(len(s.policies), func(i int) int {
 		return strings.Compare(string(id), string(s.policies[i].id))
 	})
 	if !ok {
 		return nil
 	}
-	return s.policies[i].annotationMap()
+	return &s.policies[i]
 }

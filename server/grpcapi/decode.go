@@ -40,8 +40,11 @@ func (d *decoder) request(req *pdpv1.AuthorizeRequest, withToken bool) (policyst
 	if out.Action, err = actionUID(req.GetIntent()); err != nil {
 		return out, err
 	}
-	if out.Context, err = d.WireRecord("context", req.GetContext().GetFields(), 0); err != nil {
-		return out, err
+	// A context without fields stays nil: no map to make.
+	if wire := req.GetContext().GetFields(); len(wire) > 0 {
+		if out.Context, err = d.WireRecord("context", wire, 0); err != nil {
+			return out, err
+		}
 	}
 	var attrs types.RecordMap // nil when empty: no map to make
 	if wire := req.GetIntent().GetAttributes(); len(wire) > 0 {

@@ -9,20 +9,13 @@ import (
 
 // EncodeDecision converts a decision into its wire form.
 func EncodeDecision(d policystore.Decision, decisionID string) *pdpv1.AuthorizeResponse {
-	resp := &pdpv1.AuthorizeResponse{
-		Decision:       pdpv1.Decision_DECISION_DENY,
-		PolicyRevision: d.Revision,
-		DecisionId:     decisionID,
-	}
+	resp := withReasons(d.Reasons)
+	resp.Decision = pdpv1.Decision_DECISION_DENY
 	if d.Allow {
 		resp.Decision = pdpv1.Decision_DECISION_ALLOW
 	}
-	if len(d.Reasons) > 0 {
-		resp.Reasons = make([]*pdpv1.Reason, len(d.Reasons))
-		for i, r := range d.Reasons {
-			resp.Reasons[i] = &pdpv1.Reason{PolicyId: r.PolicyID, Annotations: r.Annotations}
-		}
-	}
+	resp.PolicyRevision = d.Revision
+	resp.DecisionId = decisionID
 	if len(d.Errors) > 0 {
 		resp.Errors = make([]*pdpv1.EvaluationError, len(d.Errors))
 		for i, e := range d.Errors {
@@ -36,6 +29,31 @@ func EncodeDecision(d policystore.Decision, decisionID string) *pdpv1.AuthorizeR
 		}
 	}
 	return resp
+}
+
+// withReasons returns a response holding reasons. Most decisions have
+// one: the response, its list and the reason are then one allocation.
+func withReasons(reasons []policystore.Reason) *pdpv1.AuthorizeResponse {
+	switch len(reasons) {
+	case 0:
+		return &pdpv1.AuthorizeResponse{}
+	case 1:
+		one := &oneReasonResponse{reason: pdpv1.Reason{PolicyId: reasons[0].PolicyID, Annotations: reasons[0].Annotations}}
+		one.list[0] = &one.reason
+		one.resp.Reasons = one.list[:]
+		return &one.resp
+	}
+	resp := &pdpv1.AuthorizeResponse{Reasons: make([]*pdpv1.Reason, len(reasons))}
+	for i, r := range reasons {
+		resp.Reasons[i] = &pdpv1.Reason{PolicyId: r.PolicyID, Annotations: r.Annotations}
+	}
+	return resp
+}
+
+type oneReasonResponse struct {
+	resp   pdpv1.AuthorizeResponse
+	list   [1]*pdpv1.Reason
+	reason pdpv1.Reason
 }
 
 func entityRef(uid types.EntityUID) *pdpv1.EntityRef {
