@@ -147,6 +147,36 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	}
 }
 
+// TestDecisionSpanFollowsCallerTraceContext checks the rest of the W3C
+// trace context read from the call's metadata: the caller's tracestate is
+// carried on, and a caller that did not sample its trace gets no recorded
+// span (the tracer provider samples by parent).
+func TestDecisionSpanFollowsCallerTraceContext(t *testing.T) {
+	t.Parallel()
+	o := startObserved(t)
+	req := exampleRequests(t)["read-readme-allowed"]
+	ctx := metadata.AppendToOutgoingContext(t.Context(),
+		"traceparent", "00-"+callerTrace+"-"+callerSpan+"-01", "tracestate", "vendor=abc")
+	if _, err := o.client.Authorize(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	spans := o.spans.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the decision span", len(spans))
+	}
+	if got := spans[0].SpanContext().TraceState().String(); got != "vendor=abc" {
+		t.Errorf("decision span tracestate = %q, want the caller's", got)
+	}
+
+	unsampled := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-00")
+	if _, err := o.client.Authorize(unsampled, req); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(o.spans.Ended()); n != 1 {
+		t.Errorf("%d spans after a call from an unsampled trace, want still 1", n)
+	}
+}
+
 func TestBatchGetsOneSpanPerDecision(t *testing.T) {
 	t.Parallel()
 	o := startObserved(t)
