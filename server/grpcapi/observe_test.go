@@ -175,6 +175,18 @@ func TestDecisionSpanFollowsCallerTraceContext(t *testing.T) {
 	if n := len(o.spans.Ended()); n != 1 {
 		t.Errorf("%d spans after a call from an unsampled trace, want still 1", n)
 	}
+
+	// Without trace context the decision span starts a trace of its own.
+	if _, err := o.client.Authorize(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	spans = o.spans.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans after a call without trace context, want 2", len(spans))
+	}
+	if root := spans[1]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
+		t.Errorf("span of a call without trace context: parent %v, context %v; want a new root", root.Parent(), root.SpanContext())
+	}
 }
 
 func TestBatchGetsOneSpanPerDecision(t *testing.T) {

@@ -41,10 +41,24 @@ type grpcTracer struct {
 
 var rpcSpanKind = trace.WithSpanKind(trace.SpanKindServer)
 
+// noParent is the parent of a call that carries no trace context: a span
+// with an invalid span context, made once.
+var noParent = trace.SpanFromContext(trace.ContextWithSpanContext(context.Background(), trace.SpanContext{}))
+
 // start continues the caller's trace and, unless method makes one
 // decision, starts its RPC span (nil otherwise).
+//
+// The caller's span context, or an invalid one when the call carries
+// none, is put on top of ctx: the SDK looks the parent up three or four
+// times per span (parent span, parent context, sampler), and a lookup
+// that finds nothing walks all of gRPC's context chain (together about
+// 2 µs per call in a CPU profile of bench BenchmarkObserveGRPC).
 func (t grpcTracer) start(ctx context.Context, method string) (context.Context, trace.Span) {
-	ctx = propagation.TraceContext{}.Extract(ctx, incomingCarrier{ctx})
+	if parent := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), incomingCarrier{ctx})); parent.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, parent)
+	} else {
+		ctx = trace.ContextWithSpan(ctx, noParent)
+	}
 	if slices.Contains(t.decisionMethods, method) {
 		return ctx, nil
 	}
