@@ -149,8 +149,9 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 
 // TestDecisionSpanFollowsCallerTraceContext checks the rest of the W3C
 // trace context read from the call's metadata: the caller's tracestate is
-// carried on, and a caller that did not sample its trace gets no recorded
-// span (the tracer provider samples by parent).
+// carried on, a caller that did not sample its trace gets no recorded span
+// (the tracer provider samples by parent), and a call without trace
+// context starts a trace of its own.
 func TestDecisionSpanFollowsCallerTraceContext(t *testing.T) {
 	t.Parallel()
 	o := startObserved(t)
