@@ -10,6 +10,7 @@ package engine
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -52,6 +53,7 @@ type Engine struct {
 	enricher        Enricher       // nil: none
 	shadow          Shadow         // nil: none
 	consumer        Consumer       // nil: none
+	attrBuffers     sync.Pool      // of *attrBuffer, for annotate
 }
 
 // Option configures an Engine.
@@ -120,6 +122,7 @@ func New(store SnapshotSource, opts ...Option) *Engine {
 		newID:   func() string { return ids.next(time.Now()) },
 		metrics: noMetrics{},
 	}
+	e.attrBuffers.New = func() any { return new(attrBuffer) }
 	for _, opt := range opts {
 		opt(e)
 	}

@@ -127,10 +127,26 @@ func (e *Engine) logRefusal(ctx context.Context, span trace.Span, start time.Tim
 	_ = e.decisionLog.Log(ctx, rec)
 }
 
-// annotate is the span step of Evaluate.
+// maxDecisionAttrs is the most attributes a decision span gets.
+const maxDecisionAttrs = 14
+
+// attrBuffer holds the attributes of one decision span, and its policy
+// ids, while they are built. The SDK copies what SetAttributes is given
+// (and StringSlice the ids), so the buffer goes back to the engine's pool
+// afterwards; handed to the span's interface method, a local array would
+// escape to the heap at every decision.
+type attrBuffer struct {
+	attrs [maxDecisionAttrs]attribute.KeyValue
+	ids   [4]string
+}
+
+// annotate is the span step of Evaluate: only for a span that records, so
+// an unsampled decision builds no attribute. All attributes go in one
+// SetAttributes call, which takes the span's lock once and grows its
+// attribute slice once.
 func (e *Engine) annotate(span trace.Span, frontEnd FrontEnd, req policystore.Request, res Result, err error) {
-	attrs := make([]attribute.KeyValue, 0, 12)
-	attrs = append(attrs,
+	buf := e.attrBuffers.Get().(*attrBuffer)
+	attrs := append(buf.attrs[:0],
 		attribute.String(AttrFrontEnd, string(frontEnd)),
 		attribute.String(AttrPrincipalType, string(req.Principal.Type)),
 		attribute.String(AttrAction, string(req.Action.ID)),
@@ -148,23 +164,34 @@ func (e *Engine) annotate(span trace.Span, frontEnd FrontEnd, req policystore.Re
 	if e.tracedIDs.ResourceID {
 		attrs = append(attrs, attribute.String(AttrResourceID, string(req.Resource.ID)))
 	}
+	if err == nil {
+		d := res.Decision
+		attrs = append(attrs,
+			attribute.String(AttrDecision, string(d.Outcome())),
+			attribute.StringSlice(AttrPolicyIDs, policyIDs(buf.ids[:0], d.Reasons)),
+			attribute.Int(AttrErrorCount, len(d.Errors)),
+			attribute.String(AttrRevision, d.Revision),
+			attribute.String(AttrDecisionID, res.ID),
+		)
+		if len(d.WouldHave) > 0 {
+			attrs = append(attrs, attribute.StringSlice(AttrWouldHave, d.WouldHave))
+		}
+	}
+	span.SetAttributes(attrs...)
+	*buf = attrBuffer{} // the pool must not keep the request's strings alive
+	e.attrBuffers.Put(buf)
 	if err != nil {
-		span.SetAttributes(attrs...)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "no decision")
-		return
 	}
-	d := res.Decision
-	span.SetAttributes(append(attrs,
-		attribute.String(AttrDecision, string(d.Outcome())),
-		attribute.StringSlice(AttrPolicyIDs, d.PolicyIDs()),
-		attribute.Int(AttrErrorCount, len(d.Errors)),
-		attribute.String(AttrRevision, d.Revision),
-		attribute.String(AttrDecisionID, res.ID),
-	)...)
-	if len(d.WouldHave) > 0 {
-		span.SetAttributes(attribute.StringSlice(AttrWouldHave, d.WouldHave))
+}
+
+// policyIDs appends the policy ids of reasons to ids.
+func policyIDs(ids []string, reasons []policystore.Reason) []string {
+	for _, r := range reasons {
+		ids = append(ids, r.PolicyID)
 	}
+	return ids
 }
 
 // noMetrics is the default when no metrics are configured.

@@ -147,6 +147,49 @@ func TestDecisionSpanJoinsCallerTrace(t *testing.T) {
 	}
 }
 
+// TestDecisionSpanFollowsCallerTraceContext checks the rest of the W3C
+// trace context read from the call's metadata: the caller's tracestate is
+// carried on, a caller that did not sample its trace gets no recorded span
+// (the tracer provider samples by parent), and a call without trace
+// context starts a trace of its own.
+func TestDecisionSpanFollowsCallerTraceContext(t *testing.T) {
+	t.Parallel()
+	o := startObserved(t)
+	req := exampleRequests(t)["read-readme-allowed"]
+	ctx := metadata.AppendToOutgoingContext(t.Context(),
+		"traceparent", "00-"+callerTrace+"-"+callerSpan+"-01", "tracestate", "vendor=abc")
+	if _, err := o.client.Authorize(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	spans := o.spans.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the decision span", len(spans))
+	}
+	if got := spans[0].SpanContext().TraceState().String(); got != "vendor=abc" {
+		t.Errorf("decision span tracestate = %q, want the caller's", got)
+	}
+
+	unsampled := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-00")
+	if _, err := o.client.Authorize(unsampled, req); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(o.spans.Ended()); n != 1 {
+		t.Errorf("%d spans after a call from an unsampled trace, want still 1", n)
+	}
+
+	// Without trace context the decision span starts a trace of its own.
+	if _, err := o.client.Authorize(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	spans = o.spans.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans after a call without trace context, want 2", len(spans))
+	}
+	if root := spans[1]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
+		t.Errorf("span of a call without trace context: parent %v, context %v; want a new root", root.Parent(), root.SpanContext())
+	}
+}
+
 func TestBatchGetsOneSpanPerDecision(t *testing.T) {
 	t.Parallel()
 	o := startObserved(t)

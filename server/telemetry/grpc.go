@@ -41,11 +41,24 @@ type grpcTracer struct {
 
 var rpcSpanKind = trace.WithSpanKind(trace.SpanKindServer)
 
+// noParent is the parent of a call that carries no trace context: a span
+// with an invalid span context, made once.
+var noParent = trace.SpanFromContext(trace.ContextWithSpanContext(context.Background(), trace.SpanContext{}))
+
 // start continues the caller's trace and, unless method makes one
 // decision, starts its RPC span (nil otherwise).
+//
+// The caller's span context, or an invalid one when the call carries
+// none, is put on top of ctx: the SDK looks the parent up three or four
+// times per span (parent span, parent context, sampler), and a lookup
+// that finds nothing walks all of gRPC's context chain (together about
+// 2 µs per call in a CPU profile of bench BenchmarkObserveGRPC).
 func (t grpcTracer) start(ctx context.Context, method string) (context.Context, trace.Span) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	ctx = propagation.TraceContext{}.Extract(ctx, metadataCarrier(md))
+	if parent := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), incomingCarrier{ctx})); parent.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, parent)
+	} else {
+		ctx = trace.ContextWithSpan(ctx, noParent)
+	}
 	if slices.Contains(t.decisionMethods, method) {
 		return ctx, nil
 	}
@@ -94,25 +107,24 @@ type tracedStream struct {
 
 func (s tracedStream) Context() context.Context { return s.ctx }
 
-// metadataCarrier reads and writes W3C trace context in gRPC metadata.
-type metadataCarrier metadata.MD
+// incomingCarrier reads W3C trace context from a call's incoming
+// metadata where it is: metadata.FromIncomingContext would copy every
+// header of every call, traced or not, to read one or two.
+type incomingCarrier struct{ ctx context.Context }
 
-func (c metadataCarrier) Get(key string) string {
-	if v := metadata.MD(c).Get(key); len(v) > 0 {
+func (c incomingCarrier) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-func (c metadataCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+// Set does nothing: the carrier is only extracted from.
+func (incomingCarrier) Set(string, string) {}
 
-func (c metadataCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
-}
+// Keys is not needed by the W3C trace context propagator, which asks for
+// its two keys by name.
+func (incomingCarrier) Keys() []string { return nil }
 
 // HTTPHandler traces every request to h into tp, continuing the caller's
 // W3C trace context: the HTTP front ends' counterpart of GRPCTracing.

@@ -98,7 +98,11 @@ func (b *SpanBatcher) ForceFlush(ctx context.Context) error {
 	defer b.exportMu.Unlock()
 	b.mu.Lock()
 	spans := b.pending
-	b.pending = nil // the exporter may keep what it was given
+	if len(spans) > 0 {
+		// A new slice, since the exporter may keep what it was given; with
+		// a batch's room, so filling it does not regrow it.
+		b.pending = make([]sdktrace.ReadOnlySpan, 0, spanBatchSize)
+	}
 	b.mu.Unlock()
 	var errs []error
 	for len(spans) > 0 {
