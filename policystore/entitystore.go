@@ -6,7 +6,6 @@ import (
 	"iter"
 	"math"
 	"math/bits"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -69,65 +68,123 @@ type span struct{ off, end uint32 }
 // the ids, attributes and tags take more than the 4 GiB that 32-bit
 // offsets address, or the UIDs have more than 65,536 types.
 func newEntityStore(m types.EntityMap) (*entityStore, error) {
-	b := storeBuilder{
-		s:       &entityStore{seed: maphash.MakeSeed(), defined: int32(len(m))},
-		ids:     make(map[types.EntityUID]int32, len(m)+len(m)/4),
-		typeIdx: map[types.EntityType]uint16{},
+	b := newStoreBuilder(len(m))
+	for _, e := range m {
+		b.add(e)
 	}
-	ents := make([]types.Entity, 0, len(m))
-	for uid, e := range m {
-		b.intern(uid)
-		ents = append(ents, e)
-	}
-	parents := &b.s.parents
-	parents.start = make([]int32, 1, len(ents)+1)
-	for _, e := range ents {
-		for p := range e.Parents.All() {
-			parents.items = append(parents.items, b.intern(p))
-		}
-		parents.start = append(parents.start, int32(len(parents.items)))
-	}
-	// The closures, and the attributes with the hash table, need only
-	// the numbering: build them at once.
-	var closing sync.WaitGroup
-	closing.Go(func() { b.s.closure = closeAll(parents, b.s.defined, len(b.s.typeOf)) })
-	b.s.attrs, b.s.tags = make([]span, len(ents)), make([]span, len(ents))
-	for i, e := range ents {
-		attrs, okA := b.encode(e.Attributes)
-		tags, okT := b.encode(e.Tags)
-		if !okA || !okT {
-			if b.s.special == nil {
-				b.s.special = map[int32]types.Entity{}
-			}
-			b.s.special[int32(i)] = e
-			continue
-		}
-		b.s.attrs[i], b.s.tags[i] = attrs, tags
-	}
-	closing.Wait()
-	if len(b.s.typeNames) > math.MaxUint16+1 {
-		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(b.s.typeNames), math.MaxUint16+1)
-	}
-	if b.data.Len() > math.MaxUint32 {
-		return nil, fmt.Errorf("the entities' ids, attributes and tags take %d bytes, more than the %d supported", b.data.Len(), uint64(math.MaxUint32))
-	}
-	b.s.data = b.data.String()
-	b.s.index()
-	b.s.cache = newEntityCache(len(ents))
-	return b.s, nil
+	return b.finish()
 }
 
+// storeBuilder builds an entityStore one entity at a time. Entities are
+// numbered as they are defined; the parents they name are numbered only
+// in finish, after every entity, so that the defined UIDs come first.
 type storeBuilder struct {
-	s       *entityStore
-	data    strings.Builder
-	ids     map[types.EntityUID]int32
+	s   *entityStore
+	ids []byte // every interned UID's id, in number order
+	// values holds the attributes and tags, which finish appends to ids.
+	values  []byte
+	uids    map[types.EntityUID]int32
 	typeIdx map[types.EntityType]uint16
-	scratch []byte
+	// parents lists the parents of every defined entity, as written;
+	// entity i's end at parentEnd[i].
+	parents   []types.EntityUID
+	parentEnd []int32
+	scratch   []byte
+}
+
+func newStoreBuilder(n int) *storeBuilder {
+	return &storeBuilder{
+		s:       &entityStore{seed: maphash.MakeSeed()},
+		uids:    make(map[types.EntityUID]int32, n+n/4),
+		typeIdx: map[types.EntityType]uint16{},
+	}
+}
+
+// defined reports whether the bundle already defines uid.
+func (b *storeBuilder) defined(uid types.EntityUID) bool {
+	_, ok := b.uids[uid]
+	return ok
+}
+
+// add defines e, which must not be defined yet.
+func (b *storeBuilder) add(e types.Entity) {
+	i := b.define(e.UID)
+	for p := range e.Parents.All() {
+		b.parents = append(b.parents, p)
+	}
+	b.parentEnd = append(b.parentEnd, int32(len(b.parents)))
+	attrs, okA := b.encode(e.Attributes)
+	tags, okT := b.encode(e.Tags)
+	if !okA || !okT {
+		if b.s.special == nil {
+			b.s.special = map[int32]types.Entity{}
+		}
+		b.s.special[i] = e
+		return
+	}
+	b.s.attrs[i], b.s.tags[i] = attrs, tags
+}
+
+// addEncoded defines uid, which must not be defined yet, with attributes
+// and tags already in their binary form (empty: none).
+func (b *storeBuilder) addEncoded(uid types.EntityUID, parents []types.EntityUID, attrs, tags []byte) {
+	i := b.define(uid)
+	b.parents = append(b.parents, parents...)
+	b.parentEnd = append(b.parentEnd, int32(len(b.parents)))
+	b.s.attrs[i], b.s.tags[i] = b.value(attrs), b.value(tags)
+}
+
+func (b *storeBuilder) define(uid types.EntityUID) int32 {
+	i := b.intern(uid)
+	b.s.attrs, b.s.tags = append(b.s.attrs, span{}), append(b.s.tags, span{})
+	return i
+}
+
+// finish numbers the parents and builds the closures and the hash table.
+func (b *storeBuilder) finish() (*entityStore, error) {
+	s := b.s
+	s.defined = int32(len(s.attrs))
+	s.parents.start = make([]int32, 1, s.defined+1)
+	s.parents.items = make([]int32, 0, len(b.parents))
+	from := int32(0)
+	for _, end := range b.parentEnd {
+		for _, p := range b.parents[from:end] {
+			s.parents.items = append(s.parents.items, b.intern(p))
+		}
+		s.parents.start = append(s.parents.start, int32(len(s.parents.items)))
+		from = end
+	}
+	b.parents, b.uids = nil, nil
+	if len(s.typeNames) > math.MaxUint16+1 {
+		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(s.typeNames), math.MaxUint16+1)
+	}
+	if size := len(b.ids) + len(b.values); size > math.MaxUint32 {
+		return nil, fmt.Errorf("the entities' ids, attributes and tags take %d bytes, more than the %d supported", size, uint64(math.MaxUint32))
+	}
+	// The closures and the hash table need only the numbering: build them
+	// at once.
+	var closing sync.WaitGroup
+	closing.Go(func() { s.closure = closeAll(&s.parents, s.defined, len(s.typeOf)) })
+	shift := uint32(len(b.ids))
+	for _, spans := range [][]span{s.attrs, s.tags} {
+		for i := range spans {
+			if spans[i].end != 0 {
+				spans[i].off += shift
+				spans[i].end += shift
+			}
+		}
+	}
+	s.data = string(append(b.ids, b.values...))
+	b.ids, b.values = nil, nil
+	s.index()
+	s.cache = newEntityCache(int(s.defined))
+	closing.Wait()
+	return s, nil
 }
 
 // intern returns uid's number, numbering it if it is new.
 func (b *storeBuilder) intern(uid types.EntityUID) int32 {
-	if u, ok := b.ids[uid]; ok {
+	if u, ok := b.uids[uid]; ok {
 		return u
 	}
 	t, ok := b.typeIdx[uid.Type]
@@ -137,14 +194,14 @@ func (b *storeBuilder) intern(uid types.EntityUID) int32 {
 		b.s.typeNames = append(b.s.typeNames, uid.Type)
 	}
 	u := int32(len(b.s.typeOf))
-	b.ids[uid] = u
+	b.uids[uid] = u
 	b.s.typeOf = append(b.s.typeOf, t)
-	b.data.WriteString(string(uid.ID))
-	b.s.idEnd = append(b.s.idEnd, uint32(b.data.Len()))
+	b.ids = append(b.ids, uid.ID...)
+	b.s.idEnd = append(b.s.idEnd, uint32(len(b.ids)))
 	return u
 }
 
-// encode appends r to data, in binary form where it has one, else as
+// encode appends r to values, in binary form where it has one, else as
 // JSON; false when it has neither form that reads back as r.
 func (b *storeBuilder) encode(r types.Record) (span, bool) {
 	if r.Len() == 0 {
@@ -158,9 +215,17 @@ func (b *storeBuilder) encode(r types.Record) (span, bool) {
 			return span{}, false
 		}
 	}
-	off := uint32(b.data.Len())
-	b.data.Write(text)
-	return span{off, uint32(b.data.Len())}, true
+	return b.value(text), true
+}
+
+// value appends a stored record to values; empty is none.
+func (b *storeBuilder) value(text []byte) span {
+	if len(text) == 0 {
+		return span{}
+	}
+	off := uint32(len(b.values))
+	b.values = append(b.values, text...)
+	return span{off, uint32(len(b.values))}
 }
 
 // index builds the hash table, at most half full.

@@ -24,9 +24,11 @@ import (
 // activated nothing before, and reports the wall time, the heap the
 // snapshot keeps (and how much of it the garbage collector must scan), the
 // process's resident memory, and then Decide's latency over the
-// scenario's queries for decideFor. With memProfile it writes a heap
-// profile of the live snapshot there.
-func activateOnly(ctx context.Context, sc *scenario.Scenario, decideFor time.Duration, memProfile string, out io.Writer) error {
+// scenario's queries for cfg.decideFor. With cfg.cpuProfile it writes a
+// CPU profile of the activation there, with cfg.memProfile a heap profile
+// of the live snapshot.
+func activateOnly(ctx context.Context, sc *scenario.Scenario, cfg config, out io.Writer) error {
+	decideFor, memProfile := cfg.decideFor, cfg.memProfile
 	runtime.GC() // the generated bundle's garbage is not the activation's
 	// The heap before activation, without the bundle's files, which are
 	// dropped after it.
@@ -35,9 +37,16 @@ func activateOnly(ctx context.Context, sc *scenario.Scenario, decideFor time.Dur
 		before -= int64(cap(data))
 	}
 	store := policystore.NewStore()
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	snap, err := store.Activate(ctx, sc.Bundle)
 	took := time.Since(start)
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return err
 	}
@@ -128,6 +137,26 @@ func procStatus(field string) string {
 		}
 	}
 	return "n/a"
+}
+
+// startCPUProfile starts profiling the CPU into path, if not empty; the
+// function it returns stops and writes the profile.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 func writeHeapProfile(path string) error {

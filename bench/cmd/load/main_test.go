@@ -53,7 +53,7 @@ func TestActivateOnly(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	profile := filepath.Join(t.TempDir(), "heap.prof")
-	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-activate-only", "-decide-for", "50ms", "-memprofile", profile}, &out)
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-activate-only", "-decide-for", "50ms", "-memprofile", profile, "-cpuprofile", filepath.Join(t.TempDir(), "cpu.prof")}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
