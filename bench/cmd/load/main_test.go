@@ -57,7 +57,7 @@ func TestActivateOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"scenario p10-e1k: 11 policies", "activation ", "snapshot heap ", "RSS after activation ", "Decide p50 "} {
+	for _, want := range []string{"scenario p10-e1k: 11 policies", "activation ", ", CPU ", "snapshot heap ", "RSS after activation ", "Decide p50 "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
