@@ -46,17 +46,14 @@ func readEntities(data []byte, b *storeBuilder) (problems []Problem, ok bool) {
 				return nil, false
 			}
 			ent, err := parseEntity(data[start:end], nil)
-			if err != nil {
+			switch {
+			case err != nil:
 				problems = append(problems, entityProblem(i, ent.UID, err))
-			} else if b.defined(ent.UID) {
+			case !b.add(ent):
 				problems = append(problems, duplicateEntity(i, ent.UID))
-			} else {
-				b.add(ent)
 			}
-		} else if b.defined(e.uid) {
+		} else if !b.addEncoded(e.uid, e.parents, e.attrs, e.tags) {
 			problems = append(problems, duplicateEntity(i, e.uid))
-		} else {
-			b.addEncoded(e.uid, e.parents, e.attrs, e.tags)
 		}
 		if r.ws(); r.byte(']') {
 			break

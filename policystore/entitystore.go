@@ -100,15 +100,12 @@ func newStoreBuilder(n int) *storeBuilder {
 	}
 }
 
-// defined reports whether the bundle already defines uid.
-func (b *storeBuilder) defined(uid types.EntityUID) bool {
-	_, ok := b.uids[uid]
-	return ok
-}
-
-// add defines e, which must not be defined yet.
-func (b *storeBuilder) add(e types.Entity) {
-	i := b.define(e.UID)
+// add defines e; false, adding nothing, when e.UID is defined already.
+func (b *storeBuilder) add(e types.Entity) bool {
+	i, ok := b.define(e.UID)
+	if !ok {
+		return false
+	}
 	for p := range e.Parents.All() {
 		b.parents = append(b.parents, p)
 	}
@@ -120,24 +117,34 @@ func (b *storeBuilder) add(e types.Entity) {
 			b.s.special = map[int32]types.Entity{}
 		}
 		b.s.special[i] = e
-		return
+		return true
 	}
 	b.s.attrs[i], b.s.tags[i] = attrs, tags
+	return true
 }
 
-// addEncoded defines uid, which must not be defined yet, with attributes
-// and tags already in their binary form (empty: none).
-func (b *storeBuilder) addEncoded(uid types.EntityUID, parents []types.EntityUID, attrs, tags []byte) {
-	i := b.define(uid)
+// addEncoded defines uid with attributes and tags already in their binary
+// form (empty: none); false, adding nothing, when uid is defined already.
+func (b *storeBuilder) addEncoded(uid types.EntityUID, parents []types.EntityUID, attrs, tags []byte) bool {
+	i, ok := b.define(uid)
+	if !ok {
+		return false
+	}
 	b.parents = append(b.parents, parents...)
 	b.parentEnd = append(b.parentEnd, int32(len(b.parents)))
 	b.s.attrs[i], b.s.tags[i] = b.value(attrs), b.value(tags)
+	return true
 }
 
-func (b *storeBuilder) define(uid types.EntityUID) int32 {
+// define numbers uid, unless it is defined already. Until finish, every
+// UID numbered is a defined one.
+func (b *storeBuilder) define(uid types.EntityUID) (int32, bool) {
+	if _, ok := b.uids[uid]; ok {
+		return 0, false
+	}
 	i := b.intern(uid)
 	b.s.attrs, b.s.tags = append(b.s.attrs, span{}), append(b.s.tags, span{})
-	return i
+	return i, true
 }
 
 // finish numbers the parents and builds the closures and the hash table.
