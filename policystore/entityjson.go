@@ -109,6 +109,7 @@ const maxDepth = 32
 // are checked for duplicates pairwise; larger ones are left to cedar-go.
 const maxRecordMembers = 64
 
+// entity reads one entity into r.e.
 func (r *entityReader) entity() (*decodedEntity, bool) {
 	e := &r.e
 	*e = decodedEntity{parents: e.parents[:0], attrs: e.attrs[:0], tags: e.tags[:0]}
