@@ -82,9 +82,12 @@ type storeBuilder struct {
 	s   *entityStore
 	ids []byte // every interned UID's id, in number order
 	// values holds the attributes and tags, which finish appends to ids.
-	values  []byte
-	uids    map[types.EntityUID]int32
-	typeIdx map[types.EntityType]uint16
+	values []byte
+	// slots becomes the store's hash table: it is kept at most half full
+	// as UIDs are numbered. typeHash is each type's hash.
+	slots    []int32
+	typeHash []uint64
+	typeIdx  map[types.EntityType]uint16
 	// parents lists the parents of every defined entity, as written;
 	// entity i's end at parentEnd[i].
 	parents   []types.EntityUID
@@ -95,7 +98,7 @@ type storeBuilder struct {
 func newStoreBuilder(n int) *storeBuilder {
 	return &storeBuilder{
 		s:       &entityStore{seed: maphash.MakeSeed()},
-		uids:    make(map[types.EntityUID]int32, n+n/4),
+		slots:   make([]int32, 1<<bits.Len(uint(2*n))),
 		typeIdx: map[types.EntityType]uint16{},
 	}
 }
@@ -139,10 +142,10 @@ func (b *storeBuilder) addEncoded(uid types.EntityUID, parents []types.EntityUID
 // define numbers uid, unless it is defined already. Until finish, every
 // UID numbered is a defined one.
 func (b *storeBuilder) define(uid types.EntityUID) (int32, bool) {
-	if _, ok := b.uids[uid]; ok {
+	i, isNew := b.intern(uid)
+	if !isNew {
 		return 0, false
 	}
-	i := b.intern(uid)
 	b.s.attrs, b.s.tags = append(b.s.attrs, span{}), append(b.s.tags, span{})
 	return i, true
 }
@@ -156,12 +159,13 @@ func (b *storeBuilder) finish() (*entityStore, error) {
 	from := int32(0)
 	for _, end := range b.parentEnd {
 		for _, p := range b.parents[from:end] {
-			s.parents.items = append(s.parents.items, b.intern(p))
+			u, _ := b.intern(p)
+			s.parents.items = append(s.parents.items, u)
 		}
 		s.parents.start = append(s.parents.start, int32(len(s.parents.items)))
 		from = end
 	}
-	b.parents, b.uids = nil, nil
+	b.parents = nil
 	if len(s.typeNames) > math.MaxUint16+1 {
 		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(s.typeNames), math.MaxUint16+1)
 	}
@@ -182,30 +186,67 @@ func (b *storeBuilder) finish() (*entityStore, error) {
 		}
 	}
 	s.data = string(append(b.ids, b.values...))
-	b.ids, b.values = nil, nil
-	s.index()
+	s.slots = b.slots
+	b.ids, b.values, b.slots = nil, nil, nil
 	s.cache = newEntityCache(int(s.defined))
 	closing.Wait()
 	return s, nil
 }
 
-// intern returns uid's number, numbering it if it is new.
-func (b *storeBuilder) intern(uid types.EntityUID) int32 {
-	if u, ok := b.uids[uid]; ok {
-		return u
-	}
+// intern returns uid's number, numbering it if it is new (isNew).
+func (b *storeBuilder) intern(uid types.EntityUID) (u int32, isNew bool) {
 	t, ok := b.typeIdx[uid.Type]
 	if !ok {
 		t = uint16(len(b.s.typeNames))
 		b.typeIdx[uid.Type] = t
 		b.s.typeNames = append(b.s.typeNames, uid.Type)
+		b.typeHash = append(b.typeHash, maphash.String(b.s.seed, string(uid.Type)))
 	}
-	u := int32(len(b.s.typeOf))
-	b.uids[uid] = u
+	slot, u, found := b.find(t, string(uid.ID))
+	if found {
+		return u, false
+	}
+	u = int32(len(b.s.typeOf))
 	b.s.typeOf = append(b.s.typeOf, t)
 	b.ids = append(b.ids, uid.ID...)
 	b.s.idEnd = append(b.s.idEnd, uint32(len(b.ids)))
-	return u
+	b.slots[slot] = u + 1
+	if 2*len(b.s.typeOf) > len(b.slots) {
+		b.grow()
+	}
+	return u, true
+}
+
+// find looks a UID up as entityStore.lookup does; when it is not there,
+// slot is where to put it.
+func (b *storeBuilder) find(t uint16, id string) (slot uint64, u int32, found bool) {
+	mask := uint64(len(b.slots) - 1)
+	for h := b.s.hashWith(b.typeHash[t], id); ; h++ {
+		u := b.slots[h&mask] - 1
+		if u < 0 {
+			return h & mask, 0, false
+		}
+		if b.s.typeOf[u] == t && string(b.id(u)) == id {
+			return 0, u, true
+		}
+	}
+}
+
+func (b *storeBuilder) id(u int32) []byte {
+	start := uint32(0)
+	if u > 0 {
+		start = b.s.idEnd[u-1]
+	}
+	return b.ids[start:b.s.idEnd[u]]
+}
+
+// grow doubles the hash table.
+func (b *storeBuilder) grow() {
+	b.slots = make([]int32, 2*len(b.slots))
+	for u := range int32(len(b.s.typeOf)) {
+		slot, _, _ := b.find(b.s.typeOf[u], string(b.id(u)))
+		b.slots[slot] = u + 1
+	}
 }
 
 // encode appends r to values, in binary form where it has one, else as
@@ -235,23 +276,13 @@ func (b *storeBuilder) value(text []byte) span {
 	return span{off, uint32(len(b.values))}
 }
 
-// index builds the hash table, at most half full.
-func (s *entityStore) index() {
-	n := len(s.typeOf)
-	s.slots = make([]int32, 1<<bits.Len(uint(2*n)))
-	mask := uint64(len(s.slots) - 1)
-	for u := range n {
-		for h := s.hash(s.typeNames[s.typeOf[u]], s.id(int32(u))); ; h++ {
-			if s.slots[h&mask] == 0 {
-				s.slots[h&mask] = int32(u) + 1
-				break
-			}
-		}
-	}
+func (s *entityStore) hash(t types.EntityType, id string) uint64 {
+	return s.hashWith(maphash.String(s.seed, string(t)), id)
 }
 
-func (s *entityStore) hash(t types.EntityType, id string) uint64 {
-	return maphash.String(s.seed, id) ^ bits.RotateLeft64(maphash.String(s.seed, string(t)), 17)
+// hashWith is hash given the hash of the type.
+func (s *entityStore) hashWith(typeHash uint64, id string) uint64 {
+	return maphash.String(s.seed, id) ^ bits.RotateLeft64(typeHash, 17)
 }
 
 func (s *entityStore) id(u int32) string {
