@@ -93,6 +93,9 @@ type storeBuilder struct {
 	parents   []types.EntityUID
 	parentEnd []int32
 	scratch   []byte
+	// full is set once the ids reach the 4 GiB that idEnd addresses:
+	// from then on nothing is numbered, and finish fails.
+	full bool
 }
 
 func newStoreBuilder(n int) *storeBuilder {
@@ -150,7 +153,7 @@ func (b *storeBuilder) define(uid types.EntityUID) (int32, bool) {
 	return i, true
 }
 
-// finish numbers the parents and builds the closures and the hash table.
+// finish numbers the parents, then builds the closures.
 func (b *storeBuilder) finish() (*entityStore, error) {
 	s := b.s
 	s.defined = int32(len(s.attrs))
@@ -169,11 +172,10 @@ func (b *storeBuilder) finish() (*entityStore, error) {
 	if len(s.typeNames) > math.MaxUint16+1 {
 		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(s.typeNames), math.MaxUint16+1)
 	}
-	if size := len(b.ids) + len(b.values); size > math.MaxUint32 {
-		return nil, fmt.Errorf("the entities' ids, attributes and tags take %d bytes, more than the %d supported", size, uint64(math.MaxUint32))
+	if b.full || len(b.ids)+len(b.values) > math.MaxUint32 {
+		return nil, fmt.Errorf("the entities' ids, attributes and tags take more than the %d bytes supported", uint64(math.MaxUint32))
 	}
-	// The closures and the hash table need only the numbering: build them
-	// at once.
+	// The closures need only the numbering: build them meanwhile.
 	var closing sync.WaitGroup
 	closing.Go(func() { s.closure = closeAll(&s.parents, s.defined, len(s.typeOf)) })
 	shift := uint32(len(b.ids))
@@ -195,6 +197,10 @@ func (b *storeBuilder) finish() (*entityStore, error) {
 
 // intern returns uid's number, numbering it if it is new (isNew).
 func (b *storeBuilder) intern(uid types.EntityUID) (u int32, isNew bool) {
+	if b.full || len(b.ids) > math.MaxUint32-len(uid.ID) {
+		b.full = true
+		return 0, true
+	}
 	t, ok := b.typeIdx[uid.Type]
 	if !ok {
 		t = uint16(len(b.s.typeNames))
