@@ -1,6 +1,7 @@
 package policystore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -88,7 +89,7 @@ func compile(b *Bundle, m Manifest, problems []Problem) (*Snapshot, error) {
 	parsed := make(chan []parsedPolicy)
 	go func() { parsed <- pc.policies() }()
 	ec := &compiler{bundle: b}
-	entities := ec.entities(sch)
+	entities, builder := ec.entities(sch)
 	policies := <-parsed
 	c.problems = slices.Concat(c.problems, pc.problems, ec.problems)
 	if sch != nil && m.Validation != ValidationOff {
@@ -106,10 +107,11 @@ func compile(b *Bundle, m Manifest, problems []Problem) (*Snapshot, error) {
 	for i, p := range policies {
 		ids[i], list[i] = p.id, p.policy
 	}
-	snap, err := buildSnapshot(revision, b.Source, ids, list, entities, sch)
+	store, err := builder.finish()
 	if err != nil {
 		return nil, &ValidationError{Problems: []Problem{{File: EntitiesFile, Message: err.Error()}}}
 	}
+	snap := buildSnapshot(revision, b.Source, ids, list, store, sch)
 	snap.contentHash = hash
 	snap.sequence = m.Sequence
 	snap.authoritative = m.authoritative(sch, entities)
@@ -148,10 +150,31 @@ func (c *compiler) schema() *resolved.Schema {
 	return rs
 }
 
-// entities parses entities.json one entity at a time, guided by the schema
-// when there is one, so that a problem names the entity; then it adds the
-// action entities the schema declares (the action groups).
-func (c *compiler) entities(sch *resolved.Schema) types.EntityMap {
+// entities reads entities.json into a builder of the snapshot's entity
+// store. Without a schema, readEntities decodes it straight into the
+// builder; with one, cedarEntities decodes it, and the entities are
+// returned too, for validation.
+func (c *compiler) entities(sch *resolved.Schema) (types.EntityMap, *storeBuilder) {
+	if data, ok := c.bundle.Files[EntitiesFile]; ok && sch == nil {
+		b := newStoreBuilder(bytes.Count(data, []byte(`"uid"`))) // about one per entity
+		if problems, ok := readEntities(data, b); ok {
+			c.problems = append(c.problems, problems...)
+			return nil, b
+		}
+	}
+	entities := c.cedarEntities(sch)
+	b := newStoreBuilder(len(entities))
+	for _, e := range entities {
+		b.add(e)
+	}
+	return entities, b
+}
+
+// cedarEntities parses entities.json with cedar-go one entity at a time,
+// guided by the schema when there is one, so that a problem names the
+// entity; then it adds the action entities the schema declares (the
+// action groups).
+func (c *compiler) cedarEntities(sch *resolved.Schema) types.EntityMap {
 	entities := types.EntityMap{}
 	if data, ok := c.bundle.Files[EntitiesFile]; ok {
 		var raw []json.RawMessage
@@ -163,11 +186,11 @@ func (c *compiler) entities(sch *resolved.Schema) types.EntityMap {
 		entities = make(types.EntityMap, len(raw))
 		for i, e := range parsed {
 			if errs[i] != nil {
-				c.fail(EntitiesFile, nil, "entity [%d] %s: %v", i, e.UID, errs[i])
+				c.problems = append(c.problems, entityProblem(i, e.UID, errs[i]))
 				continue
 			}
 			if _, dup := entities[e.UID]; dup {
-				c.fail(EntitiesFile, nil, "entity [%d]: duplicate entity %s", i, e.UID)
+				c.problems = append(c.problems, duplicateEntity(i, e.UID))
 			}
 			entities[e.UID] = e
 		}

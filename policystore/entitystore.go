@@ -6,7 +6,6 @@ import (
 	"iter"
 	"math"
 	"math/bits"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -69,82 +68,194 @@ type span struct{ off, end uint32 }
 // the ids, attributes and tags take more than the 4 GiB that 32-bit
 // offsets address, or the UIDs have more than 65,536 types.
 func newEntityStore(m types.EntityMap) (*entityStore, error) {
-	b := storeBuilder{
-		s:       &entityStore{seed: maphash.MakeSeed(), defined: int32(len(m))},
-		ids:     make(map[types.EntityUID]int32, len(m)+len(m)/4),
+	b := newStoreBuilder(len(m))
+	for _, e := range m {
+		b.add(e)
+	}
+	return b.finish()
+}
+
+// storeBuilder builds an entityStore one entity at a time. Entities are
+// numbered as they are defined; the parents they name are numbered only
+// in finish, after every entity, so that the defined UIDs come first.
+type storeBuilder struct {
+	s   *entityStore
+	ids []byte // every interned UID's id, in number order
+	// values holds the attributes and tags, which finish appends to ids.
+	values []byte
+	// slots becomes the store's hash table: it is kept at most half full
+	// as UIDs are numbered. typeHash is each type's hash.
+	slots    []int32
+	typeHash []uint64
+	typeIdx  map[types.EntityType]uint16
+	// parents lists the parents of every defined entity, as written;
+	// entity i's end at parentEnd[i].
+	parents   []types.EntityUID
+	parentEnd []int32
+	scratch   []byte
+	// full is set once the ids reach the 4 GiB that idEnd addresses:
+	// from then on nothing is numbered, and finish fails.
+	full bool
+}
+
+func newStoreBuilder(n int) *storeBuilder {
+	return &storeBuilder{
+		s:       &entityStore{seed: maphash.MakeSeed()},
+		slots:   make([]int32, 1<<bits.Len(uint(2*n))),
 		typeIdx: map[types.EntityType]uint16{},
 	}
-	ents := make([]types.Entity, 0, len(m))
-	for uid, e := range m {
-		b.intern(uid)
-		ents = append(ents, e)
+}
+
+// add defines e; false, adding nothing, when e.UID is defined already.
+func (b *storeBuilder) add(e types.Entity) bool {
+	i, ok := b.define(e.UID)
+	if !ok {
+		return false
 	}
-	parents := &b.s.parents
-	parents.start = make([]int32, 1, len(ents)+1)
-	for _, e := range ents {
-		for p := range e.Parents.All() {
-			parents.items = append(parents.items, b.intern(p))
+	for p := range e.Parents.All() {
+		b.parents = append(b.parents, p)
+	}
+	b.parentEnd = append(b.parentEnd, int32(len(b.parents)))
+	attrs, okA := b.encode(e.Attributes)
+	tags, okT := b.encode(e.Tags)
+	if !okA || !okT {
+		if b.s.special == nil {
+			b.s.special = map[int32]types.Entity{}
 		}
-		parents.start = append(parents.start, int32(len(parents.items)))
+		b.s.special[i] = e
+		return true
 	}
-	// The closures, and the attributes with the hash table, need only
-	// the numbering: build them at once.
+	b.s.attrs[i], b.s.tags[i] = attrs, tags
+	return true
+}
+
+// addEncoded defines uid with attributes and tags already in their binary
+// form (empty: none); false, adding nothing, when uid is defined already.
+func (b *storeBuilder) addEncoded(uid types.EntityUID, parents []types.EntityUID, attrs, tags []byte) bool {
+	i, ok := b.define(uid)
+	if !ok {
+		return false
+	}
+	b.parents = append(b.parents, parents...)
+	b.parentEnd = append(b.parentEnd, int32(len(b.parents)))
+	b.s.attrs[i], b.s.tags[i] = b.value(attrs), b.value(tags)
+	return true
+}
+
+// define numbers uid, unless it is defined already. Until finish, every
+// UID numbered is a defined one.
+func (b *storeBuilder) define(uid types.EntityUID) (int32, bool) {
+	i, isNew := b.intern(uid)
+	if !isNew {
+		return 0, false
+	}
+	b.s.attrs, b.s.tags = append(b.s.attrs, span{}), append(b.s.tags, span{})
+	return i, true
+}
+
+// finish numbers the parents, then builds the closures.
+func (b *storeBuilder) finish() (*entityStore, error) {
+	s := b.s
+	s.defined = int32(len(s.attrs))
+	s.parents.start = make([]int32, 1, s.defined+1)
+	s.parents.items = make([]int32, 0, len(b.parents))
+	from := int32(0)
+	for _, end := range b.parentEnd {
+		for _, p := range b.parents[from:end] {
+			u, _ := b.intern(p)
+			s.parents.items = append(s.parents.items, u)
+		}
+		s.parents.start = append(s.parents.start, int32(len(s.parents.items)))
+		from = end
+	}
+	b.parents = nil
+	if len(s.typeNames) > math.MaxUint16+1 {
+		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(s.typeNames), math.MaxUint16+1)
+	}
+	if b.full || len(b.ids)+len(b.values) > math.MaxUint32 {
+		return nil, fmt.Errorf("the entities' ids, attributes and tags take more than the %d bytes supported", uint64(math.MaxUint32))
+	}
+	// The closures need only the numbering: build them meanwhile.
 	var closing sync.WaitGroup
-	closing.Go(func() { b.s.closure = closeAll(parents, b.s.defined, len(b.s.typeOf)) })
-	b.s.attrs, b.s.tags = make([]span, len(ents)), make([]span, len(ents))
-	for i, e := range ents {
-		attrs, okA := b.encode(e.Attributes)
-		tags, okT := b.encode(e.Tags)
-		if !okA || !okT {
-			if b.s.special == nil {
-				b.s.special = map[int32]types.Entity{}
+	closing.Go(func() { s.closure = closeAll(&s.parents, s.defined, len(s.typeOf)) })
+	shift := uint32(len(b.ids))
+	for _, spans := range [][]span{s.attrs, s.tags} {
+		for i := range spans {
+			if spans[i].end != 0 {
+				spans[i].off += shift
+				spans[i].end += shift
 			}
-			b.s.special[int32(i)] = e
-			continue
 		}
-		b.s.attrs[i], b.s.tags[i] = attrs, tags
 	}
+	s.data = string(append(b.ids, b.values...))
+	s.slots = b.slots
+	b.ids, b.values, b.slots = nil, nil, nil
+	s.cache = newEntityCache(int(s.defined))
 	closing.Wait()
-	if len(b.s.typeNames) > math.MaxUint16+1 {
-		return nil, fmt.Errorf("the entities and their parents have %d types, more than the %d supported", len(b.s.typeNames), math.MaxUint16+1)
-	}
-	if b.data.Len() > math.MaxUint32 {
-		return nil, fmt.Errorf("the entities' ids, attributes and tags take %d bytes, more than the %d supported", b.data.Len(), uint64(math.MaxUint32))
-	}
-	b.s.data = b.data.String()
-	b.s.index()
-	b.s.cache = newEntityCache(len(ents))
-	return b.s, nil
+	return s, nil
 }
 
-type storeBuilder struct {
-	s       *entityStore
-	data    strings.Builder
-	ids     map[types.EntityUID]int32
-	typeIdx map[types.EntityType]uint16
-	scratch []byte
-}
-
-// intern returns uid's number, numbering it if it is new.
-func (b *storeBuilder) intern(uid types.EntityUID) int32 {
-	if u, ok := b.ids[uid]; ok {
-		return u
+// intern returns uid's number, numbering it if it is new (isNew).
+func (b *storeBuilder) intern(uid types.EntityUID) (u int32, isNew bool) {
+	if b.full || len(b.ids) > math.MaxUint32-len(uid.ID) {
+		b.full = true
+		return 0, true
 	}
 	t, ok := b.typeIdx[uid.Type]
 	if !ok {
 		t = uint16(len(b.s.typeNames))
 		b.typeIdx[uid.Type] = t
 		b.s.typeNames = append(b.s.typeNames, uid.Type)
+		b.typeHash = append(b.typeHash, maphash.String(b.s.seed, string(uid.Type)))
 	}
-	u := int32(len(b.s.typeOf))
-	b.ids[uid] = u
+	slot, u, found := b.find(t, string(uid.ID))
+	if found {
+		return u, false
+	}
+	u = int32(len(b.s.typeOf))
 	b.s.typeOf = append(b.s.typeOf, t)
-	b.data.WriteString(string(uid.ID))
-	b.s.idEnd = append(b.s.idEnd, uint32(b.data.Len()))
-	return u
+	b.ids = append(b.ids, uid.ID...)
+	b.s.idEnd = append(b.s.idEnd, uint32(len(b.ids)))
+	b.slots[slot] = u + 1
+	if 2*len(b.s.typeOf) > len(b.slots) {
+		b.grow()
+	}
+	return u, true
 }
 
-// encode appends r to data, in binary form where it has one, else as
+// find looks a UID up as entityStore.lookup does; when it is not there,
+// slot is where to put it.
+func (b *storeBuilder) find(t uint16, id string) (slot uint64, u int32, found bool) {
+	mask := uint64(len(b.slots) - 1)
+	for h := b.s.hashWith(b.typeHash[t], id); ; h++ {
+		u := b.slots[h&mask] - 1
+		if u < 0 {
+			return h & mask, 0, false
+		}
+		if b.s.typeOf[u] == t && string(b.id(u)) == id {
+			return 0, u, true
+		}
+	}
+}
+
+func (b *storeBuilder) id(u int32) []byte {
+	start := uint32(0)
+	if u > 0 {
+		start = b.s.idEnd[u-1]
+	}
+	return b.ids[start:b.s.idEnd[u]]
+}
+
+// grow doubles the hash table.
+func (b *storeBuilder) grow() {
+	b.slots = make([]int32, 2*len(b.slots))
+	for u := range int32(len(b.s.typeOf)) {
+		slot, _, _ := b.find(b.s.typeOf[u], string(b.id(u)))
+		b.slots[slot] = u + 1
+	}
+}
+
+// encode appends r to values, in binary form where it has one, else as
 // JSON; false when it has neither form that reads back as r.
 func (b *storeBuilder) encode(r types.Record) (span, bool) {
 	if r.Len() == 0 {
@@ -158,28 +269,26 @@ func (b *storeBuilder) encode(r types.Record) (span, bool) {
 			return span{}, false
 		}
 	}
-	off := uint32(b.data.Len())
-	b.data.Write(text)
-	return span{off, uint32(b.data.Len())}, true
+	return b.value(text), true
 }
 
-// index builds the hash table, at most half full.
-func (s *entityStore) index() {
-	n := len(s.typeOf)
-	s.slots = make([]int32, 1<<bits.Len(uint(2*n)))
-	mask := uint64(len(s.slots) - 1)
-	for u := range n {
-		for h := s.hash(s.typeNames[s.typeOf[u]], s.id(int32(u))); ; h++ {
-			if s.slots[h&mask] == 0 {
-				s.slots[h&mask] = int32(u) + 1
-				break
-			}
-		}
+// value appends a stored record to values; empty is none.
+func (b *storeBuilder) value(text []byte) span {
+	if len(text) == 0 {
+		return span{}
 	}
+	off := uint32(len(b.values))
+	b.values = append(b.values, text...)
+	return span{off, uint32(len(b.values))}
 }
 
 func (s *entityStore) hash(t types.EntityType, id string) uint64 {
-	return maphash.String(s.seed, id) ^ bits.RotateLeft64(maphash.String(s.seed, string(t)), 17)
+	return s.hashWith(maphash.String(s.seed, string(t)), id)
+}
+
+// hashWith is hash given the hash of the type.
+func (s *entityStore) hashWith(typeHash uint64, id string) uint64 {
+	return maphash.String(s.seed, id) ^ bits.RotateLeft64(typeHash, 17)
 }
 
 func (s *entityStore) id(u int32) string {

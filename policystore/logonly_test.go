@@ -51,17 +51,11 @@ func TestLogOnlyNeverChangesDecisions(t *testing.T) {
 			isMarked := func(i int) bool { return marked[i] }
 			entities := g.entities()
 			withMarks := snapshotOfLines(t, lines, all, isMarked)
-			if err := withMarks.setEntities(entities); err != nil {
-				t.Fatal(err)
-			}
+			withMarks.setEntities(mustStore(entities))
 			without := snapshotOfLines(t, lines, func(i int) bool { return !marked[i] }, none)
-			if err := without.setEntities(entities); err != nil {
-				t.Fatal(err)
-			}
+			without.setEntities(mustStore(entities))
 			enforcedAll := snapshotOfLines(t, lines, all, none)
-			if err := enforcedAll.setEntities(entities); err != nil {
-				t.Fatal(err)
-			}
+			enforcedAll.setEntities(mustStore(entities))
 			if got, want := len(withMarks.LogOnlyPolicies()), slices.Index(marked, true); want >= 0 && got == 0 {
 				t.Fatalf("LogOnlyPolicies is empty although policy%d is marked", want)
 			}

@@ -90,7 +90,7 @@ func (p *compiledPolicy) asReasons() []Reason {
 
 // buildSnapshot compiles the policies ids[i] → policies[i], ids sorted and
 // unique, and the entities into a Snapshot.
-func buildSnapshot(revision, source string, ids []cedar.PolicyID, policies []*cedar.Policy, entities types.EntityMap, sch *resolved.Schema) (*Snapshot, error) {
+func buildSnapshot(revision, source string, ids []cedar.PolicyID, policies []*cedar.Policy, entities *entityStore, sch *resolved.Schema) *Snapshot {
 	s := &Snapshot{revision: revision, source: source, schema: sch}
 	s.policies = make([]compiledPolicy, len(policies))
 	for i, p := range policies {
@@ -104,23 +104,16 @@ func buildSnapshot(revision, source string, ids []cedar.PolicyID, policies []*ce
 			}
 		}
 	}
-	if err := s.setEntities(entities); err != nil {
-		return nil, err
-	}
-	return s, nil
+	s.setEntities(entities)
+	return s
 }
 
 // setEntities stores the bundle's entities and indexes the policies
 // against their closures.
-func (s *Snapshot) setEntities(entities types.EntityMap) error {
-	store, err := newEntityStore(entities)
-	if err != nil {
-		return err
-	}
+func (s *Snapshot) setEntities(store *entityStore) {
 	s.entities = store
 	s.closed = closedEntities{store}
 	s.index = newPolicyIndex(s.policies, s.closed)
-	return nil
 }
 
 // Revision is the bundle revision this snapshot was built from.

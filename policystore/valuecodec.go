@@ -60,7 +60,7 @@ func appendValue(b []byte, v types.Value) ([]byte, bool) {
 	return b, false
 }
 
-func appendString(b []byte, s string) []byte {
+func appendString[S ~string | ~[]byte](b []byte, s S) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 

@@ -40,10 +40,11 @@ import (
 )
 
 type config struct {
-	// activateOnly, decideFor and memProfile: see activateOnly.
+	// activateOnly, decideFor, memProfile and cpuProfile: see activateOnly.
 	activateOnly bool
 	decideFor    time.Duration
 	memProfile   string
+	cpuProfile   string
 
 	addr        string
 	scenario    string
@@ -76,6 +77,7 @@ func parse(args []string) (config, error) {
 		"then Decide's latency for -decide-for, and exit; no server, no load")
 	fs.DurationVar(&c.decideFor, "decide-for", 3*time.Second, "with -activate-only, how long to time Decide over the queries (0: not at all)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "with -activate-only, write a heap profile of the activated snapshot to this file")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "with -activate-only, write a CPU profile of the activation to this file")
 	levels := fs.String("concurrency", "1,32,64", "comma-separated concurrency levels (calls in flight)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "duration of each measurement")
 	fs.Float64Var(&c.rate, "rate", 0, "calls per second in total; 0 runs closed-loop, as fast as possible")
@@ -125,7 +127,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
 	}
 	if cfg.activateOnly {
-		return activateOnly(ctx, sc, cfg.decideFor, cfg.memProfile, out)
+		return activateOnly(ctx, sc, cfg, out)
 	}
 	if cfg.serveEcho != "" {
 		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)

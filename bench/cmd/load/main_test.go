@@ -53,11 +53,11 @@ func TestActivateOnly(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	profile := filepath.Join(t.TempDir(), "heap.prof")
-	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-activate-only", "-decide-for", "50ms", "-memprofile", profile}, &out)
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-activate-only", "-decide-for", "50ms", "-memprofile", profile, "-cpuprofile", filepath.Join(t.TempDir(), "cpu.prof")}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"scenario p10-e1k: 11 policies", "activation ", "snapshot heap ", "RSS after activation ", "Decide p50 "} {
+	for _, want := range []string{"scenario p10-e1k: 11 policies", "activation ", ", CPU ", "snapshot heap ", "RSS after activation ", "Decide p50 "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
