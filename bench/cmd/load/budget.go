@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/intentpdp/intentpdp/bench/echo"
@@ -189,4 +190,50 @@ type fixedAnswer struct {
 
 func (f fixedAnswer) Authorize(context.Context, *pdpv1.AuthorizeRequest) (*pdpv1.AuthorizeResponse, error) {
 	return f.resp, nil
+}
+
+// serveRung serves one rung of the ladder on listen until ctx ends: proto
+// (the generated service with a fixed answer, stream workers as intentpdp
+// has them) or intentpdp (grpcapi's server, no metrics), so that a rung
+// can be measured across a process boundary like intentpdp serve.
+func serveRung(ctx context.Context, sc *scenario.Scenario, name, listen string, out io.Writer) error {
+	store := policystore.NewStore()
+	if _, err := store.Activate(ctx, sc.Bundle); err != nil {
+		return err
+	}
+	var gs *grpc.Server
+	switch name {
+	case "proto":
+		sample, err := sampleResponse(ctx, store, sc.Queries[0].Request)
+		if err != nil {
+			return err
+		}
+		gs = grpc.NewServer(grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))))
+		pdpv1.RegisterAuthorizationServiceServer(gs, fixedAnswer{resp: sample})
+	case "intentpdp":
+		gs, _ = grpcapi.NewServer(grpcapi.New(engine.New(store)))
+	case "metrics":
+		metrics, err := telemetry.NewMetrics(prometheus.NewRegistry())
+		if err != nil {
+			return err
+		}
+		gs, _ = grpcapi.NewServer(grpcapi.New(engine.New(store, engine.WithMetrics(metrics))), metrics.GRPCServerOptions()...)
+		metrics.InitializeGRPC(gs)
+	case "limits":
+		// intentpdp serve's default transport limits and keepalive.
+		gs, _ = grpcapi.NewServer(grpcapi.New(engine.New(store)),
+			grpc.MaxConcurrentStreams(1000),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}))
+	default:
+		return fmt.Errorf("serve-rung: %q is not proto or intentpdp", name)
+	}
+	stop, addr, err := serveLoopback(gs, listen)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(out, "serving rung %s on %s\n", name, addr)
+	<-ctx.Done()
+	return nil
 }

@@ -56,6 +56,8 @@ type config struct {
 	writeBundle string
 	echoAddr    string
 	serveEcho   string
+	serveRung   string
+	echoProto   bool
 	budget      bool
 }
 
@@ -87,6 +89,10 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
 	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
 		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
+	fs.StringVar(&c.serveRung, "serve-rung", "", "serve one rung of the -budget ladder (proto or intentpdp) on -addr until interrupted, "+
+		"to measure it across a process boundary against a -serve-echo process")
+	fs.BoolVar(&c.echoProto, "echo-proto", false, "call the echo with the scenario's requests and responses as protobuf messages, as intentpdp is called, "+
+		"so that the client's protobuf work is on both sides of the comparison")
 	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
 		"measured in alternating rounds; prints each part's share of the gap")
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +138,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cfg.serveEcho != "" {
 		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)
 	}
+	if cfg.serveRung != "" {
+		return serveRung(ctx, sc, cfg.serveRung, cfg.addr, out)
+	}
 	if cfg.budget {
 		return runBudget(ctx, cfg, sc, out)
 	}
@@ -171,6 +180,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "scenario %s: %d tenants, %d entities, %d queries; target %s; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
 		spec.Name, sc.Tenants, sc.Entities, len(sc.Queries), addr, cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
 	pdpCall, echoCall, per := calls(client, echoConn, sc.Queries, cfg.batch)
+	if cfg.echoProto && cfg.batch == 0 {
+		echoCall = protoEcho(echoConn, sc.Queries)
+	}
 	for _, c := range cfg.concurrency {
 		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
 		var floors, gots []load.Result
@@ -212,6 +224,15 @@ func calls(client pdpv1.AuthorizationServiceClient, echoConn *grpc.ClientConn, q
 		}, func(ctx context.Context) error {
 			return echo.Call(ctx, echoConn, payload)
 		}, 1
+}
+
+// protoEcho calls the echo with the scenario's requests in turn, encoded
+// and its reply decoded by the protobuf codec, as the intentpdp client does.
+func protoEcho(echoConn *grpc.ClientConn, queries []scenario.Query) load.Call {
+	var next atomic.Uint64
+	return func(ctx context.Context) error {
+		return echoConn.Invoke(ctx, echo.Method, queries[next.Add(1)%uint64(len(queries))].Request, new(pdpv1.AuthorizeResponse))
+	}
 }
 
 func report(out io.Writer, concurrency, per int, floor, got load.Result) {
