@@ -8,6 +8,8 @@
 //	go run ./bench/cmd/load -write-bundle /tmp/b -scenario p10k-e100k   # for `intentpdp serve --bundle /tmp/b`
 //	go run ./bench/cmd/load -addr 127.0.0.1:50051 -scenario p10k-e100k
 //	go run ./bench/cmd/load -budget -scenario p10k-e100k   # where the gap over the echo goes
+//	go run ./bench/cmd/load -serve-rung intentpdp -addr 127.0.0.1:50052   # one rung of -budget in its own process
+//	go run ./bench/cmd/load -addr 127.0.0.1:50052 -echo-proto   # the echo called with protobuf messages as intentpdp is
 package main
 
 import (

@@ -93,6 +93,7 @@ func TestRejectsBadFlags(t *testing.T) {
 		{"-concurrency", "0"},
 		{"-concurrency", "x"},
 		{"-rounds", "0"},
+		{"-scenario", "p10-e1k", "-serve-rung", "nope", "-addr", "127.0.0.1:0"},
 	} {
 		if err := run(context.Background(), args, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: no error", args)
@@ -104,24 +105,7 @@ func TestRejectsBadFlags(t *testing.T) {
 // process of its own and measures against it with -echo-addr.
 func TestSeparateEchoProcess(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{written: make(chan struct{}, 1)}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-scenario", "p10-e1k", "-serve-echo", "127.0.0.1:0"}, out) }()
-	var addr string
-	deadline := time.After(time.Minute) // a bound on start-up, not a timing assertion
-	for addr == "" {
-		select {
-		case err := <-done:
-			t.Fatalf("echo server stopped: %v", err)
-		case <-deadline:
-			t.Fatalf("echo server did not start:\n%s", out.String())
-		case <-out.written:
-		}
-		if _, a, ok := strings.Cut(out.String(), "serving echo on "); ok {
-			addr = strings.TrimSpace(a)
-		}
-	}
+	addr, stop := serveInBackground(t, []string{"-scenario", "p10-e1k", "-serve-echo", "127.0.0.1:0"}, "serving echo on ")
 	var report bytes.Buffer
 	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-echo-addr", addr, "-concurrency", "2", "-duration", "100ms", "-rounds", "1"}, &report)
 	if err != nil {
@@ -130,9 +114,56 @@ func TestSeparateEchoProcess(t *testing.T) {
 	if !strings.Contains(report.String(), "of echo") || strings.Contains(report.String(), "first error") {
 		t.Errorf("unexpected report:\n%s", report.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("echo server: %v", err)
+	stop()
+}
+
+// TestSeparateRungProcess serves the ladder's rungs as `-serve-rung` would
+// in a process of their own and measures each with -addr against the echo
+// called with protobuf messages (-echo-proto).
+func TestSeparateRungProcess(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"intentpdp", "metrics", "limits"} {
+		addr, stop := serveInBackground(t, []string{"-scenario", "p10-e1k", "-serve-rung", name, "-addr", "127.0.0.1:0"}, "serving rung "+name+" on ")
+		var report bytes.Buffer
+		err := run(context.Background(), []string{"-scenario", "p10-e1k", "-addr", addr, "-echo-proto", "-concurrency", "1", "-duration", "100ms", "-rounds", "1"}, &report)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !strings.Contains(report.String(), "of echo") || strings.Contains(report.String(), "first error") {
+			t.Errorf("%s: unexpected report:\n%s", name, report.String())
+		}
+		stop()
+	}
+}
+
+// serveInBackground runs a serving mode of load until stop, and returns
+// the address it prints after prefix.
+func serveInBackground(t *testing.T, args []string, prefix string) (addr string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{written: make(chan struct{}, 1)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, out) }()
+	deadline := time.After(time.Minute) // a bound on start-up, not a timing assertion
+	for addr == "" {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("%v stopped: %v", args, err)
+		case <-deadline:
+			cancel()
+			t.Fatalf("%v did not start:\n%s", args, out.String())
+		case <-out.written:
+		}
+		if _, a, ok := strings.Cut(out.String(), prefix); ok {
+			addr = strings.TrimSpace(a)
+		}
+	}
+	return addr, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
 	}
 }
 
