@@ -10,6 +10,7 @@
 //	go run ./bench/cmd/load -budget -scenario p10k-e100k   # where the gap over the echo goes
 //	go run ./bench/cmd/load -serve-rung intentpdp -addr 127.0.0.1:50052   # one rung of -budget in its own process
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -echo-proto   # the echo called with protobuf messages as intentpdp is
+//	go run ./bench/cmd/load -addr 127.0.0.1:50052 -trace /tmp/client.trace   # go tool trace -pprof=sched /tmp/client.trace
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -60,6 +62,7 @@ type config struct {
 	serveEcho   string
 	serveRung   string
 	echoProto   bool
+	trace       string
 	budget      bool
 }
 
@@ -95,6 +98,7 @@ func parse(args []string) (config, error) {
 		"to measure it across a process boundary against a -serve-echo process")
 	fs.BoolVar(&c.echoProto, "echo-proto", false, "call the echo with the scenario's requests and responses as protobuf messages, as intentpdp is called, "+
 		"so that the client's protobuf work is on both sides of the comparison")
+	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of this process, from start to exit, to this file (go tool trace)")
 	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
 		"measured in alternating rounds; prints each part's share of the gap")
 	if err := fs.Parse(args); err != nil {
@@ -131,6 +135,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("unknown scenario %q (have %s)", cfg.scenario, specNames())
 	}
 	sc := scenario.Build(spec)
+	if cfg.trace != "" {
+		stopTrace, err := startTrace(cfg.trace)
+		if err != nil {
+			return err
+		}
+		defer stopTrace()
+	}
 	if cfg.writeBundle != "" {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
 	}
@@ -352,6 +363,24 @@ func serveLoopback(gs *grpc.Server, listen string) (stop func(), addr string, er
 			fmt.Fprintln(os.Stderr, "load: server:", err)
 		}
 	}, lis.Addr().String(), nil
+}
+
+// startTrace writes a runtime execution trace to path until stop.
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "load: trace:", err)
+		}
+	}, nil
 }
 
 func writeBundle(dir string, b *policystore.Bundle) error {
