@@ -192,10 +192,12 @@ func (f fixedAnswer) Authorize(context.Context, *pdpv1.AuthorizeRequest) (*pdpv1
 	return f.resp, nil
 }
 
-// serveRung serves one rung of the ladder on listen until ctx ends: proto
-// (the generated service with a fixed answer, stream workers as intentpdp
-// has them) or intentpdp (grpcapi's server, no metrics), so that a rung
-// can be measured across a process boundary like intentpdp serve.
+// serveRung serves one rung of the ladder on listen until ctx ends, so
+// that it can be measured across a process boundary like intentpdp serve:
+// intentpdp (grpcapi's server, no metrics), metrics (with the Prometheus
+// interceptor), limits (with serve's default transport limits) or
+// static-window (with fixed flow-control windows). The ladder's proto rung
+// answers every query alike and so cannot pass load's decision check.
 func serveRung(ctx context.Context, sc *scenario.Scenario, name, listen string, out io.Writer) error {
 	store := policystore.NewStore()
 	if _, err := store.Activate(ctx, sc.Bundle); err != nil {
@@ -203,13 +205,6 @@ func serveRung(ctx context.Context, sc *scenario.Scenario, name, listen string, 
 	}
 	var gs *grpc.Server
 	switch name {
-	case "proto":
-		sample, err := sampleResponse(ctx, store, sc.Queries[0].Request)
-		if err != nil {
-			return err
-		}
-		gs = grpc.NewServer(grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))))
-		pdpv1.RegisterAuthorizationServiceServer(gs, fixedAnswer{resp: sample})
 	case "intentpdp":
 		gs, _ = grpcapi.NewServer(grpcapi.New(engine.New(store)))
 	case "metrics":
@@ -225,8 +220,12 @@ func serveRung(ctx context.Context, sc *scenario.Scenario, name, listen string, 
 			grpc.MaxConcurrentStreams(1000),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}))
+	case "static-window":
+		// Fixed flow-control windows turn off gRPC's bandwidth estimation,
+		// which at one stream sends a ping and a window update per call.
+		gs, _ = grpcapi.NewServer(grpcapi.New(engine.New(store)), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))
 	default:
-		return fmt.Errorf("serve-rung: %q is not proto or intentpdp", name)
+		return fmt.Errorf("serve-rung: %q is not intentpdp, metrics, limits or static-window", name)
 	}
 	stop, addr, err := serveLoopback(gs, listen)
 	if err != nil {

@@ -94,7 +94,7 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
 	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
 		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
-	fs.StringVar(&c.serveRung, "serve-rung", "", "serve one rung of the -budget ladder (proto or intentpdp) on -addr until interrupted, "+
+	fs.StringVar(&c.serveRung, "serve-rung", "", "serve one rung of the -budget ladder (intentpdp, metrics, limits or static-window) on -addr until interrupted, "+
 		"to measure it across a process boundary against a -serve-echo process")
 	fs.BoolVar(&c.echoProto, "echo-proto", false, "call the echo with the scenario's requests and responses as protobuf messages, as intentpdp is called, "+
 		"so that the client's protobuf work is on both sides of the comparison")

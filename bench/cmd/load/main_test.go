@@ -122,7 +122,7 @@ func TestSeparateEchoProcess(t *testing.T) {
 // called with protobuf messages (-echo-proto).
 func TestSeparateRungProcess(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"intentpdp", "metrics", "limits"} {
+	for _, name := range []string{"intentpdp", "metrics", "limits", "static-window"} {
 		addr, stop := serveInBackground(t, []string{"-scenario", "p10-e1k", "-serve-rung", name, "-addr", "127.0.0.1:0"}, "serving rung "+name+" on ")
 		var report bytes.Buffer
 		err := run(context.Background(), []string{"-scenario", "p10-e1k", "-addr", addr, "-echo-proto", "-concurrency", "1", "-duration", "100ms", "-rounds", "1"}, &report)
