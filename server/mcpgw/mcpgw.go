@@ -64,6 +64,8 @@ type tool struct {
 	def      *mcp.Tool // the upstream's definition, with the upstream's name
 	action   types.EntityUID
 	resource *ResourceMapping // nil: the upstream's MCPServer entity
+	input    *jsonSchema      // the types its arguments must have (see conform)
+	inputErr error            // the input schema could not be read: every call is refused
 }
 
 // New connects to every upstream of cfg, reads their tools, and returns a
@@ -121,6 +123,7 @@ func (g *Gateway) mountTools(ctx context.Context, up *Upstream, prefix string) e
 	}
 	for _, def := range defs {
 		t := &tool{name: prefix + def.Name, upstream: up, def: def}
+		t.input, t.inputErr = inputSchema(def)
 		t.action = types.NewEntityUID("Action", types.String(t.name))
 		if m, ok := up.cfg.Resources[def.Name]; ok {
 			t.resource = &m
@@ -130,7 +133,7 @@ func (g *Gateway) mountTools(ctx context.Context, up *Upstream, prefix string) e
 		}
 		exposed := *def
 		exposed.Name = t.name
-		if g.offer(up, "tool", t.name, func() { g.server.AddTool(&exposed, g.conforming(t, g.callTool(t))) }) {
+		if g.offer(up, "tool", t.name, func() { g.server.AddTool(&exposed, g.callTool(t)) }) {
 			g.tools[t.name] = t
 		}
 	}
@@ -333,7 +336,14 @@ func (g *Gateway) request(extra *mcp.RequestExtra, meta map[string]any, t *tool,
 	if args == nil {
 		return req, nil
 	}
-	input, err := g.input(args)
+	m, err := g.decodeArguments(args)
+	if err == nil {
+		err = t.conform(m)
+	}
+	var input types.RecordMap
+	if err == nil {
+		input, err = g.cedarInput(m)
+	}
 	if err != nil {
 		return req, err
 	}
@@ -346,21 +356,39 @@ func (g *Gateway) request(extra *mcp.RequestExtra, meta map[string]any, t *tool,
 	return req, nil
 }
 
-// input converts a call's arguments into a Cedar record: whole numbers
-// as Long, fractions as decimal when Cedar's decimal holds them exactly.
+// input converts a request's arguments into a Cedar record (see
+// decodeArguments and cedarInput).
 func (g *Gateway) input(args json.RawMessage) (types.RecordMap, error) {
+	m, err := g.decodeArguments(args)
+	if err != nil {
+		return nil, err
+	}
+	return g.cedarInput(m)
+}
+
+// decodeArguments reads a request's arguments, a JSON object (absent or
+// null: empty), its numbers as written. A call's arguments are decoded
+// once, for the type check and the conversion alike.
+func (g *Gateway) decodeArguments(args json.RawMessage) (map[string]any, error) {
 	if len(args) > g.limits.MaxMessageBytes {
 		return nil, engine.Invalid("arguments are %d bytes, over the limit of %d", len(args), g.limits.MaxMessageBytes)
 	}
+	m := map[string]any{}
 	if len(bytes.TrimSpace(args)) == 0 || string(bytes.TrimSpace(args)) == "null" {
-		return types.RecordMap{}, nil
+		return m, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(args))
 	dec.UseNumber()
-	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
 		return nil, engine.Invalid("arguments: not a JSON object: %v", err)
 	}
+	return m, nil
+}
+
+// cedarInput converts decoded arguments into a Cedar record: whole
+// numbers as Long, fractions as decimal when Cedar's decimal holds them
+// exactly. It rewrites m.
+func (g *Gateway) cedarInput(m map[string]any) (types.RecordMap, error) {
 	if err := decimals(m, 0, g.limits.MaxDepth); err != nil {
 		return nil, err
 	}
