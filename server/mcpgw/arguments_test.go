@@ -2,8 +2,6 @@ package mcpgw
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -29,13 +27,7 @@ when { context.input has draft && context.input.draft };
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "github", URL: url}}}, engine.DefaultLimits, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	cs := connectGateway(t, g)
+	cs := agentOf(t, engine.New(store), `Agent::"bot"`, UpstreamConfig{Name: "github", URL: url})
 	for _, c := range []struct {
 		tool, args string
 		want       string // "" allowed
@@ -112,12 +104,7 @@ func TestCallWithoutArguments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "github", URL: url}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	cs := connectGateway(t, g)
+	cs := agentOf(t, engine.New(store), `Agent::"bot"`, UpstreamConfig{Name: "github", URL: url})
 	for _, c := range []struct {
 		tool, args string // args "": no arguments member at all
 		want       string // "" allowed

@@ -138,7 +138,18 @@ func agentOf(t *testing.T, eng *engine.Engine, principal string, ups ...Upstream
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Close)
-	return connectGateway(t, g)
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := g.Server().Connect(t.Context(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ss.Close() })
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
 }
 
 func listed(t *testing.T, cs *mcp.ClientSession, meta mcp.Meta) []string {

@@ -201,12 +201,7 @@ func TestSchemaFromUpstreamValidates(t *testing.T) {
 		t.Fatalf("activation refused the generated schema: %v", err)
 	}
 
-	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "github", URL: url}}}, engine.DefaultLimits, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	cs := connectGateway(t, g)
+	cs := agentOf(t, engine.New(store), `Agent::"bot"`, UpstreamConfig{Name: "github", URL: url})
 	for _, c := range []struct {
 		tool  string
 		args  map[string]any
@@ -229,22 +224,6 @@ func TestSchemaFromUpstreamValidates(t *testing.T) {
 			t.Errorf("%s %v: allowed=%v, want %v (%v)", c.tool, c.args, allowed, c.allow, res.Content)
 		}
 	}
-}
-
-func connectGateway(t *testing.T, g *Gateway) *mcp.ClientSession {
-	t.Helper()
-	ct, st := mcp.NewInMemoryTransports()
-	ss, err := g.Server().Connect(t.Context(), st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ss.Close() })
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent"}, nil).Connect(t.Context(), ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
 }
 
 // TestSchemaLeavesOutWhatItCannotType: strict validation refuses a policy
@@ -472,12 +451,7 @@ func TestSchemaDeclaresResourcesAndPrompts(t *testing.T) {
 		t.Fatalf("activation refused the generated schema: %v", err)
 	}
 
-	g, err := New(t.Context(), engine.New(store), Config{Principal: `Agent::"bot"`, Upstreams: []UpstreamConfig{{Name: "notes", URL: url, Prompts: PromptsDecide}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	cs := connectGateway(t, g)
+	cs := agentOf(t, engine.New(store), `Agent::"bot"`, UpstreamConfig{Name: "notes", URL: url, Prompts: PromptsDecide})
 	for uri, want := range map[string]string{
 		"notes://public/readme":      "",
 		"notes://repos/acme/web":     "",
