@@ -2,6 +2,7 @@ package policystore
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"testing"
 	"time"
@@ -17,24 +18,43 @@ import (
 // graphs; UIDs the store only knows as parents are not entities.
 func TestEntityStoreReturnsEntitiesAsWritten(t *testing.T) {
 	t.Parallel()
+	for name, data := range entityFixtures(t) {
+		var m types.EntityMap
+		if err := m.UnmarshalJSON(data); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		checkStore(t, name, m)
+	}
+}
+
+// entityFixtures yields each distinct entity list of the Cedar corpus,
+// then those of 16 generated graphs, as Cedar entity JSON.
+func entityFixtures(t *testing.T) iter.Seq2[string, []byte] {
+	t.Helper()
 	tests, err := cedarcorpus.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
-	for _, ct := range tests {
-		if seen[string(ct.Entities)] {
-			continue
+	return func(yield func(string, []byte) bool) {
+		seen := map[string]bool{}
+		for _, ct := range tests {
+			if seen[string(ct.Entities)] {
+				continue
+			}
+			seen[string(ct.Entities)] = true
+			if !yield(ct.Name, ct.Entities) {
+				return
+			}
 		}
-		seen[string(ct.Entities)] = true
-		var m types.EntityMap
-		if err := m.UnmarshalJSON(ct.Entities); err != nil {
-			t.Fatalf("%s: %v", ct.Name, err)
+		for seed := range uint64(16) {
+			data, err := newGen(seed).entities().MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !yield(fmt.Sprintf("generated %d", seed), data) {
+				return
+			}
 		}
-		checkStore(t, ct.Name, m)
-	}
-	for seed := range uint64(16) {
-		checkStore(t, fmt.Sprintf("generated %d", seed), newGen(seed).entities())
 	}
 }
 
