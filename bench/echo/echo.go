@@ -5,6 +5,7 @@ package echo
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -35,7 +36,12 @@ var _ encoding.Codec = Codec{}
 // Register adds the echo service to s, which must use Codec (see
 // ServerOption). It replies with reply, a message the size of a typical
 // response, to every request.
-func Register(s *grpc.Server, reply []byte) {
+func Register(s *grpc.Server, reply []byte) { RegisterWorking(s, reply, 0) }
+
+// RegisterWorking is Register with an echo that keeps its CPU busy for
+// work before each reply: a floor that does a known amount of work per
+// call, to see what a microsecond of server work costs a caller's latency.
+func RegisterWorking(s *grpc.Server, reply []byte, work time.Duration) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "intentpdp.bench.Echo",
 		HandlerType: (*any)(nil),
@@ -46,6 +52,7 @@ func Register(s *grpc.Server, reply []byte) {
 				if err := dec(&in); err != nil {
 					return nil, err
 				}
+				spin(work)
 				out := reply
 				return &out, nil
 			},
@@ -60,4 +67,14 @@ func ServerOption() grpc.ServerOption { return grpc.ForceServerCodec(Codec{}) }
 func Call(ctx context.Context, cc *grpc.ClientConn, req []byte) error {
 	var out []byte
 	return cc.Invoke(ctx, Method, &req, &out, grpc.ForceCodec(Codec{}))
+}
+
+// spin keeps the calling goroutine running for d, without yielding its
+// thread: the work of a handler, not a wait.
+func spin(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	for start := time.Now(); time.Since(start) < d; {
+	}
 }

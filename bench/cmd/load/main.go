@@ -10,6 +10,7 @@
 //	go run ./bench/cmd/load -budget -scenario p10k-e100k   # where the gap over the echo goes
 //	go run ./bench/cmd/load -serve-rung intentpdp -addr 127.0.0.1:50052   # one rung of -budget in its own process
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -echo-proto   # the echo called with protobuf messages as intentpdp is
+//	go run ./bench/cmd/load -serve-echo 127.0.0.1:50053 -echo-work 3us   # an echo that works 3 µs per call
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -trace /tmp/client.trace   # go tool trace -pprof=sched /tmp/client.trace
 package main
 
@@ -62,6 +63,7 @@ type config struct {
 	serveEcho   string
 	serveRung   string
 	echoProto   bool
+	echoWork    time.Duration
 	trace       string
 	budget      bool
 }
@@ -98,6 +100,8 @@ func parse(args []string) (config, error) {
 		"to measure it across a process boundary against a -serve-echo process")
 	fs.BoolVar(&c.echoProto, "echo-proto", false, "call the echo with the scenario's requests and responses as protobuf messages, as intentpdp is called, "+
 		"so that the client's protobuf work is on both sides of the comparison")
+	fs.DurationVar(&c.echoWork, "echo-work", 0, "keep the echo's CPU busy this long before each reply (with -serve-echo or the echo in process): "+
+		"a floor doing a known amount of work per call, to see what a microsecond of server work costs at p50")
 	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of this process, from start to exit, to this file (go tool trace)")
 	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
 		"measured in alternating rounds; prints each part's share of the gap")
@@ -149,7 +153,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return activateOnly(ctx, sc, cfg, out)
 	}
 	if cfg.serveEcho != "" {
-		return serveEcho(ctx, sc, cfg.serveEcho, cfg.batch, out)
+		return serveEcho(ctx, sc, cfg, out)
 	}
 	if cfg.serveRung != "" {
 		return serveRung(ctx, sc, cfg.serveRung, cfg.addr, out)
@@ -178,7 +182,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	echoAddr := cfg.echoAddr
 	if echoAddr == "" {
-		a, stopEcho, err := startEcho(resp, "127.0.0.1:0")
+		a, stopEcho, err := startEcho(resp, "127.0.0.1:0", cfg.echoWork)
 		if err != nil {
 			return err
 		}
@@ -292,9 +296,9 @@ func startServer(ctx context.Context, bundle *policystore.Bundle) (stop func(), 
 	return serveLoopback(gs, "127.0.0.1:0")
 }
 
-func startEcho(reply []byte, listen string) (addr string, stop func(), err error) {
+func startEcho(reply []byte, listen string, work time.Duration) (addr string, stop func(), err error) {
 	gs := grpc.NewServer(echo.ServerOption())
-	echo.Register(gs, reply)
+	echo.RegisterWorking(gs, reply, work)
 	stop, addr, err = serveLoopback(gs, listen)
 	return addr, stop, err
 }
@@ -322,9 +326,10 @@ func replySample(ctx context.Context, client pdpv1.AuthorizationServiceClient, q
 	return proto.Marshal(resp)
 }
 
-// serveEcho serves the echo floor on listen, its reply sized by a decision
-// (or a batch of batch decisions) of the scenario, until ctx ends.
-func serveEcho(ctx context.Context, sc *scenario.Scenario, listen string, batch int, out io.Writer) error {
+// serveEcho serves the echo floor on cfg.serveEcho, its reply sized by a
+// decision (or a batch of cfg.batch decisions) of the scenario, until ctx
+// ends.
+func serveEcho(ctx context.Context, sc *scenario.Scenario, cfg config, out io.Writer) error {
 	stopServer, addr, err := startServer(ctx, sc.Bundle)
 	if err != nil {
 		return err
@@ -334,13 +339,13 @@ func serveEcho(ctx context.Context, sc *scenario.Scenario, listen string, batch 
 		stopServer()
 		return err
 	}
-	reply, err := replySample(ctx, pdpv1.NewAuthorizationServiceClient(conn), sc.Queries, batch)
+	reply, err := replySample(ctx, pdpv1.NewAuthorizationServiceClient(conn), sc.Queries, cfg.batch)
 	conn.Close()
 	stopServer()
 	if err != nil {
 		return err
 	}
-	echoAddr, stop, err := startEcho(reply, listen)
+	echoAddr, stop, err := startEcho(reply, cfg.serveEcho, cfg.echoWork)
 	if err != nil {
 		return err
 	}
