@@ -93,7 +93,8 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.batch, "batch", 0, "send BatchAuthorize with this many requests instead of Authorize")
 	fs.IntVar(&c.rounds, "rounds", 5, "alternate echo and intentpdp this many times per level, so both see the same machine load")
 	fs.StringVar(&c.writeBundle, "write-bundle", "", "write the scenario's bundle to this directory and exit")
-	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process")
+	fs.StringVar(&c.echoAddr, "echo-addr", "", "echo floor address (a `load -serve-echo` process); empty starts one in process. "+
+		"A comma-separated list measures each (say, echoes of different -echo-work) in the same alternating rounds; the first is the floor of the summary")
 	fs.StringVar(&c.serveEcho, "serve-echo", "", "serve only the echo floor, sized for the scenario, on this address until interrupted: "+
 		"run it as its own process when -addr is a separate intentpdp process, so that both floors cross a process boundary")
 	fs.StringVar(&c.serveRung, "serve-rung", "", "serve one rung of the -budget ladder (intentpdp, metrics, limits or static-window) on -addr until interrupted, "+
@@ -180,41 +181,53 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	echoAddr := cfg.echoAddr
-	if echoAddr == "" {
+	echoAddrs := splitList(cfg.echoAddr)
+	if len(echoAddrs) == 0 {
 		a, stopEcho, err := startEcho(resp, "127.0.0.1:0", cfg.echoWork)
 		if err != nil {
 			return err
 		}
 		defer stopEcho()
-		echoAddr = a
+		echoAddrs = []string{a}
 	}
-	echoConn, err := grpc.NewClient(echoAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer echoConn.Close()
 	fmt.Fprintf(out, "scenario %s: %d tenants, %d entities, %d queries; target %s; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
 		spec.Name, sc.Tenants, sc.Entities, len(sc.Queries), addr, cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
-	pdpCall, echoCall, per := calls(client, echoConn, sc.Queries, cfg.batch)
-	if cfg.echoProto && cfg.batch == 0 {
-		echoCall = protoEcho(echoConn, sc.Queries)
+	var pdpCall load.Call
+	var per int
+	echoCalls := make([]load.Call, len(echoAddrs))
+	for i, a := range echoAddrs {
+		echoConn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer echoConn.Close()
+		pdpCall, echoCalls[i], per = calls(client, echoConn, sc.Queries, cfg.batch)
+		if cfg.echoProto && cfg.batch == 0 {
+			echoCalls[i] = protoEcho(echoConn, sc.Queries)
+		}
 	}
 	for _, c := range cfg.concurrency {
 		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
-		var floors, gots []load.Result
+		floors := make([][]load.Result, len(echoCalls))
+		var gots []load.Result
 		for range cfg.rounds {
-			floor, err := load.Run(ctx, echoCall, opts)
-			if err != nil {
-				return err
+			for i, echoCall := range echoCalls {
+				floor, err := load.Run(ctx, echoCall, opts)
+				if err != nil {
+					return err
+				}
+				floors[i] = append(floors[i], floor)
 			}
 			got, err := load.Run(ctx, pdpCall, opts)
 			if err != nil {
 				return err
 			}
-			floors, gots = append(floors, floor), append(gots, got)
+			gots = append(gots, got)
 		}
-		report(out, c, per, load.Combine(floors...), load.Combine(gots...))
+		report(out, c, per, load.Combine(floors[0]...), load.Combine(gots...))
+		for i, f := range floors[1:] {
+			reportFloor(out, echoAddrs[i+1], load.Combine(f...), load.Combine(gots...))
+		}
 	}
 	return nil
 }
@@ -264,6 +277,26 @@ func report(out io.Writer, concurrency, per int, floor, got load.Result) {
 			fmt.Fprintf(out, "  first error: %v\n", r.FirstError)
 		}
 	}
+}
+
+// reportFloor reports a further echo of -echo-addr and the PDP's gap over it.
+func reportFloor(out io.Writer, addr string, floor, got load.Result) {
+	fmt.Fprintf(out, "  echo %s %s\n  p50 over echo %s %+v   throughput %.0f%% of it\n",
+		addr, floor, addr, got.P50-floor.P50, 100*got.Throughput()/floor.Throughput())
+	if floor.FirstError != nil {
+		fmt.Fprintf(out, "  first error: %v\n", floor.FirstError)
+	}
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var items []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // checkQueries asks every query once and compares the decision with the

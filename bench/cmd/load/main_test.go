@@ -101,20 +101,28 @@ func TestRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// TestSeparateEchoProcess runs the echo floor as `-serve-echo` would in a
-// process of its own and measures against it with -echo-addr.
+// TestSeparateEchoProcess runs echo floors as `-serve-echo` would in
+// processes of their own, one of them working per call (-echo-work), and
+// measures against both with -echo-addr.
 func TestSeparateEchoProcess(t *testing.T) {
 	t.Parallel()
 	addr, stop := serveInBackground(t, []string{"-scenario", "p10-e1k", "-serve-echo", "127.0.0.1:0"}, "serving echo on ")
+	working, stopWorking := serveInBackground(t, []string{"-scenario", "p10-e1k", "-serve-echo", "127.0.0.1:0", "-echo-work", "1ms"}, "serving echo on ")
 	var report bytes.Buffer
-	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-echo-addr", addr, "-concurrency", "2", "-duration", "100ms", "-rounds", "1"}, &report)
+	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-echo-addr", addr + "," + working, "-concurrency", "2", "-duration", "100ms", "-rounds", "1"}, &report)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(report.String(), "of echo") || strings.Contains(report.String(), "first error") {
-		t.Errorf("unexpected report:\n%s", report.String())
+	for _, want := range []string{"of echo\n", "  echo " + working + " ", "p50 over echo " + working + " "} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, report.String())
+		}
+	}
+	if strings.Contains(report.String(), "first error") {
+		t.Errorf("calls failed:\n%s", report.String())
 	}
 	stop()
+	stopWorking()
 }
 
 // TestSeparateRungProcess serves the ladder's rungs as `-serve-rung` would
