@@ -121,13 +121,15 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 	if req.Task != nil {
 		key.task, key.hasTask = req.Task.UID, true
 	}
-	// A context with no caller fields is the intent's, the time and the
-	// identity and task: requests repeating those within a millisecond,
-	// as a busy PDP sees, share one record (records are immutable).
-	reuse := intent != nil && len(req.Context) == 0
+	// A context is the intent's record, the time, the identity and task,
+	// and the caller's fields: requests repeating all of them within a
+	// millisecond, as a busy PDP sees, share one record (records are
+	// immutable). A caller field named like the task the PDP sets would be
+	// overridden, so such a context is never shared.
+	reuse := intent != nil && !(req.Task != nil && hasField(req.Context, ContextTask))
 	if reuse {
-		if last := intent.last.Load(); last != nil && last.key == key {
-			return last.record, nil
+		if rec, ok := intent.recentContext(key, req.Context); ok {
+			return rec, nil
 		}
 	}
 	// types.NewRecord copies the map it is given, so the map is scratch,
@@ -148,14 +150,19 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 		fields[ContextTask] = req.Task.UID
 	}
 	rec := types.NewRecord(fields)
-	if reuse {
-		intent.last.Store(&contextRecord{key: key, record: rec})
+	if reuse && smallFields(req.Context) {
+		intent.keep(&contextRecord{key: key, callerFields: len(req.Context), record: rec})
 	}
 	return rec, nil
 }
 
+func hasField(m types.RecordMap, k types.String) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // intentRecords caches the context.intent records of intents without
-// attributes, and with each the last context made with it. Callers repeat
+// attributes, and with each the last contexts made with it. Callers repeat
 // a few purposes, tools and task ids, and a record costs about ten
 // allocations to build; records are immutable, so one may be shared by
 // any number of decisions. It is bounded: emptied when full. A nil
@@ -167,16 +174,17 @@ type intentRecords struct {
 
 type intentKey struct{ purpose, taskID, tool string }
 
-// intentEntry is an intent's record and the last context without caller
-// fields made with it.
+// intentEntry is an intent's record and the last contexts made with it,
+// the most recent first. Two, because callers often send one intent both
+// with and without caller fields (a read, and the same read with a flag).
 type intentEntry struct {
 	record types.Value
-	last   atomic.Pointer[contextRecord]
+	recent [2]atomic.Pointer[contextRecord]
 }
 
-// contextKey is what, besides the intent, a context without caller fields
-// is made of: context.now (milliseconds, as a Cedar datetime holds it),
-// the identity (one record per verified token) and the task.
+// contextKey is what, besides the intent and the caller's fields, a
+// context is made of: context.now (milliseconds, as a Cedar datetime holds
+// it), the identity (one record per verified token) and the task.
 type contextKey struct {
 	now      int64
 	identity *Identity
@@ -184,9 +192,92 @@ type contextKey struct {
 	hasTask  bool
 }
 
+// contextRecord is a context made for key with callerFields caller fields,
+// which record holds: they are compared there, so nothing else is kept.
 type contextRecord struct {
-	key    contextKey
-	record types.Record
+	key          contextKey
+	callerFields int
+	record       types.Record
+}
+
+// recentContext returns a recent context made for key whose caller fields
+// equal caller's (types.Value's Equal: exact, nested records and sets
+// included).
+func (e *intentEntry) recentContext(key contextKey, caller types.RecordMap) (types.Record, bool) {
+	for i := range e.recent {
+		c := e.recent[i].Load()
+		if c != nil && c.key == key && c.callerFields == len(caller) && holdsFields(c.record, caller) {
+			return c.record, true
+		}
+	}
+	return types.Record{}, false
+}
+
+// holdsFields says whether rec has every field of caller, with an equal
+// value.
+func holdsFields(rec types.Record, caller types.RecordMap) bool {
+	for k, v := range caller {
+		if kept, ok := rec.Get(k); !ok || !v.Equal(kept) {
+			return false
+		}
+	}
+	return true
+}
+
+// keep makes c the most recent context and the most recent one before it
+// the second. Concurrent calls may lose a context or keep one twice; every
+// kept context is a whole one, made for its key.
+func (e *intentEntry) keep(c *contextRecord) {
+	e.recent[1].Store(e.recent[0].Swap(c))
+}
+
+// Caller fields are kept with a context only while they are small, so that
+// the cache (at most maxIntentRecords intents, two contexts each) holds at
+// most a few tens of MiB however large the contexts callers send.
+const (
+	maxKeptValues = 64
+	maxKeptBytes  = 2048
+)
+
+// smallFields says whether m's fields, nested values included, are at
+// most maxKeptValues values with at most maxKeptBytes of names and
+// strings.
+func smallFields(m types.RecordMap) bool {
+	b := keptBudget{values: maxKeptValues, bytes: maxKeptBytes}
+	for k, v := range m {
+		b.bytes -= len(k)
+		if !b.take(v) {
+			return false
+		}
+	}
+	return true
+}
+
+type keptBudget struct{ values, bytes int }
+
+// take charges v to the budget and says whether it is still within it.
+func (b *keptBudget) take(v types.Value) bool {
+	b.values--
+	switch v := v.(type) {
+	case types.String:
+		b.bytes -= len(v)
+	case types.EntityUID:
+		b.bytes -= len(v.Type) + len(v.ID)
+	case types.Record:
+		for k, x := range v.All() {
+			b.bytes -= len(k)
+			if !b.take(x) {
+				return false
+			}
+		}
+	case types.Set:
+		for x := range v.All() {
+			if !b.take(x) {
+				return false
+			}
+		}
+	}
+	return b.values >= 0 && b.bytes >= 0
 }
 
 const maxIntentRecords = 4096
