@@ -133,9 +133,11 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 		}
 	}
 	// types.NewRecord copies the map it is given, so the map is scratch,
-	// reused across calls.
-	fields := scratchRecords.Get().(types.RecordMap)
-	defer putScratch(fields)
+	// reused across calls while small (reserved keys: at most four).
+	fields, scratch := recordFields(len(req.Context) + 4)
+	if scratch {
+		defer putScratch(fields)
+	}
 	maps.Copy(fields, req.Context)
 	if intent != nil {
 		fields[ContextIntent] = intent.record
@@ -151,7 +153,7 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 	}
 	rec := types.NewRecord(fields)
 	if reuse && smallFields(req.Context) {
-		intent.keep(&contextRecord{key: key, callerFields: len(req.Context), record: rec})
+		intent.keep(&contextRecord{key: key, callerFields: len(req.Context), record: rec}, req.Context)
 	}
 	return rec, nil
 }
@@ -174,12 +176,12 @@ type intentRecords struct {
 
 type intentKey struct{ purpose, taskID, tool string }
 
-// intentEntry is an intent's record and the last contexts made with it,
-// the most recent first. Two, because callers often send one intent both
-// with and without caller fields (a read, and the same read with a flag).
+// intentEntry is an intent's record and the last contexts made with it:
+// the last without caller fields and the last with some, because callers
+// often send one intent both ways (a read, and the same read with a flag).
 type intentEntry struct {
-	record types.Value
-	recent [2]atomic.Pointer[contextRecord]
+	record            types.Value
+	bare, withCallers atomic.Pointer[contextRecord]
 }
 
 // contextKey is what, besides the intent and the caller's fields, a
@@ -200,15 +202,21 @@ type contextRecord struct {
 	record       types.Record
 }
 
-// recentContext returns a recent context made for key whose caller fields
-// equal caller's (types.Value's Equal: exact, nested records and sets
-// included).
+// slot is where a context with caller's fields is kept.
+func (e *intentEntry) slot(caller types.RecordMap) *atomic.Pointer[contextRecord] {
+	if len(caller) == 0 {
+		return &e.bare
+	}
+	return &e.withCallers
+}
+
+// recentContext returns the context last made for key with caller fields
+// if they equal caller's (types.Value's Equal: exact, nested records and
+// sets included).
 func (e *intentEntry) recentContext(key contextKey, caller types.RecordMap) (types.Record, bool) {
-	for i := range e.recent {
-		c := e.recent[i].Load()
-		if c != nil && c.key == key && c.callerFields == len(caller) && holdsFields(c.record, caller) {
-			return c.record, true
-		}
+	c := e.slot(caller).Load()
+	if c != nil && c.key == key && c.callerFields == len(caller) && holdsFields(c.record, caller) {
+		return c.record, true
 	}
 	return types.Record{}, false
 }
@@ -224,67 +232,71 @@ func holdsFields(rec types.Record, caller types.RecordMap) bool {
 	return true
 }
 
-// keep makes c the most recent context and the most recent one before it
-// the second. Concurrent calls may lose a context or keep one twice; every
-// kept context is a whole one, made for its key.
-func (e *intentEntry) keep(c *contextRecord) {
-	e.recent[1].Store(e.recent[0].Swap(c))
+// keep makes c the last context made with its caller fields (or none).
+func (e *intentEntry) keep(c *contextRecord, caller types.RecordMap) {
+	e.slot(caller).Store(c)
 }
 
-// Caller fields are kept with a context only while they are small, so that
-// the cache (at most maxIntentRecords intents, two contexts each) holds at
-// most a few tens of MiB however large the contexts callers send.
+// A context's caller fields are kept with it only while they are small,
+// so that the cache (at most maxIntentRecords intents, one context with
+// caller fields each) stays small however large the contexts callers send:
+// filled with the largest kept contexts of several shapes it held 21 to
+// 34 MiB. Their size is estimated: a value's box and map slot, a record's
+// or set's own map, and the bytes of names and strings.
 const (
-	maxKeptValues = 64
-	maxKeptBytes  = 2048
+	maxKeptBytes   = 4096
+	valueBytes     = 64
+	containerBytes = 256
 )
 
-// smallFields says whether m's fields, nested values included, are at
-// most maxKeptValues values with at most maxKeptBytes of names and
-// strings.
+// smallFields says whether m's fields, nested values included, are
+// estimated at most maxKeptBytes.
 func smallFields(m types.RecordMap) bool {
-	b := keptBudget{values: maxKeptValues, bytes: maxKeptBytes}
+	budget := maxKeptBytes
 	for k, v := range m {
-		b.bytes -= len(k)
-		if !b.take(v) {
+		budget -= len(k)
+		if !charge(v, &budget) {
 			return false
 		}
 	}
 	return true
 }
 
-type keptBudget struct{ values, bytes int }
-
-// take charges v to the budget and says whether it is still within it.
-func (b *keptBudget) take(v types.Value) bool {
-	b.values--
+// charge takes v's estimated size from *budget and says whether some is
+// left.
+func charge(v types.Value, budget *int) bool {
+	*budget -= valueBytes
 	switch v := v.(type) {
 	case types.String:
-		b.bytes -= len(v)
+		*budget -= len(v)
 	case types.EntityUID:
-		b.bytes -= len(v.Type) + len(v.ID)
+		*budget -= len(v.Type) + len(v.ID)
 	case types.Record:
+		*budget -= containerBytes
 		for k, x := range v.All() {
-			b.bytes -= len(k)
-			if !b.take(x) {
+			*budget -= len(k)
+			if !charge(x, budget) {
 				return false
 			}
 		}
 	case types.Set:
+		*budget -= containerBytes
 		for x := range v.All() {
-			if !b.take(x) {
+			if !charge(x, budget) {
 				return false
 			}
 		}
 	}
-	return b.values >= 0 && b.bytes >= 0
+	return *budget >= 0
 }
 
 const maxIntentRecords = 4096
 
-// entry returns in's cache entry, nil when c is nil or in has attributes.
+// entry returns in's cache entry, nil when c is nil, in has attributes or
+// its strings are longer than maxKeptBytes (the cache is not to hold
+// large inputs).
 func (c *intentRecords) entry(in Intent) *intentEntry {
-	if c == nil || len(in.Attributes) > 0 {
+	if c == nil || len(in.Attributes) > 0 || len(in.Purpose)+len(in.TaskID)+len(in.Tool) > maxKeptBytes {
 		return nil
 	}
 	k := intentKey{in.Purpose, in.TaskID, in.Tool}
@@ -305,7 +317,7 @@ func (c *intentRecords) entry(in Intent) *intentEntry {
 }
 
 func newIntentRecord(in Intent) types.Value {
-	intent := scratchRecords.Get().(types.RecordMap)
+	intent, _ := recordFields(4)
 	defer putScratch(intent)
 	intent["purpose"] = types.String(in.Purpose)
 	intent["task_id"] = types.String(in.TaskID)
@@ -321,17 +333,27 @@ func newIntentRecord(in Intent) types.Value {
 // records are immutable.
 var emptyRecord types.Value = types.NewRecord(types.RecordMap{})
 
-// scratchRecords hold the maps CedarContext builds records from.
-var scratchRecords = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
+// scratchRecords hold the maps CedarContext builds small records from,
+// of at most scratchFields entries. types.NewRecord's copy (maps.Clone)
+// takes the capacity of the map it copies, and a map never shrinks: a
+// scratch map that once held fifty fields would make every later record,
+// however small, a table of 128 slots. Up to eight entries a map is one
+// group.
+var scratchRecords = sync.Pool{New: func() any { return make(types.RecordMap, scratchFields) }}
 
-// maxScratchFields bounds the maps kept for reuse, so that one request
-// with a huge context does not pin its map.
-const maxScratchFields = 64
+const scratchFields = 8
+
+// recordFields returns an empty map for up to n fields: a scratch map
+// (scratch true: put it back with putScratch) when n is at most
+// scratchFields, else a new one.
+func recordFields(n int) (m types.RecordMap, scratch bool) {
+	if n > scratchFields {
+		return make(types.RecordMap, n), false
+	}
+	return scratchRecords.Get().(types.RecordMap), true
+}
 
 func putScratch(m types.RecordMap) {
-	if len(m) > maxScratchFields {
-		return
-	}
 	clear(m)
 	scratchRecords.Put(m)
 }

@@ -2,6 +2,7 @@ package policystore
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 // TestCachedIntentRecordsEqualFreshOnes checks that the context Decide
 // builds with cached intent records equals CedarContext's, for intents
 // with and without attributes, on first use and on reuse, and that the
-// cache stays bounded.
+// cache stays bounded, in entries and in what each holds.
 func TestCachedIntentRecordsEqualFreshOnes(t *testing.T) {
 	var cache intentRecords
 	base := Request{
@@ -26,6 +27,7 @@ func TestCachedIntentRecordsEqualFreshOnes(t *testing.T) {
 		{Purpose: "review", Tool: "shell"},
 		{},
 		{Purpose: "review", Tool: "editor", Attributes: types.RecordMap{"path": types.String("/a")}},
+		{Purpose: strings.Repeat("p", maxKeptBytes), Tool: "editor"},
 	}
 	for round := range 2 {
 		for _, in := range intents {
@@ -45,7 +47,7 @@ func TestCachedIntentRecordsEqualFreshOnes(t *testing.T) {
 		}
 	}
 	if n := len(cache.m); n != 4 {
-		t.Errorf("%d cached intent records, want 4 (the intent with attributes is not cached)", n)
+		t.Errorf("%d cached intent records, want 4 (the intents with attributes or long strings are not cached)", n)
 	}
 	for i := range maxIntentRecords + 10 {
 		cache.entry(Intent{TaskID: fmt.Sprint(i)})
@@ -58,9 +60,9 @@ func TestCachedIntentRecordsEqualFreshOnes(t *testing.T) {
 // TestReusedContextsEqualFreshOnes checks that a context is reused
 // exactly when its intent, millisecond, identity, task and caller fields
 // repeat (caller fields compared as values, however deep), else a new one
-// is made and kept for reuse with the one before it, that large caller
-// fields and a caller field the PDP overrides are never kept, and that
-// each context equals CedarContext's.
+// is made and kept for reuse (the last without caller fields and the last
+// with some), that large caller fields and a caller field the PDP
+// overrides are never kept, and that each context equals CedarContext's.
 func TestReusedContextsEqualFreshOnes(t *testing.T) {
 	var cache intentRecords
 	now := time.UnixMilli(1_800_000_000_000)
@@ -79,13 +81,13 @@ func TestReusedContextsEqualFreshOnes(t *testing.T) {
 		}
 	}
 	large := types.RecordMap{}
-	for i := range maxKeptValues + 1 {
+	for i := range maxKeptBytes / valueBytes {
 		large[types.String(fmt.Sprint("f", i))] = types.Long(i)
 	}
 	steps := []struct {
 		name   string
 		change func(*Request)
-		kept   bool // a new context became the intent's most recent one
+		kept   bool // a new context was kept for the intent
 	}{
 		{"first", func(*Request) {}, true},
 		{"same millisecond", func(r *Request) { r.Now = now.Add(999 * time.Microsecond) }, false},
@@ -95,12 +97,12 @@ func TestReusedContextsEqualFreshOnes(t *testing.T) {
 		{"with task", withTask, true},
 		{"caller fields", func(r *Request) { withTask(r); r.Context = nested(types.String("eu")) }, true},
 		{"equal caller fields", func(r *Request) { withTask(r); r.Context = nested(types.String("eu")) }, false},
+		{"no caller fields, kept beside them", withTask, false},
+		{"equal caller fields again", func(r *Request) { withTask(r); r.Context = nested(types.String("eu")) }, false},
 		{"a string deep inside differs", func(r *Request) { withTask(r); r.Context = nested(types.String("us")) }, true},
 		{"only the type deep inside differs", func(r *Request) { withTask(r); r.Context = nested(types.Long(0)) }, true},
-		{"the one before", func(r *Request) { withTask(r); r.Context = nested(types.String("us")) }, false},
-		{"one field fewer", func(r *Request) { withTask(r); r.Context = nested(types.String("us")); delete(r.Context, "risk") }, true},
-		{"one field more", func(r *Request) { withTask(r); r.Context = nested(types.String("us")); r.Context["x"] = types.True }, true},
-		{"no caller fields, evicted", withTask, true},
+		{"one field fewer", func(r *Request) { withTask(r); r.Context = nested(types.Long(0)); delete(r.Context, "risk") }, true},
+		{"one field more", func(r *Request) { withTask(r); r.Context = nested(types.Long(0)); r.Context["x"] = types.True }, true},
 		{"large caller fields", func(r *Request) { withTask(r); r.Context = large }, false},
 		{"large caller fields again", func(r *Request) { withTask(r); r.Context = large }, false},
 		{"another field", func(r *Request) { withTask(r); r.TaskType = ""; r.Context = types.RecordMap{"other": task.UID} }, true},
@@ -111,10 +113,14 @@ func TestReusedContextsEqualFreshOnes(t *testing.T) {
 		{"caller task overridden", func(r *Request) { withTask(r); r.TaskType = ""; r.Context = types.RecordMap{"task": task.UID} }, false},
 		{"other intent", func(r *Request) { r.Intent.Tool = "shell" }, true},
 	}
+	kept := func(in Intent) [2]*contextRecord {
+		e := cache.entry(in)
+		return [2]*contextRecord{e.bare.Load(), e.withCallers.Load()}
+	}
 	for _, step := range steps {
 		req := base
 		step.change(&req)
-		before := cache.entry(req.Intent).recent[0].Load()
+		before := kept(req.Intent)
 		got, err := req.cedarContext(&cache)
 		if err != nil {
 			t.Fatal(err)
@@ -126,9 +132,8 @@ func TestReusedContextsEqualFreshOnes(t *testing.T) {
 		if !got.Equal(want) {
 			t.Errorf("%s: context %s, want %s", step.name, got, want)
 		}
-		after := cache.entry(req.Intent).recent[0].Load()
-		if kept := after != before; kept != step.kept {
-			t.Errorf("%s: kept=%v, want %v", step.name, kept, step.kept)
+		if k := kept(req.Intent) != before; k != step.kept {
+			t.Errorf("%s: kept=%v, want %v", step.name, k, step.kept)
 		}
 	}
 }
