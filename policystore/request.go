@@ -164,11 +164,11 @@ func hasField(m types.RecordMap, k types.String) bool {
 }
 
 // intentRecords caches the context.intent records of intents without
-// attributes, and with each the last contexts made with it. Callers repeat
-// a few purposes, tools and task ids, and a record costs about ten
-// allocations to build; records are immutable, so one may be shared by
-// any number of decisions. It is bounded: emptied when full. A nil
-// *intentRecords caches nothing.
+// attributes (and without long strings, see entry), and with each the
+// last contexts made with it. Callers repeat a few purposes, tools and
+// task ids, and a record costs about ten allocations to build; records
+// are immutable, so one may be shared by any number of decisions. It is
+// bounded: emptied when full. A nil *intentRecords caches nothing.
 type intentRecords struct {
 	mu sync.RWMutex
 	m  map[intentKey]*intentEntry
