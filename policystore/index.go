@@ -112,17 +112,27 @@ type ancestryFunc func(types.EntityUID) iter.Seq[types.EntityUID]
 // reach appends to buckets the non-empty buckets of dimension d that uid
 // reaches: its type's, its own and its ancestors'.
 func (ix *policyIndex) reach(buckets [][]int32, d int, uid types.EntityUID, ancestors ancestryFunc) [][]int32 {
-	add := func(b []int32) {
-		if len(b) > 0 {
-			buckets = append(buckets, b)
-		}
-	}
-	add(ix.byType[d][uid.Type])
-	add(ix.byUID[d][uid])
+	buckets = ix.reachOwn(buckets, d, uid)
 	for a := range ancestors(uid) {
-		add(ix.byUID[d][a])
+		buckets = appendBucket(buckets, ix.byUID[d][a])
 	}
 	return buckets
+}
+
+// reachOwn appends to buckets uid's type's and own non-empty buckets of
+// dimension d: all that an entity without ancestors reaches. Apart from
+// reach, because the body of a loop over an iterator captures buckets and
+// moves it to the heap.
+func (ix *policyIndex) reachOwn(buckets [][]int32, d int, uid types.EntityUID) [][]int32 {
+	buckets = appendBucket(buckets, ix.byType[d][uid.Type])
+	return appendBucket(buckets, ix.byUID[d][uid])
+}
+
+func appendBucket(buckets [][]int32, b []int32) [][]int32 {
+	if len(b) == 0 {
+		return buckets
+	}
+	return append(buckets, b)
 }
 
 // precompute records, for every bundle entity and dimension, the merged
@@ -232,14 +242,10 @@ func (ix *policyIndex) candidatesInBundle(sc *decideScratch, principal, action, 
 			}
 			continue
 		}
-		buckets = ix.reach(buckets, d, uid, noAncestors)
+		buckets = ix.reachOwn(buckets, d, uid)
 	}
 	sc.buckets = buckets
 	return mergeBuckets(buckets, &sc.merged)
-}
-
-func noAncestors(types.EntityUID) iter.Seq[types.EntityUID] {
-	return func(func(types.EntityUID) bool) {}
 }
 
 // mergeBuckets returns the union of ascending buckets, ascending. A single

@@ -121,19 +121,23 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 	if req.Task != nil {
 		key.task, key.hasTask = req.Task.UID, true
 	}
-	// A context with no caller fields is the intent's, the time and the
-	// identity and task: requests repeating those within a millisecond,
-	// as a busy PDP sees, share one record (records are immutable).
-	reuse := intent != nil && len(req.Context) == 0
+	// A context is the intent's record, the time, the identity and task,
+	// and the caller's fields: requests repeating all of them within a
+	// millisecond, as a busy PDP sees, share one record (records are
+	// immutable). A caller field named like the task the PDP sets would be
+	// overridden, so such a context is never shared.
+	reuse := intent != nil && !(req.Task != nil && hasField(req.Context, ContextTask))
 	if reuse {
-		if last := intent.last.Load(); last != nil && last.key == key {
-			return last.record, nil
+		if rec, ok := intent.recentContext(key, req.Context); ok {
+			return rec, nil
 		}
 	}
 	// types.NewRecord copies the map it is given, so the map is scratch,
-	// reused across calls.
-	fields := scratchRecords.Get().(types.RecordMap)
-	defer putScratch(fields)
+	// reused across calls while small (reserved keys: at most four).
+	fields, scratch := recordFields(len(req.Context) + 4)
+	if scratch {
+		defer putScratch(fields)
+	}
 	maps.Copy(fields, req.Context)
 	if intent != nil {
 		fields[ContextIntent] = intent.record
@@ -148,18 +152,23 @@ func (req *Request) cedarContext(intents *intentRecords) (types.Record, error) {
 		fields[ContextTask] = req.Task.UID
 	}
 	rec := types.NewRecord(fields)
-	if reuse {
-		intent.last.Store(&contextRecord{key: key, record: rec})
+	if reuse && smallFields(req.Context) {
+		intent.keep(&contextRecord{key: key, callerFields: len(req.Context), record: rec}, req.Context)
 	}
 	return rec, nil
 }
 
+func hasField(m types.RecordMap, k types.String) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // intentRecords caches the context.intent records of intents without
-// attributes, and with each the last context made with it. Callers repeat
-// a few purposes, tools and task ids, and a record costs about ten
-// allocations to build; records are immutable, so one may be shared by
-// any number of decisions. It is bounded: emptied when full. A nil
-// *intentRecords caches nothing.
+// attributes (and without long strings, see entry), and with each the
+// last contexts made with it. Callers repeat a few purposes, tools and
+// task ids, and a record costs about ten allocations to build; records
+// are immutable, so one may be shared by any number of decisions. It is
+// bounded: emptied when full. A nil *intentRecords caches nothing.
 type intentRecords struct {
 	mu sync.RWMutex
 	m  map[intentKey]*intentEntry
@@ -167,16 +176,17 @@ type intentRecords struct {
 
 type intentKey struct{ purpose, taskID, tool string }
 
-// intentEntry is an intent's record and the last context without caller
-// fields made with it.
+// intentEntry is an intent's record and the last contexts made with it:
+// the last without caller fields and the last with some, because callers
+// often send one intent both ways (a read, and the same read with a flag).
 type intentEntry struct {
-	record types.Value
-	last   atomic.Pointer[contextRecord]
+	record            types.Value
+	bare, withCallers atomic.Pointer[contextRecord]
 }
 
-// contextKey is what, besides the intent, a context without caller fields
-// is made of: context.now (milliseconds, as a Cedar datetime holds it),
-// the identity (one record per verified token) and the task.
+// contextKey is what, besides the intent and the caller's fields, a
+// context is made of: context.now (milliseconds, as a Cedar datetime holds
+// it), the identity (one record per verified token) and the task.
 type contextKey struct {
 	now      int64
 	identity *Identity
@@ -184,16 +194,109 @@ type contextKey struct {
 	hasTask  bool
 }
 
+// contextRecord is a context made for key with callerFields caller fields,
+// which record holds: they are compared there, so nothing else is kept.
 type contextRecord struct {
-	key    contextKey
-	record types.Record
+	key          contextKey
+	callerFields int
+	record       types.Record
+}
+
+// slot is where a context with caller's fields is kept.
+func (e *intentEntry) slot(caller types.RecordMap) *atomic.Pointer[contextRecord] {
+	if len(caller) == 0 {
+		return &e.bare
+	}
+	return &e.withCallers
+}
+
+// recentContext returns the context last made for key with caller fields
+// if they equal caller's (types.Value's Equal: exact, nested records and
+// sets included).
+func (e *intentEntry) recentContext(key contextKey, caller types.RecordMap) (types.Record, bool) {
+	c := e.slot(caller).Load()
+	if c != nil && c.key == key && c.callerFields == len(caller) && holdsFields(c.record, caller) {
+		return c.record, true
+	}
+	return types.Record{}, false
+}
+
+// holdsFields says whether rec has every field of caller, with an equal
+// value.
+func holdsFields(rec types.Record, caller types.RecordMap) bool {
+	for k, v := range caller {
+		if kept, ok := rec.Get(k); !ok || !v.Equal(kept) {
+			return false
+		}
+	}
+	return true
+}
+
+// keep makes c the last context made with its caller fields (or none).
+func (e *intentEntry) keep(c *contextRecord, caller types.RecordMap) {
+	e.slot(caller).Store(c)
+}
+
+// A context's caller fields are kept with it only while they are small,
+// so that the cache (at most maxIntentRecords intents, one context with
+// caller fields each) stays small however large the contexts callers send:
+// filled with the largest kept contexts of several shapes it held 21 to
+// 34 MiB. Their size is estimated: a value's box and map slot, a record's
+// or set's own map, and the bytes of names and strings.
+const (
+	maxKeptBytes   = 4096
+	valueBytes     = 64
+	containerBytes = 256
+)
+
+// smallFields says whether m's fields, nested values included, are
+// estimated at most maxKeptBytes.
+func smallFields(m types.RecordMap) bool {
+	budget := maxKeptBytes
+	for k, v := range m {
+		budget -= len(k)
+		if !charge(v, &budget) {
+			return false
+		}
+	}
+	return true
+}
+
+// charge takes v's estimated size from *budget and says whether some is
+// left.
+func charge(v types.Value, budget *int) bool {
+	*budget -= valueBytes
+	switch v := v.(type) {
+	case types.String:
+		*budget -= len(v)
+	case types.EntityUID:
+		*budget -= len(v.Type) + len(v.ID)
+	case types.Record:
+		*budget -= containerBytes
+		for k, x := range v.All() {
+			*budget -= len(k)
+			if !charge(x, budget) {
+				return false
+			}
+		}
+	case types.Set:
+		*budget -= containerBytes
+		for x := range v.All() {
+			if !charge(x, budget) {
+				return false
+			}
+		}
+	}
+	return *budget >= 0
 }
 
 const maxIntentRecords = 4096
 
-// entry returns in's cache entry, nil when c is nil or in has attributes.
+// entry returns in's cache entry, nil when c is nil, in has attributes or
+// its strings are longer than maxKeptBytes (the cache is not to hold
+// large inputs).
 func (c *intentRecords) entry(in Intent) *intentEntry {
-	if c == nil || len(in.Attributes) > 0 {
+	if c == nil || len(in.Attributes) > 0 || len(in.Purpose)+len(in.TaskID)+len(in.Tool) > maxKeptBytes {
 		return nil
 	}
 	k := intentKey{in.Purpose, in.TaskID, in.Tool}
@@ -214,7 +317,7 @@ func (c *intentRecords) entry(in Intent) *intentEntry {
 }
 
 func newIntentRecord(in Intent) types.Value {
-	intent := scratchRecords.Get().(types.RecordMap)
+	intent, _ := recordFields(4)
 	defer putScratch(intent)
 	intent["purpose"] = types.String(in.Purpose)
 	intent["task_id"] = types.String(in.TaskID)
@@ -230,17 +333,27 @@ func newIntentRecord(in Intent) types.Value {
 // records are immutable.
 var emptyRecord types.Value = types.NewRecord(types.RecordMap{})
 
-// scratchRecords hold the maps CedarContext builds records from.
-var scratchRecords = sync.Pool{New: func() any { return make(types.RecordMap, 8) }}
+// scratchRecords hold the maps CedarContext builds small records from,
+// of at most scratchFields entries. types.NewRecord's copy (maps.Clone)
+// takes the capacity of the map it copies, and a map never shrinks: a
+// scratch map that once held fifty fields would make every later record,
+// however small, a table of 128 slots. Up to eight entries a map is one
+// group.
+var scratchRecords = sync.Pool{New: func() any { return make(types.RecordMap, scratchFields) }}
 
-// maxScratchFields bounds the maps kept for reuse, so that one request
-// with a huge context does not pin its map.
-const maxScratchFields = 64
+const scratchFields = 8
+
+// recordFields returns an empty map for up to n fields: a scratch map
+// (scratch true: put it back with putScratch) when n is at most
+// scratchFields, else a new one.
+func recordFields(n int) (m types.RecordMap, scratch bool) {
+	if n > scratchFields {
+		return make(types.RecordMap, n), false
+	}
+	return scratchRecords.Get().(types.RecordMap), true
+}
 
 func putScratch(m types.RecordMap) {
-	if len(m) > maxScratchFields {
-		return
-	}
 	clear(m)
 	scratchRecords.Put(m)
 }
