@@ -11,6 +11,8 @@
 //	go run ./bench/cmd/load -serve-rung intentpdp -addr 127.0.0.1:50052   # one rung of -budget in its own process
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -echo-proto   # the echo called with protobuf messages as intentpdp is
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -trace /tmp/client.trace   # go tool trace -pprof=sched /tmp/client.trace
+//	go run ./bench/cmd/load -scenario p10-e1k -write-opa /tmp/o   # the scenario in Rego, for `opa run --server`
+//	go run ./bench/cmd/load -scenario p10-e1k -authzen http://127.0.0.1:18481 -opa http://127.0.0.1:18482   # bench/opa.sh
 package main
 
 import (
@@ -64,6 +66,10 @@ type config struct {
 	echoProto   bool
 	trace       string
 	budget      bool
+	// writeOPA, authzenURL and opaURL: see writeOPA and compareOPA.
+	writeOPA   string
+	authzenURL string
+	opaURL     string
 }
 
 func main() {
@@ -101,8 +107,15 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of this process, from start to exit, to this file (go tool trace)")
 	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
 		"measured in alternating rounds; prints each part's share of the gap")
+	fs.StringVar(&c.writeOPA, "write-opa", "", "write the scenario as a Rego policy (policy.rego) and OPA data (data.json) to this directory and exit")
+	fs.StringVar(&c.authzenURL, "authzen", "", "with -opa: base URL of intentpdp's AuthZEN API (intentpdp serve --http-listen)")
+	fs.StringVar(&c.opaURL, "opa", "", "base URL of an OPA server serving -write-opa's files: compare its data API with the AuthZEN API at -authzen, "+
+		"over HTTP with the same requests in alternating rounds")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if (c.authzenURL == "") != (c.opaURL == "") {
+		return c, fmt.Errorf("-authzen and -opa go together")
 	}
 	if c.rounds < 1 {
 		return c, fmt.Errorf("rounds must be at least 1, not %d", c.rounds)
@@ -144,6 +157,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if cfg.writeBundle != "" {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
+	}
+	if cfg.writeOPA != "" {
+		return writeOPA(cfg.writeOPA, sc)
+	}
+	if cfg.opaURL != "" {
+		return compareOPA(ctx, cfg, sc, out)
 	}
 	if cfg.activateOnly {
 		return activateOnly(ctx, sc, cfg, out)

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/intentpdp/intentpdp/bench/load"
+	"github.com/intentpdp/intentpdp/bench/scenario"
+	pdpv1 "github.com/intentpdp/intentpdp/proto/intentpdp/v1"
+	"github.com/intentpdp/intentpdp/server/authzen"
+)
+
+// compareOPA drives intentpdp's AuthZEN endpoint and OPA's data API, each
+// a server of its own, with the same AuthZEN evaluations of the scenario's
+// queries (OPA gets each as its input) over HTTP, in alternating rounds.
+// Before timing, every query must get the scenario's decision from both:
+// a comparison of different answers would be meaningless. Every timed
+// reply is checked too.
+func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.Writer) error {
+	bodies := make([][]byte, len(sc.Queries))
+	inputs := make([][]byte, len(sc.Queries))
+	want := make([]bool, len(sc.Queries))
+	for i, q := range sc.Queries {
+		e, err := authzenEvaluation(q.Request)
+		if err != nil {
+			return fmt.Errorf("query %s: %w", q.Name, err)
+		}
+		// Maps of strings, numbers and booleans: cannot fail.
+		bodies[i], _ = json.Marshal(e)
+		inputs[i], _ = json.Marshal(map[string]any{"input": e})
+		want[i] = q.Allow
+	}
+	conns := slices.Max(cfg.concurrency)
+	targets := []*httpTarget{
+		newHTTPTarget("intentpdp", cfg.authzenURL+authzen.PathEvaluation, bodies, want, conns,
+			func(r reply) *bool { return r.Decision }),
+		newHTTPTarget("OPA", cfg.opaURL+"/v1/data/"+scenario.RegoPackage+"/allow", inputs, want, conns,
+			func(r reply) *bool { return r.Result }),
+	}
+	for i, q := range sc.Queries {
+		for _, t := range targets {
+			if err := t.check(ctx, i); err != nil {
+				return fmt.Errorf("query %s: %w: does the server serve the scenario %s?", q.Name, err, sc.Spec.Name)
+			}
+		}
+	}
+	fmt.Fprintf(out, "scenario %s: %d queries, all decided alike; AuthZEN %s, OPA %s; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
+		sc.Spec.Name, len(sc.Queries), targets[0].url, targets[1].url, cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
+	for _, c := range cfg.concurrency {
+		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
+		results := make([][]load.Result, len(targets))
+		for round := range cfg.rounds {
+			for k := range targets {
+				k := (k + round) % len(targets) // each goes first in every other round
+				res, err := load.Run(ctx, targets[k].call(), opts)
+				if err != nil {
+					return err
+				}
+				results[k] = append(results[k], res)
+			}
+		}
+		pdp, opa := load.Combine(results[0]...), load.Combine(results[1]...)
+		fmt.Fprintf(out, "\nconcurrency %d\n  intentpdp %s\n  OPA       %s\n", c, pdp, opa)
+		fmt.Fprintf(out, "  intentpdp/OPA: p50 %.2f×  p99 %.2f×  throughput %.2f×\n",
+			pdp.P50.Seconds()/opa.P50.Seconds(), pdp.P99.Seconds()/opa.P99.Seconds(), pdp.Throughput()/opa.Throughput())
+		for _, r := range []load.Result{pdp, opa} {
+			if r.FirstError != nil {
+				fmt.Fprintf(out, "  first error: %v\n", r.FirstError)
+			}
+		}
+	}
+	return nil
+}
+
+// httpTarget is a PDP over HTTP: the URL a query's body is posted to, and
+// where the decision is in the reply.
+type httpTarget struct {
+	name     string
+	url      string
+	bodies   [][]byte
+	want     []bool
+	client   *http.Client
+	decision func(reply) *bool
+	next     atomic.Uint64
+}
+
+// reply holds the decision of either API: AuthZEN's "decision", the data
+// API's "result".
+type reply struct {
+	Decision *bool `json:"decision"`
+	Result   *bool `json:"result"`
+}
+
+// newHTTPTarget keeps up to conns connections open, one per call in flight.
+func newHTTPTarget(name, url string, bodies [][]byte, want []bool, conns int, decision func(reply) *bool) *httpTarget {
+	transport := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, DisableCompression: true}
+	return &httpTarget{name: name, url: url, bodies: bodies, want: want, client: &http.Client{Transport: transport}, decision: decision}
+}
+
+// call decides the queries in turn and fails on a decision other than the
+// expected one.
+func (t *httpTarget) call() load.Call {
+	return func(ctx context.Context) error {
+		return t.check(ctx, int(t.next.Add(1)%uint64(len(t.bodies))))
+	}
+}
+
+// check posts query i and compares the decision with the expected one.
+func (t *httpTarget) check(ctx context.Context, i int) error {
+	allow, err := t.decide(ctx, t.bodies[i])
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.name, err)
+	}
+	if allow != t.want[i] {
+		return fmt.Errorf("%s: allow=%v, the scenario expects %v", t.name, allow, t.want[i])
+	}
+	return nil
+}
+
+func (t *httpTarget) decide(ctx context.Context, body []byte) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return false, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
+	}
+	var r reply
+	if err := json.Unmarshal(data, &r); err != nil {
+		return false, fmt.Errorf("reply %q: %w", data, err)
+	}
+	allow := t.decision(r)
+	if allow == nil {
+		return false, fmt.Errorf("reply %q has no decision", data)
+	}
+	return *allow, nil
+}
+
+// authzenEvaluation is the AuthZEN evaluation of a scenario request: the
+// principal as subject, the intent's action as the action with its
+// purpose, task id and tool as properties, the context as the context.
+// Only what the scenarios send is mapped; anything else is an error.
+func authzenEvaluation(r *pdpv1.AuthorizeRequest) (map[string]any, error) {
+	in := r.GetIntent()
+	if len(r.GetEntities()) > 0 || r.GetPrincipalToken() != "" || len(in.GetAttributes()) > 0 || in.GetActionType() != "" {
+		return nil, fmt.Errorf("request entities, tokens, intent attributes and action types have no AuthZEN mapping here")
+	}
+	props := map[string]any{}
+	for k, v := range map[string]string{"purpose": in.GetPurpose(), "task_id": in.GetTaskId(), "tool": in.GetTool()} {
+		if v != "" {
+			props[k] = v
+		}
+	}
+	action := map[string]any{"name": in.GetAction()}
+	if len(props) > 0 {
+		action["properties"] = props
+	}
+	ctx := map[string]any{}
+	for k, v := range r.GetContext().GetFields() {
+		switch v := v.GetKind().(type) {
+		case *pdpv1.Value_BoolValue:
+			ctx[k] = v.BoolValue
+		case *pdpv1.Value_LongValue:
+			ctx[k] = v.LongValue
+		case *pdpv1.Value_StringValue:
+			ctx[k] = v.StringValue
+		default:
+			return nil, fmt.Errorf("context.%s: only booleans, longs and strings are mapped, not %T", k, v)
+		}
+	}
+	entity := func(e *pdpv1.EntityRef) map[string]any { return map[string]any{"type": e.GetType(), "id": e.GetId()} }
+	return map[string]any{
+		"subject":  entity(r.GetPrincipal()),
+		"action":   action,
+		"resource": entity(r.GetResource()),
+		"context":  ctx,
+	}, nil
+}
+
+// writeOPA writes the scenario's Rego policy and data document to dir,
+// for `opa run --server dir/policy.rego dir/data.json`.
+func writeOPA(dir string, sc *scenario.Scenario) error {
+	data, err := sc.OPAData()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.rego"), sc.Rego(), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "data.json"), data, 0o644)
+}
