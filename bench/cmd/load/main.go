@@ -66,10 +66,10 @@ type config struct {
 	echoProto   bool
 	trace       string
 	budget      bool
-	// writeOPA, authzenURL and opaURL: see writeOPA and compareOPA.
-	writeOPA   string
-	authzenURL string
-	opaURL     string
+	// writeOPA, authzenURLs and opaURL: see writeOPA and compareOPA.
+	writeOPA    string
+	authzenURLs []string
+	opaURL      string
 }
 
 func main() {
@@ -108,13 +108,17 @@ func parse(args []string) (config, error) {
 	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
 		"measured in alternating rounds; prints each part's share of the gap")
 	fs.StringVar(&c.writeOPA, "write-opa", "", "write the scenario as a Rego policy (policy.rego) and OPA data (data.json) to this directory and exit")
-	fs.StringVar(&c.authzenURL, "authzen", "", "with -opa: base URL of intentpdp's AuthZEN API (intentpdp serve --http-listen)")
+	authzenURLs := fs.String("authzen", "", "with -opa: base URL of intentpdp's AuthZEN API (intentpdp serve --http-listen); "+
+		"several, comma-separated, are measured in the same rounds (an earlier build beside this one)")
 	fs.StringVar(&c.opaURL, "opa", "", "base URL of an OPA server serving -write-opa's files: compare its data API with the AuthZEN API at -authzen, "+
 		"over HTTP with the same requests in alternating rounds")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if (c.authzenURL == "") != (c.opaURL == "") {
+	if *authzenURLs != "" {
+		c.authzenURLs = strings.Split(*authzenURLs, ",")
+	}
+	if (len(c.authzenURLs) == 0) != (c.opaURL == "") {
 		return c, fmt.Errorf("-authzen and -opa go together")
 	}
 	if c.rounds < 1 {

@@ -23,9 +23,10 @@ import (
 // compareOPA drives intentpdp's AuthZEN endpoint and OPA's data API, each
 // a server of its own, with the same AuthZEN evaluations of the scenario's
 // queries (OPA gets each as its input) over HTTP, in alternating rounds.
-// Before timing, every query must get the scenario's decision from both:
-// a comparison of different answers would be meaningless. Every timed
-// reply is checked too.
+// With several AuthZEN servers (builds to compare), each is measured in the
+// same rounds and against the same OPA. Before timing, every query must get
+// the scenario's decision from every server: a comparison of different
+// answers would be meaningless. Every timed reply is checked too.
 func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.Writer) error {
 	bodies := make([][]byte, len(sc.Queries))
 	inputs := make([][]byte, len(sc.Queries))
@@ -41,12 +42,18 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 		want[i] = q.Allow
 	}
 	conns := slices.Max(cfg.concurrency)
-	targets := []*httpTarget{
-		newHTTPTarget("intentpdp", cfg.authzenURL+authzen.PathEvaluation, bodies, want, conns,
-			func(r reply) *bool { return r.Decision }),
-		newHTTPTarget("OPA", cfg.opaURL+"/v1/data/"+scenario.RegoPackage+"/allow", inputs, want, conns,
-			func(r reply) *bool { return r.Result }),
+	var targets []*httpTarget
+	for k, u := range cfg.authzenURLs {
+		name := "intentpdp"
+		if len(cfg.authzenURLs) > 1 {
+			name = fmt.Sprintf("intentpdp-%d", k+1)
+		}
+		targets = append(targets, newHTTPTarget(name, u+authzen.PathEvaluation, bodies, want, conns,
+			func(r reply) *bool { return r.Decision }))
 	}
+	opa := newHTTPTarget("OPA", cfg.opaURL+"/v1/data/"+scenario.RegoPackage+"/allow", inputs, want, conns,
+		func(r reply) *bool { return r.Result })
+	targets = append(targets, opa)
 	for i, q := range sc.Queries {
 		for _, t := range targets {
 			if err := t.check(ctx, i); err != nil {
@@ -54,14 +61,17 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 			}
 		}
 	}
-	fmt.Fprintf(out, "scenario %s: %d queries, all decided alike; AuthZEN %s, OPA %s; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
-		sc.Spec.Name, len(sc.Queries), targets[0].url, targets[1].url, cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "scenario %s: %d queries, all decided alike; %s per row in %d alternating rounds; GOMAXPROCS %d\n",
+		sc.Spec.Name, len(sc.Queries), cfg.duration, cfg.rounds, runtime.GOMAXPROCS(0))
+	for _, t := range targets {
+		fmt.Fprintf(out, "  %-11s %s\n", t.name, t.url)
+	}
 	for _, c := range cfg.concurrency {
 		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
 		results := make([][]load.Result, len(targets))
 		for round := range cfg.rounds {
 			for k := range targets {
-				k := (k + round) % len(targets) // each goes first in every other round
+				k := (k + round) % len(targets) // each goes first in turn
 				res, err := load.Run(ctx, targets[k].call(), opts)
 				if err != nil {
 					return err
@@ -69,13 +79,21 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 				results[k] = append(results[k], res)
 			}
 		}
-		pdp, opa := load.Combine(results[0]...), load.Combine(results[1]...)
-		fmt.Fprintf(out, "\nconcurrency %d\n  intentpdp %s\n  OPA       %s\n", c, pdp, opa)
-		fmt.Fprintf(out, "  intentpdp/OPA: p50 %.2f×  p99 %.2f×  throughput %.2f×\n",
-			pdp.P50.Seconds()/opa.P50.Seconds(), pdp.P99.Seconds()/opa.P99.Seconds(), pdp.Throughput()/opa.Throughput())
-		for _, r := range []load.Result{pdp, opa} {
+		fmt.Fprintf(out, "\nconcurrency %d\n", c)
+		combined := make([]load.Result, len(targets))
+		for k, t := range targets {
+			combined[k] = load.Combine(results[k]...)
+			fmt.Fprintf(out, "  %-11s %s\n", t.name, combined[k])
+		}
+		o := combined[len(targets)-1]
+		for k, t := range targets[:len(targets)-1] {
+			r := combined[k]
+			fmt.Fprintf(out, "  %s/OPA: p50 %.2f×  p99 %.2f×  throughput %.2f×\n", t.name,
+				r.P50.Seconds()/o.P50.Seconds(), r.P99.Seconds()/o.P99.Seconds(), r.Throughput()/o.Throughput())
+		}
+		for k, r := range combined {
 			if r.FirstError != nil {
-				fmt.Fprintf(out, "  first error: %v\n", r.FirstError)
+				fmt.Fprintf(out, "  first error of %s: %v\n", targets[k].name, r.FirstError)
 			}
 		}
 	}

@@ -51,12 +51,13 @@ func dataAPI(t *testing.T, decide func(input []byte) bool) *httptest.Server {
 	return srv
 }
 
-// TestCompareOPA runs the comparison against the AuthZEN API and a data
-// API that forwards each input to intentpdp, for a moment: both decide
-// alike, every call succeeds, and the report gives the ratios.
+// TestCompareOPA runs the comparison against one and two AuthZEN APIs and
+// a data API that forwards each input to intentpdp, for a moment: all
+// decide alike, every call succeeds, and the report gives the ratios.
 func TestCompareOPA(t *testing.T) {
 	t.Parallel()
 	pdp, handler := authzenServer(t, "p10-e1k")
+	other, _ := authzenServer(t, "p10-e1k")
 	forward := dataAPI(t, func(input []byte) bool {
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, authzen.PathEvaluation, bytes.NewReader(input)))
@@ -66,19 +67,31 @@ func TestCompareOPA(t *testing.T) {
 		}
 		return d.Decision
 	})
-	var out bytes.Buffer
-	err := run(context.Background(), []string{"-scenario", "p10-e1k", "-authzen", pdp.URL, "-opa", forward.URL,
-		"-concurrency", "1,4", "-duration", "100ms", "-rounds", "2"}, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"30 queries, all decided alike", "concurrency 1\n", "concurrency 4\n", "  intentpdp ", "  OPA ", "intentpdp/OPA: p50 "} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
+	for _, c := range []struct {
+		authzen string
+		names   []string
+	}{
+		{pdp.URL, []string{"intentpdp"}},
+		{pdp.URL + "," + other.URL, []string{"intentpdp-1", "intentpdp-2"}},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"-scenario", "p10-e1k", "-authzen", c.authzen, "-opa", forward.URL,
+			"-concurrency", "1,4", "-duration", "100ms", "-rounds", "2"}, &out)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if strings.Contains(out.String(), "first error") || strings.Contains(out.String(), "errors 1") {
-		t.Errorf("calls failed:\n%s", out.String())
+		wants := []string{"30 queries, all decided alike", "concurrency 1\n", "concurrency 4\n", "  OPA "}
+		for _, n := range c.names {
+			wants = append(wants, "  "+n+" ", n+"/OPA: p50 ")
+		}
+		for _, want := range wants {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("report lacks %q:\n%s", want, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "first error") {
+			t.Errorf("calls failed:\n%s", out.String())
+		}
 	}
 }
 
