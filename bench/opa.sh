@@ -62,6 +62,6 @@ for i in "${!pids[@]}"; do
 		sleep 0.2
 	done
 done
-"$opa" version | head -1
+"$opa" version | sed -n 1p # not head: opa writing to a closed pipe fails the script under pipefail
 "$work/load" -scenario "$scenario" -authzen "$authzen" -opa "http://127.0.0.1:$((port + 1))" \
 	-concurrency 1,32 -duration 10s -rounds 5 "$@"
