@@ -4,7 +4,9 @@
 # deciding the same scenario: intentpdp serves the scenario's Cedar bundle,
 # OPA the same policy written in Rego (load -write-opa). The load generator
 # checks that every server gives the scenario's decision for every query,
-# then sends all of them the same AuthZEN evaluations in alternating rounds.
+# then sends all of them the same AuthZEN evaluations in alternating rounds,
+# with a floor: the same HTTP exchange answered by table lookup
+# (load -serve-http-floor), also a process of its own.
 #
 # OPA is built with `go install` into .bin/opa-$OPA_VERSION/, outside the
 # main module, once; OPA_BIN names another binary. BASELINE_BIN names an
@@ -21,7 +23,7 @@ scenario=${1:-p10-e1k}
 shift || true
 OPA_VERSION=${OPA_VERSION:-v1.22.4}
 opa=${OPA_BIN:-$PWD/.bin/opa-$OPA_VERSION/opa}
-port=${PORT:-18481} # intentpdp, OPA and the baseline take three ports from here
+port=${PORT:-18481} # intentpdp, OPA, the baseline and the floor take four ports from here
 if [ ! -x "$opa" ]; then
 	GOBIN=$(dirname "$opa") go install "github.com/open-policy-agent/opa@$OPA_VERSION"
 fi
@@ -51,6 +53,7 @@ serve intentpdp "$work/intentpdp" "$port"
 # request at its default level, info (OPA_LOG_LEVEL=info to see the cost).
 start opa $((port + 1)) "$opa" run --server --addr "127.0.0.1:$((port + 1))" --log-level "${OPA_LOG_LEVEL:-error}" \
 	"$work/opa/policy.rego" "$work/opa/data.json"
+start floor $((port + 3)) "$work/load" -scenario "$scenario" -serve-http-floor "127.0.0.1:$((port + 3))"
 if [ -n "${BASELINE_BIN:-}" ]; then
 	serve baseline "$BASELINE_BIN" $((port + 2))
 	authzen+=",http://127.0.0.1:$((port + 2))"
@@ -64,4 +67,5 @@ for i in "${!pids[@]}"; do
 done
 "$opa" version | sed -n 1p # not head: opa writing to a closed pipe fails the script under pipefail
 "$work/load" -scenario "$scenario" -authzen "$authzen" -opa "http://127.0.0.1:$((port + 1))" \
+	-http-floor "http://127.0.0.1:$((port + 3))" \
 	-concurrency 1,32 -duration 10s -rounds 5 "$@"

@@ -12,7 +12,8 @@
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -echo-proto   # the echo called with protobuf messages as intentpdp is
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -trace /tmp/client.trace   # go tool trace -pprof=sched /tmp/client.trace
 //	go run ./bench/cmd/load -scenario p10-e1k -write-opa /tmp/o   # the scenario in Rego, for `opa run --server`
-//	go run ./bench/cmd/load -scenario p10-e1k -authzen http://127.0.0.1:18481 -opa http://127.0.0.1:18482   # bench/opa.sh
+//	go run ./bench/cmd/load -scenario p10-e1k -serve-http-floor 127.0.0.1:18484   # the HTTP exchange without decision work
+//	go run ./bench/cmd/load -scenario p10-e1k -authzen http://127.0.0.1:18481 -opa http://127.0.0.1:18482 -http-floor http://127.0.0.1:18484   # bench/opa.sh
 package main
 
 import (
@@ -66,10 +67,13 @@ type config struct {
 	echoProto   bool
 	trace       string
 	budget      bool
-	// writeOPA, authzenURLs and opaURL: see writeOPA and compareOPA.
-	writeOPA    string
-	authzenURLs []string
-	opaURL      string
+	// writeOPA, authzenURLs, opaURL, httpFloorURL and serveHTTPFloor: see
+	// writeOPA, compareOPA and serveHTTPFloor.
+	writeOPA       string
+	authzenURLs    []string
+	opaURL         string
+	httpFloorURL   string
+	serveHTTPFloor string
 }
 
 func main() {
@@ -112,14 +116,17 @@ func parse(args []string) (config, error) {
 		"several, comma-separated, are measured in the same rounds (an earlier build beside this one)")
 	fs.StringVar(&c.opaURL, "opa", "", "base URL of an OPA server serving -write-opa's files: compare its data API with the AuthZEN API at -authzen, "+
 		"over HTTP with the same requests in alternating rounds")
+	fs.StringVar(&c.httpFloorURL, "http-floor", "", "with -opa: base URL of a -serve-http-floor process, measured in the same rounds")
+	fs.StringVar(&c.serveHTTPFloor, "serve-http-floor", "", "serve the floor of -opa's comparison on this address until interrupted: "+
+		"the AuthZEN endpoint answering the scenario's evaluations from their expected decisions, the HTTP exchange without decision work")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if *authzenURLs != "" {
 		c.authzenURLs = strings.Split(*authzenURLs, ",")
 	}
-	if (len(c.authzenURLs) == 0) != (c.opaURL == "") {
-		return c, fmt.Errorf("-authzen and -opa go together")
+	if (len(c.authzenURLs) == 0) != (c.opaURL == "") || (c.httpFloorURL != "" && c.opaURL == "") {
+		return c, fmt.Errorf("-authzen and -opa go together, and -http-floor with them")
 	}
 	if c.rounds < 1 {
 		return c, fmt.Errorf("rounds must be at least 1, not %d", c.rounds)
@@ -167,6 +174,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if cfg.opaURL != "" {
 		return compareOPA(ctx, cfg, sc, out)
+	}
+	if cfg.serveHTTPFloor != "" {
+		return serveHTTPFloor(ctx, sc, cfg.serveHTTPFloor, out)
 	}
 	if cfg.activateOnly {
 		return activateOnly(ctx, sc, cfg, out)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,36 +25,39 @@ import (
 // a server of its own, with the same AuthZEN evaluations of the scenario's
 // queries (OPA gets each as its input) over HTTP, in alternating rounds.
 // With several AuthZEN servers (builds to compare), each is measured in the
-// same rounds and against the same OPA. Before timing, every query must get
-// the scenario's decision from every server: a comparison of different
-// answers would be meaningless. Every timed reply is checked too.
+// same rounds and against the same OPA; with an HTTP floor (a
+// -serve-http-floor process), so is the HTTP exchange alone. Before timing,
+// every query must get the scenario's decision from every server: a
+// comparison of different answers would be meaningless. Every timed reply
+// is checked too.
 func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.Writer) error {
-	bodies := make([][]byte, len(sc.Queries))
-	inputs := make([][]byte, len(sc.Queries))
-	want := make([]bool, len(sc.Queries))
-	for i, q := range sc.Queries {
-		e, err := authzenEvaluation(q.Request)
-		if err != nil {
-			return fmt.Errorf("query %s: %w", q.Name, err)
-		}
-		// Maps of strings, numbers and booleans: cannot fail.
-		bodies[i], _ = json.Marshal(e)
-		inputs[i], _ = json.Marshal(map[string]any{"input": e})
-		want[i] = q.Allow
+	bodies, inputs, want, err := evaluations(sc)
+	if err != nil {
+		return err
 	}
 	conns := slices.Max(cfg.concurrency)
-	var targets []*httpTarget
+	authzenTarget := func(name, base string) *httpTarget {
+		return newHTTPTarget(name, base+authzen.PathEvaluation, bodies, want, conns, func(r reply) *bool { return r.Decision })
+	}
+	var floor *httpTarget
+	var pdps []*httpTarget // intentpdp's servers, then OPA
+	if cfg.httpFloorURL != "" {
+		floor = authzenTarget("floor", cfg.httpFloorURL)
+	}
 	for k, u := range cfg.authzenURLs {
 		name := "intentpdp"
 		if len(cfg.authzenURLs) > 1 {
 			name = fmt.Sprintf("intentpdp-%d", k+1)
 		}
-		targets = append(targets, newHTTPTarget(name, u+authzen.PathEvaluation, bodies, want, conns,
-			func(r reply) *bool { return r.Decision }))
+		pdps = append(pdps, authzenTarget(name, u))
 	}
 	opa := newHTTPTarget("OPA", cfg.opaURL+"/v1/data/"+scenario.RegoPackage+"/allow", inputs, want, conns,
 		func(r reply) *bool { return r.Result })
-	targets = append(targets, opa)
+	pdps = append(pdps, opa)
+	targets := pdps
+	if floor != nil {
+		targets = append([]*httpTarget{floor}, pdps...)
+	}
 	for i, q := range sc.Queries {
 		for _, t := range targets {
 			if err := t.check(ctx, i); err != nil {
@@ -68,36 +72,105 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 	}
 	for _, c := range cfg.concurrency {
 		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
-		results := make([][]load.Result, len(targets))
+		got := map[*httpTarget][]load.Result{}
 		for round := range cfg.rounds {
 			for k := range targets {
-				k := (k + round) % len(targets) // each goes first in turn
-				res, err := load.Run(ctx, targets[k].call(), opts)
+				t := targets[(k+round)%len(targets)] // each goes first in turn
+				res, err := load.Run(ctx, t.call(), opts)
 				if err != nil {
 					return err
 				}
-				results[k] = append(results[k], res)
+				got[t] = append(got[t], res)
 			}
 		}
 		fmt.Fprintf(out, "\nconcurrency %d\n", c)
-		combined := make([]load.Result, len(targets))
-		for k, t := range targets {
-			combined[k] = load.Combine(results[k]...)
-			fmt.Fprintf(out, "  %-11s %s\n", t.name, combined[k])
+		res := map[*httpTarget]load.Result{}
+		for _, t := range targets {
+			res[t] = load.Combine(got[t]...)
+			fmt.Fprintf(out, "  %-11s %s\n", t.name, res[t])
 		}
-		o := combined[len(targets)-1]
-		for k, t := range targets[:len(targets)-1] {
-			r := combined[k]
+		o := res[opa]
+		for _, t := range pdps[:len(pdps)-1] {
+			r := res[t]
 			fmt.Fprintf(out, "  %s/OPA: p50 %.2f×  p99 %.2f×  throughput %.2f×\n", t.name,
 				r.P50.Seconds()/o.P50.Seconds(), r.P99.Seconds()/o.P99.Seconds(), r.Throughput()/o.Throughput())
 		}
-		for k, r := range combined {
-			if r.FirstError != nil {
-				fmt.Fprintf(out, "  first error of %s: %v\n", targets[k].name, r.FirstError)
+		if floor != nil {
+			f := res[floor]
+			fmt.Fprintf(out, "  p50 over the floor:")
+			for _, t := range pdps {
+				fmt.Fprintf(out, " %s %+.1f µs", t.name, (res[t].P50-f.P50).Seconds()*1e6)
+			}
+			fmt.Fprintf(out, "; throughput of the floor:")
+			for _, t := range pdps {
+				fmt.Fprintf(out, " %s %.0f%%", t.name, 100*res[t].Throughput()/f.Throughput())
+			}
+			fmt.Fprintln(out)
+		}
+		for _, t := range targets {
+			if err := res[t].FirstError; err != nil {
+				fmt.Fprintf(out, "  first error of %s: %v\n", t.name, err)
 			}
 		}
 	}
 	return nil
+}
+
+// evaluations are the scenario's queries as AuthZEN evaluation bodies, the
+// same as OPA inputs ({"input": evaluation}), and their decisions.
+func evaluations(sc *scenario.Scenario) (bodies, inputs [][]byte, want []bool, err error) {
+	for _, q := range sc.Queries {
+		e, err := authzenEvaluation(q.Request)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("query %s: %w", q.Name, err)
+		}
+		// Maps of strings, numbers and booleans: cannot fail.
+		body, _ := json.Marshal(e)
+		input, _ := json.Marshal(map[string]any{"input": e})
+		bodies, inputs, want = append(bodies, body), append(inputs, input), append(want, q.Allow)
+	}
+	return bodies, inputs, want, nil
+}
+
+// serveHTTPFloor serves the floor of the HTTP comparison on listen until
+// ctx ends: an AuthZEN evaluation endpoint that answers each of the
+// scenario's evaluations with its expected decision, looked up by the
+// request's bytes, so that a call costs the HTTP exchange (Go's net/http
+// server, as intentpdp's and OPA's are) and no decision work.
+func serveHTTPFloor(ctx context.Context, sc *scenario.Scenario, listen string, out io.Writer) error {
+	bodies, _, want, err := evaluations(sc)
+	if err != nil {
+		return err
+	}
+	answers := make(map[string][]byte, len(bodies))
+	for i, b := range bodies {
+		answers[string(b)] = fmt.Appendf(nil, `{"decision":%v}`+"\n", want[i])
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+authzen.PathEvaluation, func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		answer, ok := answers[string(body)]
+		if err != nil || !ok {
+			http.Error(w, "not one of the scenario's evaluations", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	})
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	fmt.Fprintf(out, "serving the HTTP floor on %s\n", lis.Addr())
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return srv.Close()
+	}
 }
 
 // httpTarget is a PDP over HTTP: the URL a query's body is posted to, and

@@ -51,9 +51,10 @@ func dataAPI(t *testing.T, decide func(input []byte) bool) *httptest.Server {
 	return srv
 }
 
-// TestCompareOPA runs the comparison against one and two AuthZEN APIs and
-// a data API that forwards each input to intentpdp, for a moment: all
-// decide alike, every call succeeds, and the report gives the ratios.
+// TestCompareOPA runs the comparison against one AuthZEN API, then two and
+// the HTTP floor in a process of its own, and a data API that forwards
+// each input to intentpdp, for a moment: all decide alike, every call
+// succeeds, and the report gives the ratios.
 func TestCompareOPA(t *testing.T) {
 	t.Parallel()
 	pdp, handler := authzenServer(t, "p10-e1k")
@@ -67,24 +68,24 @@ func TestCompareOPA(t *testing.T) {
 		}
 		return d.Decision
 	})
+	floor, stop := serveInBackground(t, []string{"-scenario", "p10-e1k", "-serve-http-floor", "127.0.0.1:0"}, "serving the HTTP floor on ")
+	defer stop()
 	for _, c := range []struct {
-		authzen string
-		names   []string
+		args  []string
+		wants []string
 	}{
-		{pdp.URL, []string{"intentpdp"}},
-		{pdp.URL + "," + other.URL, []string{"intentpdp-1", "intentpdp-2"}},
+		{[]string{"-authzen", pdp.URL}, []string{"  intentpdp ", "intentpdp/OPA: p50 "}},
+		{[]string{"-authzen", pdp.URL + "," + other.URL, "-http-floor", "http://" + floor},
+			[]string{"  intentpdp-1 ", "  intentpdp-2 ", "  floor ", "intentpdp-1/OPA: p50 ", "intentpdp-2/OPA: p50 ",
+				"p50 over the floor: intentpdp-1 ", "; throughput of the floor: intentpdp-1 "}},
 	} {
 		var out bytes.Buffer
-		err := run(context.Background(), []string{"-scenario", "p10-e1k", "-authzen", c.authzen, "-opa", forward.URL,
-			"-concurrency", "1,4", "-duration", "100ms", "-rounds", "2"}, &out)
+		err := run(context.Background(), append([]string{"-scenario", "p10-e1k", "-opa", forward.URL,
+			"-concurrency", "1,4", "-duration", "100ms", "-rounds", "2"}, c.args...), &out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wants := []string{"30 queries, all decided alike", "concurrency 1\n", "concurrency 4\n", "  OPA "}
-		for _, n := range c.names {
-			wants = append(wants, "  "+n+" ", n+"/OPA: p50 ")
-		}
-		for _, want := range wants {
+		for _, want := range append(c.wants, "30 queries, all decided alike", "concurrency 1\n", "concurrency 4\n", "  OPA ") {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("report lacks %q:\n%s", want, out.String())
 			}
