@@ -107,6 +107,11 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 			}
 			fmt.Fprintln(out)
 		}
+		fmt.Fprintf(out, "  calls:")
+		for _, t := range targets {
+			fmt.Fprintf(out, " %s %d", t.name, res[t].Calls)
+		}
+		fmt.Fprintln(out)
 		for _, t := range targets {
 			if err := res[t].FirstError; err != nil {
 				fmt.Fprintf(out, "  first error of %s: %v\n", t.name, err)
