@@ -159,7 +159,7 @@ func (s *Scenario) OPAData() ([]byte, error) {
 func closure(parents map[string][]string, key string) []string {
 	seen := map[string]bool{key: true}
 	out := []string{}
-	for queue := parents[key]; len(queue) > 0; queue = queue[1:] {
+	for queue := slices.Clone(parents[key]); len(queue) > 0; queue = queue[1:] {
 		if p := queue[0]; !seen[p] {
 			seen[p] = true
 			out = append(out, p)

@@ -31,29 +31,10 @@ import (
 // comparison of different answers would be meaningless. Every timed reply
 // is checked too.
 func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.Writer) error {
-	bodies, inputs, want, err := evaluations(sc)
+	floor, pdps, err := comparisonTargets(cfg, sc)
 	if err != nil {
 		return err
 	}
-	conns := slices.Max(cfg.concurrency)
-	authzenTarget := func(name, base string) *httpTarget {
-		return newHTTPTarget(name, base+authzen.PathEvaluation, bodies, want, conns, func(r reply) *bool { return r.Decision })
-	}
-	var floor *httpTarget
-	var pdps []*httpTarget // intentpdp's servers, then OPA
-	if cfg.httpFloorURL != "" {
-		floor = authzenTarget("floor", cfg.httpFloorURL)
-	}
-	for k, u := range cfg.authzenURLs {
-		name := "intentpdp"
-		if len(cfg.authzenURLs) > 1 {
-			name = fmt.Sprintf("intentpdp-%d", k+1)
-		}
-		pdps = append(pdps, authzenTarget(name, u))
-	}
-	opa := newHTTPTarget("OPA", cfg.opaURL+"/v1/data/"+scenario.RegoPackage+"/allow", inputs, want, conns,
-		func(r reply) *bool { return r.Result })
-	pdps = append(pdps, opa)
 	targets := pdps
 	if floor != nil {
 		targets = append([]*httpTarget{floor}, pdps...)
@@ -72,7 +53,7 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 	}
 	for _, c := range cfg.concurrency {
 		opts := load.Options{Concurrency: c, Duration: cfg.duration / time.Duration(cfg.rounds), Rate: cfg.rate}
-		got := map[*httpTarget][]load.Result{}
+		rounds := map[*httpTarget][]load.Result{}
 		for round := range cfg.rounds {
 			for k := range targets {
 				t := targets[(k+round)%len(targets)] // each goes first in turn
@@ -80,45 +61,80 @@ func compareOPA(ctx context.Context, cfg config, sc *scenario.Scenario, out io.W
 				if err != nil {
 					return err
 				}
-				got[t] = append(got[t], res)
+				rounds[t] = append(rounds[t], res)
 			}
 		}
-		fmt.Fprintf(out, "\nconcurrency %d\n", c)
 		res := map[*httpTarget]load.Result{}
 		for _, t := range targets {
-			res[t] = load.Combine(got[t]...)
-			fmt.Fprintf(out, "  %-11s %s\n", t.name, res[t])
+			res[t] = load.Combine(rounds[t]...)
 		}
-		o := res[opa]
-		for _, t := range pdps[:len(pdps)-1] {
-			r := res[t]
-			fmt.Fprintf(out, "  %s/OPA: p50 %.2f×  p99 %.2f×  throughput %.2f×\n", t.name,
-				r.P50.Seconds()/o.P50.Seconds(), r.P99.Seconds()/o.P99.Seconds(), r.Throughput()/o.Throughput())
-		}
-		if floor != nil {
-			f := res[floor]
-			fmt.Fprintf(out, "  p50 over the floor:")
-			for _, t := range pdps {
-				fmt.Fprintf(out, " %s %+.1f µs", t.name, (res[t].P50-f.P50).Seconds()*1e6)
-			}
-			fmt.Fprintf(out, "; throughput of the floor:")
-			for _, t := range pdps {
-				fmt.Fprintf(out, " %s %.0f%%", t.name, 100*res[t].Throughput()/f.Throughput())
-			}
-			fmt.Fprintln(out)
-		}
-		fmt.Fprintf(out, "  calls:")
-		for _, t := range targets {
-			fmt.Fprintf(out, " %s %d", t.name, res[t].Calls)
-		}
-		fmt.Fprintln(out)
-		for _, t := range targets {
-			if err := res[t].FirstError; err != nil {
-				fmt.Fprintf(out, "  first error of %s: %v\n", t.name, err)
-			}
-		}
+		fmt.Fprintf(out, "\nconcurrency %d\n", c)
+		reportComparison(out, targets, floor, pdps, res)
 	}
 	return nil
+}
+
+// comparisonTargets are the floor, if any, and the PDPs: intentpdp's
+// servers, then OPA.
+func comparisonTargets(cfg config, sc *scenario.Scenario) (floor *httpTarget, pdps []*httpTarget, err error) {
+	bodies, inputs, want, err := evaluations(sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	conns := slices.Max(cfg.concurrency)
+	authzenTarget := func(name, base string) *httpTarget {
+		return newHTTPTarget(name, base+authzen.PathEvaluation, bodies, want, conns, func(r reply) *bool { return r.Decision })
+	}
+	if cfg.httpFloorURL != "" {
+		floor = authzenTarget("floor", cfg.httpFloorURL)
+	}
+	for k, u := range cfg.authzenURLs {
+		name := "intentpdp"
+		if len(cfg.authzenURLs) > 1 {
+			name = fmt.Sprintf("intentpdp-%d", k+1)
+		}
+		pdps = append(pdps, authzenTarget(name, u))
+	}
+	opa := newHTTPTarget("OPA", cfg.opaURL+"/v1/data/"+scenario.RegoPackage+"/allow", inputs, want, conns,
+		func(r reply) *bool { return r.Result })
+	return floor, append(pdps, opa), nil
+}
+
+// reportComparison prints one level's results: each target's, each
+// intentpdp's ratios to OPA (the last of pdps), the PDPs' differences to
+// the floor, and the calls each target got.
+func reportComparison(out io.Writer, targets []*httpTarget, floor *httpTarget, pdps []*httpTarget, res map[*httpTarget]load.Result) {
+	for _, t := range targets {
+		fmt.Fprintf(out, "  %-11s %s\n", t.name, res[t])
+	}
+	o := res[pdps[len(pdps)-1]]
+	for _, t := range pdps[:len(pdps)-1] {
+		r := res[t]
+		fmt.Fprintf(out, "  %s/OPA: p50 %.2f×  p99 %.2f×  throughput %.2f×\n", t.name,
+			r.P50.Seconds()/o.P50.Seconds(), r.P99.Seconds()/o.P99.Seconds(), r.Throughput()/o.Throughput())
+	}
+	if floor != nil {
+		f := res[floor]
+		fmt.Fprintf(out, "  p50 over the floor:")
+		for _, t := range pdps {
+			fmt.Fprintf(out, " %s %+.1f µs", t.name, (res[t].P50-f.P50).Seconds()*1e6)
+		}
+		fmt.Fprintf(out, "; throughput of the floor:")
+		for _, t := range pdps {
+			fmt.Fprintf(out, " %s %.0f%%", t.name, 100*res[t].Throughput()/f.Throughput())
+		}
+		fmt.Fprintln(out)
+	}
+	fmt.Fprintf(out, "  calls:")
+	for _, t := range targets {
+		fmt.Fprintf(out, " %s %d", t.name, res[t].Calls)
+	}
+	fmt.Fprintln(out)
+	for _, t := range targets {
+		if err := res[t].FirstError; err != nil {
+			fmt.Fprintf(out, "  first error of %s: %v\n", t.name, err)
+		}
+	}
 }
 
 // evaluations are the scenario's queries as AuthZEN evaluation bodies, the
@@ -178,8 +194,8 @@ func serveHTTPFloor(ctx context.Context, sc *scenario.Scenario, listen string, o
 	}
 }
 
-// httpTarget is a PDP over HTTP: the URL a query's body is posted to, and
-// where the decision is in the reply.
+// httpTarget is a server deciding over HTTP (a PDP or the floor): the URL
+// a query's body is posted to, and where the decision is in the reply.
 type httpTarget struct {
 	name     string
 	url      string
