@@ -12,6 +12,9 @@
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -echo-proto   # the echo called with protobuf messages as intentpdp is
 //	go run ./bench/cmd/load -serve-echo 127.0.0.1:50053 -echo-work 3us   # an echo that works 3 µs per call
 //	go run ./bench/cmd/load -addr 127.0.0.1:50052 -trace /tmp/client.trace   # go tool trace -pprof=sched /tmp/client.trace
+//	go run ./bench/cmd/load -scenario p10-e1k -write-opa /tmp/o   # the scenario in Rego, for `opa run --server`
+//	go run ./bench/cmd/load -scenario p10-e1k -serve-http-floor 127.0.0.1:18484   # the HTTP exchange without decision work
+//	go run ./bench/cmd/load -scenario p10-e1k -authzen http://127.0.0.1:18481 -opa http://127.0.0.1:18482 -http-floor http://127.0.0.1:18484   # bench/opa.sh
 package main
 
 import (
@@ -66,6 +69,13 @@ type config struct {
 	echoWork    time.Duration
 	trace       string
 	budget      bool
+	// writeOPA, authzenURLs, opaURL, httpFloorURL and serveHTTPFloor: see
+	// writeOPA, compareOPA and serveHTTPFloor.
+	writeOPA       string
+	authzenURLs    []string
+	opaURL         string
+	httpFloorURL   string
+	serveHTTPFloor string
 }
 
 func main() {
@@ -106,8 +116,22 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of this process, from start to exit, to this file (go tool trace)")
 	fs.BoolVar(&c.budget, "budget", false, "measure the latency budget: a ladder of in-process servers, each adding one part of intentpdp to a bare echo, "+
 		"measured in alternating rounds; prints each part's share of the gap")
+	fs.StringVar(&c.writeOPA, "write-opa", "", "write the scenario as a Rego policy (policy.rego) and OPA data (data.json) to this directory and exit")
+	authzenURLs := fs.String("authzen", "", "with -opa: base URL of intentpdp's AuthZEN API (intentpdp serve --http-listen); "+
+		"several, comma-separated, are measured in the same rounds (an earlier build beside this one)")
+	fs.StringVar(&c.opaURL, "opa", "", "base URL of an OPA server serving -write-opa's files: compare its data API with the AuthZEN API at -authzen, "+
+		"over HTTP with the same requests in alternating rounds")
+	fs.StringVar(&c.httpFloorURL, "http-floor", "", "with -opa: base URL of a -serve-http-floor process, measured in the same rounds")
+	fs.StringVar(&c.serveHTTPFloor, "serve-http-floor", "", "serve the floor of -opa's comparison on this address until interrupted: "+
+		"the AuthZEN endpoint answering the scenario's evaluations from their expected decisions, the HTTP exchange without decision work")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *authzenURLs != "" {
+		c.authzenURLs = strings.Split(*authzenURLs, ",")
+	}
+	if (len(c.authzenURLs) == 0) != (c.opaURL == "") || (c.httpFloorURL != "" && c.opaURL == "") {
+		return c, fmt.Errorf("-authzen and -opa go together, and -http-floor with them")
 	}
 	if c.rounds < 1 {
 		return c, fmt.Errorf("rounds must be at least 1, not %d", c.rounds)
@@ -149,6 +173,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if cfg.writeBundle != "" {
 		return writeBundle(cfg.writeBundle, sc.Bundle)
+	}
+	if cfg.writeOPA != "" {
+		return writeOPA(cfg.writeOPA, sc)
+	}
+	if cfg.opaURL != "" {
+		return compareOPA(ctx, cfg, sc, out)
+	}
+	if cfg.serveHTTPFloor != "" {
+		return serveHTTPFloor(ctx, sc, cfg.serveHTTPFloor, out)
 	}
 	if cfg.activateOnly {
 		return activateOnly(ctx, sc, cfg, out)

@@ -93,6 +93,7 @@ func TestRejectsBadFlags(t *testing.T) {
 		{"-concurrency", "0"},
 		{"-concurrency", "x"},
 		{"-rounds", "0"},
+		{"-opa", "http://127.0.0.1:1"},
 		{"-scenario", "p10-e1k", "-serve-rung", "nope", "-addr", "127.0.0.1:0"},
 	} {
 		if err := run(context.Background(), args, &bytes.Buffer{}); err == nil {
