@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/intentpdp/intentpdp/internal/heapfloor"
 	"github.com/intentpdp/intentpdp/server/engine"
 )
 
@@ -83,7 +84,7 @@ var defaultConfig = Config{
 	LogFormat:       "text",
 	HTTPListen:      "127.0.0.1:8181",
 	ShutdownTimeout: 15 * time.Second,
-	GCMinHeapMiB:    256,
+	GCMinHeapMiB:    heapfloor.DefaultMiB,
 }
 
 // SetDefaults fills every unset field whose zero value has no meaning of

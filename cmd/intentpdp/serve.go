@@ -8,14 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 
-	"github.com/intentpdp/intentpdp/cmd/intentpdp/internal/heapfloor"
 	"github.com/intentpdp/intentpdp/examples"
+	"github.com/intentpdp/intentpdp/internal/heapfloor"
 	"github.com/intentpdp/intentpdp/policystore"
 	"github.com/intentpdp/intentpdp/policystore/bundlesrc"
 	"github.com/intentpdp/intentpdp/server/engine"
@@ -228,12 +227,9 @@ func loadBundle(dir string) (*policystore.Bundle, error) {
 // startHeapFloor keeps the collector's heap goal at least minMiB (nil:
 // off, with 0 or when the environment sets GOGC, which then decides).
 func startHeapFloor(minMiB int, log *slog.Logger) *heapfloor.Floor {
-	if minMiB == 0 {
-		return nil
-	}
-	if gogc, ok := os.LookupEnv("GOGC"); ok {
+	floor, gogc := heapfloor.StartUnlessGOGC(minMiB)
+	if floor == nil && minMiB != 0 {
 		log.Info("GOGC is set; the heap floor is off", "GOGC", gogc)
-		return nil
 	}
-	return heapfloor.Start(uint64(minMiB)<<20, 100)
+	return floor
 }

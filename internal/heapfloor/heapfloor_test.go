@@ -55,3 +55,15 @@ func gogc() int {
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
 }
+
+// TestStartUnlessGOGC: as serve does, no floor when asked for none or
+// when the environment sets GOGC, which it reports.
+func TestStartUnlessGOGC(t *testing.T) {
+	if f, gogc := StartUnlessGOGC(0); f != nil || gogc != "" {
+		t.Errorf("StartUnlessGOGC(0) = %v, %q; want no floor", f, gogc)
+	}
+	t.Setenv("GOGC", "400")
+	if f, gogc := StartUnlessGOGC(DefaultMiB); f != nil || gogc != "400" {
+		t.Errorf("with GOGC=400: StartUnlessGOGC = %v, %q; want no floor, \"400\"", f, gogc)
+	}
+}

@@ -8,14 +8,21 @@
 // After each cycle the percent is set to max(base, floor/live − 1), so the
 // goal is max(floor, live × (1 + base/100)). GOMEMLIMIT, when set, still
 // bounds the heap.
+//
+// `intentpdp serve` starts one (--gc-min-heap-mib); the benchmarks of
+// bench/ start the same, so they measure the collector as it is shipped.
 package heapfloor
 
 import (
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
 )
+
+// DefaultMiB is the floor `intentpdp serve` keeps unless told otherwise.
+const DefaultMiB = 256
 
 // Floor is a running heap floor; Stop ends it.
 type Floor struct {
@@ -34,6 +41,20 @@ func Start(floor uint64, base int) *Floor {
 		f.arm()
 	}
 	return f
+}
+
+// StartUnlessGOGC is the floor as `intentpdp serve` keeps it: floorMiB
+// MiB over GOGC's default percent, 100. It starts none (nil) when floorMiB
+// is 0 or when the environment sets GOGC, which then decides alone; gogc
+// is that setting, for the caller to say why.
+func StartUnlessGOGC(floorMiB int) (f *Floor, gogc string) {
+	if floorMiB == 0 {
+		return nil, ""
+	}
+	if gogc, set := os.LookupEnv("GOGC"); set {
+		return nil, gogc
+	}
+	return Start(uint64(floorMiB)<<20, 100), ""
 }
 
 // Stop ends the tuning and restores the base percent.
