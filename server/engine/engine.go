@@ -212,10 +212,12 @@ func (p Pinned) Evaluate(ctx context.Context, frontEnd FrontEnd, req policystore
 	start := time.Now()
 	// Without a tracer, span is the caller's (for the decision log's trace
 	// id), never annotated or ended here.
-	span := trace.SpanFromContext(ctx)
+	var span trace.Span
 	if e.tracer != nil {
 		ctx, span = e.tracer.Start(ctx, SpanName, decisionSpanKind)
 		defer span.End()
+	} else {
+		span = trace.SpanFromContext(ctx)
 	}
 	req, res, err := e.decide(ctx, p.snap, req)
 	latency := time.Since(start)

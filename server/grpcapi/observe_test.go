@@ -188,6 +188,19 @@ func TestDecisionSpanFollowsCallerTraceContext(t *testing.T) {
 	if root := spans[1]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
 		t.Errorf("span of a call without trace context: parent %v, context %v; want a new root", root.Parent(), root.SpanContext())
 	}
+
+	// A malformed traceparent is no trace context: a trace of its own too.
+	malformed := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-not-a-span-01")
+	if _, err := o.client.Authorize(malformed, req); err != nil {
+		t.Fatal(err)
+	}
+	spans = o.spans.Ended()
+	if len(spans) != 3 {
+		t.Fatalf("%d spans after a call with a malformed traceparent, want 3", len(spans))
+	}
+	if root := spans[2]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
+		t.Errorf("span of a call with a malformed traceparent: parent %v, context %v; want a new root", root.Parent(), root.SpanContext())
+	}
 }
 
 func TestBatchGetsOneSpanPerDecision(t *testing.T) {
