@@ -9,11 +9,14 @@ package bench_test
 // sets GOGC, which then decides alone, as it does for serve. GOGC=100 gives
 // Go's default regime, in which the benchmark's live heap of about 1 MiB
 // is collected every 3 MiB allocated and the collector is a third of the
-// process's CPU.
+// process's CPU. With the floor, the heap is touched up to it before the
+// timed loop (touchHeap), which then runs on memory the process has
+// already used, as a server's does once it has been running a while.
 
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
@@ -102,13 +105,13 @@ var touched []byte
 // touchHeap allocates, writes every page of, and drops mib MiB, so the
 // heap grows once to the floor and the timed loop reuses memory the
 // process has already touched, as a server that has been running does.
-// Otherwise a benchmark of a second pays a page fault for every 4 KiB it
+// Otherwise a benchmark of a second pays a page fault for every page it
 // allocates (over gRPC about 3 per call, some 2 µs each on this machine),
 // which serve pays once, at start.
 func touchHeap(mib int) {
 	for range mib {
 		touched = make([]byte, 1<<20)
-		for i := 0; i < len(touched); i += 4096 {
+		for i := 0; i < len(touched); i += os.Getpagesize() {
 			touched[i] = 1
 		}
 	}
