@@ -177,29 +177,25 @@ func TestDecisionSpanFollowsCallerTraceContext(t *testing.T) {
 		t.Errorf("%d spans after a call from an unsampled trace, want still 1", n)
 	}
 
-	// Without trace context the decision span starts a trace of its own.
-	if _, err := o.client.Authorize(t.Context(), req); err != nil {
-		t.Fatal(err)
-	}
-	spans = o.spans.Ended()
-	if len(spans) != 2 {
-		t.Fatalf("%d spans after a call without trace context, want 2", len(spans))
-	}
-	if root := spans[1]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
-		t.Errorf("span of a call without trace context: parent %v, context %v; want a new root", root.Parent(), root.SpanContext())
-	}
-
-	// A malformed traceparent is no trace context: a trace of its own too.
-	malformed := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-not-a-span-01")
-	if _, err := o.client.Authorize(malformed, req); err != nil {
-		t.Fatal(err)
-	}
-	spans = o.spans.Ended()
-	if len(spans) != 3 {
-		t.Fatalf("%d spans after a call with a malformed traceparent, want 3", len(spans))
-	}
-	if root := spans[2]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
-		t.Errorf("span of a call with a malformed traceparent: parent %v, context %v; want a new root", root.Parent(), root.SpanContext())
+	// Without trace context, or with a malformed traceparent (no trace
+	// context either), the decision span starts a trace of its own.
+	for i, call := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"a call without trace context", t.Context()},
+		{"a call with a malformed traceparent", metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+callerTrace+"-not-a-span-01")},
+	} {
+		if _, err := o.client.Authorize(call.ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		spans = o.spans.Ended()
+		if len(spans) != 2+i {
+			t.Fatalf("%d spans after %s, want %d", len(spans), call.name, 2+i)
+		}
+		if root := spans[1+i]; root.Parent().IsValid() || !root.SpanContext().IsValid() || root.SpanContext().TraceID().String() == callerTrace {
+			t.Errorf("span of %s: parent %v, context %v; want a new root", call.name, root.Parent(), root.SpanContext())
+		}
 	}
 }
 
