@@ -28,7 +28,9 @@ func TestMCPProxyFollowsGrants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startServe(t, nil, "--bundle", abs, "--grant-store", dsn)
+	// A generous staleness bound: a heartbeat delayed on a busy machine is
+	// not what this test is about (server/grants tests the bound).
+	p := startServe(t, nil, "--bundle", abs, "--grant-store", dsn, "--grant-max-staleness", "1m")
 	admin := p.adminAddress()
 	if admin == "" {
 		t.Fatal("serve has no admin API")
@@ -36,7 +38,7 @@ func TestMCPProxyFollowsGrants(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), startupDeadline) // bounds a hung proxy; not a timing assertion
 	defer cancel()
-	proxy := exec.Command(p.cmd.Path, "mcp", "proxy", "--bundle", abs, "--grant-store", dsn,
+	proxy := exec.Command(p.cmd.Path, "mcp", "proxy", "--bundle", abs, "--grant-store", dsn, "--grant-max-staleness", "1m",
 		"--principal", `Agent::"triage-bot"`, "--name", "github", "--", fakegithub, "--stdio")
 	var stderr logBuffer
 	proxy.Stderr = &stderr
