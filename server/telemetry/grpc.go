@@ -113,11 +113,15 @@ const traceparentKey = "traceparent"
 // metadata.FromIncomingContext would copy every header of every call. A
 // call without traceparent costs one lookup: the propagator, and the
 // carrier it needs on the heap, are for calls that carry one.
+//
+// The propagator extracts onto an empty context: given ctx, a malformed
+// traceparent would leave ctx as it is, and a span already in ctx would
+// pass for the caller's.
 func continueCallerTrace(ctx context.Context) context.Context {
 	if traceparent := metadata.ValueFromIncomingContext(ctx, traceparentKey); len(traceparent) > 0 {
-		traced := propagation.TraceContext{}.Extract(ctx, &incomingCarrier{ctx: ctx, traceparent: traceparent[0]})
-		if trace.SpanContextFromContext(traced).IsValid() {
-			return traced
+		extracted := propagation.TraceContext{}.Extract(context.Background(), &incomingCarrier{ctx: ctx, traceparent: traceparent[0]})
+		if caller := trace.SpanContextFromContext(extracted); caller.IsValid() {
+			return trace.ContextWithRemoteSpanContext(ctx, caller)
 		}
 	}
 	return trace.ContextWithSpan(ctx, noParent)
