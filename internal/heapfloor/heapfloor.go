@@ -28,6 +28,9 @@ const DefaultMiB = 256
 type Floor struct {
 	floor uint64
 	base  int
+	// adjusted, when set, is called after each adjustment a collection
+	// brings, so a test can wait for one.
+	adjusted func()
 
 	mu      sync.Mutex
 	stopped bool
@@ -36,7 +39,10 @@ type Floor struct {
 // Start keeps the heap goal at or above floor bytes, the percent never
 // below base (the GOGC it replaces, normally 100).
 func Start(floor uint64, base int) *Floor {
-	f := &Floor{floor: floor, base: base}
+	return start(&Floor{floor: floor, base: base})
+}
+
+func start(f *Floor) *Floor {
 	if f.adjust() {
 		f.arm()
 	}
@@ -70,7 +76,11 @@ func (f *Floor) Stop() {
 func (f *Floor) arm() {
 	sentinel := new([16]byte) // large enough not to share a tiny-alloc block
 	runtime.SetFinalizer(sentinel, func(*[16]byte) {
-		if f.adjust() {
+		running := f.adjust()
+		if f.adjusted != nil {
+			f.adjusted()
+		}
+		if running {
 			f.arm()
 		}
 	})

@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"testing"
-	"time"
 )
 
 const mib = 1 << 20
@@ -30,18 +29,19 @@ func TestPercent(t *testing.T) {
 // TestStartFollowsCollections: after a collection the goal is raised to the
 // floor, and Stop puts the base back.
 func TestStartFollowsCollections(t *testing.T) {
-	f := Start(1<<40, 100) // far above any live heap of this test
-	deadline := time.Now().Add(10 * time.Second)
-	for gogc() == 100 {
-		if time.Now().After(deadline) {
-			f.Stop()
-			t.Fatal("GOGC still 100 after collections; the floor never applied")
-		}
-		runtime.GC() // the finaliser runs after the cycle, on its own goroutine
-		time.Sleep(time.Millisecond)
-	}
+	adjusted := make(chan struct{}, 1)
+	f := start(&Floor{floor: 1 << 40, base: 100, // far above any live heap of this test
+		adjusted: func() {
+			select {
+			case adjusted <- struct{}{}:
+			default: // the test has heard of one already
+			}
+		}})
+	runtime.GC() // a full cycle that finds the sentinel unreachable
+	<-adjusted   // its finaliser has run, on its own goroutine
 	if got := gogc(); got <= 100 {
-		t.Errorf("GOGC %d, want above 100", got)
+		f.Stop()
+		t.Fatalf("GOGC %d after a collection, want above 100: the floor never applied", got)
 	}
 	f.Stop()
 	runtime.GC()
