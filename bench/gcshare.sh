@@ -16,7 +16,10 @@ GODEBUG=gctrace=1 "$bin" serve --bundle "$dir" --listen "127.0.0.1:$port" --admi
 	--http-listen "" --metrics-listen "" --watch=false 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.5; done
+until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+	kill -0 "$pid" 2>/dev/null || { echo "gcshare.sh: the server exited" >&2; cat "$log" >&2; exit 1; }
+	sleep 0.5
+done
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cycles() { grep -c '^gc ' "$log" || true; }
 n0=$(cycles) c0=$(cpu)
