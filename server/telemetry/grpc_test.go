@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -56,4 +57,28 @@ func TestRPCSpanParentComesFromTraceparentOnly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzContinueCallerTrace: whatever trace context a caller sends, the
+// parent put on the call's context is the span context the W3C propagator
+// reads from those headers alone (invalid for a malformed one), never a
+// span the context held before.
+func FuzzContinueCallerTrace(f *testing.F) {
+	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=abc")
+	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", "")
+	f.Add("00-0af7651916cd43dd8448eb211c80319c-not-a-span-01", "vendor=abc")
+	f.Add("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "")
+	f.Add("", "")
+	outer := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled,
+	})
+	f.Fuzz(func(t *testing.T, traceparent, tracestate string) {
+		headers := map[string]string{traceparentKey: traceparent, "tracestate": tracestate}
+		ctx := metadata.NewIncomingContext(trace.ContextWithSpanContext(context.Background(), outer), metadata.New(headers))
+		got := trace.SpanContextFromContext(continueCallerTrace(ctx))
+		want := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(headers)))
+		if !got.Equal(want) {
+			t.Errorf("traceparent %q, tracestate %q: parent %v, want %v", traceparent, tracestate, got, want)
+		}
+	})
 }
