@@ -98,7 +98,11 @@ func TestServeObservability(t *testing.T) {
 		"grpc_server_handled_total":                    float64(len(reqs) + 1),
 		"intentpdp_decision_log_denied_total":          0,
 		"intentpdp_bundle_activation_duration_seconds": 1,
+		"intentpdp_trace_spans_dropped_total":          0,
 	} {
+		if after[name] == nil {
+			t.Errorf("%s is not exported", name) // a zero below must be a series that says zero
+		}
 		if got := sample(after, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}

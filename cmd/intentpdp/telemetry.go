@@ -191,6 +191,7 @@ func (c *ObservabilityConfig) tracingEnabled() bool {
 type observability struct {
 	tp          trace.TracerProvider
 	exporter    *sdktrace.TracerProvider // nil when tracing is off
+	spans       *telemetry.SpanBatcher   // nil when tracing is off
 	metrics     *telemetry.Metrics
 	registry    *prometheus.Registry
 	decisionLog *decisionlog.Writer // nil when off
@@ -280,7 +281,8 @@ func (o *observability) startTracing(ctx context.Context, c *ObservabilityConfig
 	if err != nil {
 		return fmt.Errorf("trace resource: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(telemetry.NewSpanBatcher(exp)), sdktrace.WithResource(res)}
+	o.spans = telemetry.NewSpanBatcher(exp)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(o.spans), sdktrace.WithResource(res)}
 	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
 	}
@@ -330,6 +332,9 @@ func (o *observability) startMetrics(_ context.Context, c *ObservabilityConfig) 
 		return err
 	}
 	o.metrics, o.registry = m, reg
+	if o.spans != nil {
+		return m.ObserveSpanDrops(o.spans.Dropped)
+	}
 	return nil
 }
 

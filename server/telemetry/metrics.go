@@ -178,6 +178,15 @@ func (m *Metrics) ObserveOTLPDecisionLog(l DecisionLogStats) error {
 	return m.observeLog(logMetrics{subsystem: "decision_log_otlp", sink: "exporter", written: "exported", errors: "export_errors_total"}, l)
 }
 
+// ObserveSpanDrops exports the spans the tracer's batcher dropped (queue
+// full, or exported after shutdown) as intentpdp_trace_spans_dropped_total,
+// read at scrape time: without it a collector too slow for the decision
+// rate loses spans with no signal.
+func (m *Metrics) ObserveSpanDrops(dropped func() uint64) error {
+	return m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: "trace", Name: "spans_dropped_total",
+		Help: "Spans dropped by the span batcher because its queue was full or it had shut down."}, func() float64 { return float64(dropped()) }))
+}
+
 // logMetrics names one decision log's series: its subsystem, what its sink
 // is called, what it does to a record and its error counter.
 type logMetrics struct{ subsystem, sink, written, errors string }
