@@ -17,9 +17,6 @@ import (
 // is skipped: without this check, "limit": "500" would slip past
 // `forbid … when { context.input.limit > 100 }`.
 func (t *tool) conform(args map[string]any) error {
-	if t.inputErr != nil {
-		return engine.Invalid("%v", t.inputErr)
-	}
 	if err := t.input.conform(args, "arguments"); err != nil {
 		return engine.Invalid("%v", err)
 	}
