@@ -51,7 +51,7 @@ func (s *jsonSchema) conform(v any, path string) error {
 		}
 	case "object":
 		m, ok := v.(map[string]any)
-		if !ok {
+		if !ok || cedarEscape(m) {
 			return wrong("an object")
 		}
 		for name, p := range s.Properties {
@@ -71,4 +71,17 @@ func (s *jsonSchema) conform(v any, path string) error {
 		}
 	}
 	return nil
+}
+
+// cedarEscape reports whether m is one of Cedar's JSON escapes, an object
+// whose one member is __entity or __extn, which the conversion to Cedar
+// (cedarvalue) makes an entity reference or an extension value, not a
+// record.
+func cedarEscape(m map[string]any) bool {
+	if len(m) != 1 {
+		return false
+	}
+	_, entity := m["__entity"]
+	_, extn := m["__extn"]
+	return entity || extn
 }

@@ -75,7 +75,8 @@ func schemaServer(t *testing.T) string {
 			"meta": {"type": "object"},
 			"ref": {"$ref": "#/$defs/x"}
 		},"required":["query","in"]}`,
-		"ping": `{"type":"object"}`,
+		"ping":  `{"type":"object"}`,
+		"label": `{"type":"object","properties":{"options":{"type":"object","properties":{"color":{"type":"string"}}}}}`,
 	}
 	for name, schema := range raw {
 		s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(schema)}, done)
