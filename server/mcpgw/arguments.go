@@ -17,9 +17,6 @@ import (
 // is skipped: without this check, "limit": "500" would slip past
 // `forbid … when { context.input.limit > 100 }`.
 func (t *tool) conform(args map[string]any) error {
-	if t.inputErr != nil {
-		return engine.Invalid("%v", t.inputErr)
-	}
 	if err := t.input.conform(args, "arguments"); err != nil {
 		return engine.Invalid("%v", err)
 	}
@@ -54,7 +51,7 @@ func (s *jsonSchema) conform(v any, path string) error {
 		}
 	case "object":
 		m, ok := v.(map[string]any)
-		if !ok {
+		if !ok || cedarEscape(m) {
 			return wrong("an object")
 		}
 		for name, p := range s.Properties {
@@ -74,4 +71,17 @@ func (s *jsonSchema) conform(v any, path string) error {
 		}
 	}
 	return nil
+}
+
+// cedarEscape reports whether m is one of Cedar's JSON escapes, an object
+// whose one member is __entity or __extn, which the conversion to Cedar
+// (cedarvalue) makes an entity reference or an extension value, not a
+// record.
+func cedarEscape(m map[string]any) bool {
+	if len(m) != 1 {
+		return false
+	}
+	_, entity := m["__entity"]
+	_, extn := m["__extn"]
+	return entity || extn
 }

@@ -23,6 +23,9 @@ func TestArgumentsOfTheWrongTypeAreRefused(t *testing.T) {
 when { context.input has limit && context.input.limit > 50 };
 @id("no-drafts") forbid (principal, action == Action::"create_issue", resource)
 when { context.input has draft && context.input.draft };
+@id("labels-open") permit (principal, action == Action::"label", resource);
+@id("colored") forbid (principal, action == Action::"label", resource)
+when { context.input has options && !(context.input.options has color) };
 `})
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +47,13 @@ when { context.input has draft && context.input.draft };
 		{"create_issue", `{"owner": "o", "repo": "r", "title": "t", "labels": "bug"}`, "arguments.labels: want an array"},
 		{"create_issue", `{"owner": "o", "repo": "r", "title": "t", "draft": true}`, "policy no-drafts"},
 		{"create_issue", `[1]`, "arguments"},
+		{"label", `{"options": {"color": "red"}}`, ""},
+		{"label", `{"options": {}}`, "policy colored"},
+		// Cedar's JSON escapes make an extension value or an entity of
+		// what the schema declares a record: reading it would fail, and
+		// the forbid be skipped.
+		{"label", `{"options": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}}`, "arguments.options: want an object"},
+		{"label", `{"options": {"__entity": {"type": "Agent", "id": "bot"}}}`, "arguments.options: want an object"},
 	} {
 		res, text := call(t, cs, c.tool, json.RawMessage(c.args), nil)
 		switch {

@@ -65,7 +65,6 @@ type tool struct {
 	action   types.EntityUID
 	resource *ResourceMapping // nil: the upstream's MCPServer entity
 	input    *jsonSchema      // the types its arguments must have (see conform)
-	inputErr error            // the input schema could not be read: every call is refused
 }
 
 // New connects to every upstream of cfg, reads their tools, and returns a
@@ -123,13 +122,18 @@ func (g *Gateway) mountTools(ctx context.Context, up *Upstream, prefix string) e
 	}
 	for _, def := range defs {
 		t := &tool{name: prefix + def.Name, upstream: up, def: def}
-		t.input, t.inputErr = inputSchema(def)
 		t.action = types.NewEntityUID("Action", types.String(t.name))
 		if m, ok := up.cfg.Resources[def.Name]; ok {
 			t.resource = &m
 		}
 		if _, dup := g.tools[t.name]; dup {
 			return fmt.Errorf("tool %q is offered twice; give the upstreams a prefix", t.name)
+		}
+		if t.input, err = inputSchema(def); err != nil {
+			// The MCP server would refuse it too (see offer); calls could
+			// not be type-checked, so it is not offered.
+			g.log.Warn("an upstream's tool has no object input schema; not offered", "upstream", up.cfg.Name, "tool", t.name, "err", err)
+			continue
 		}
 		exposed := *def
 		exposed.Name = t.name

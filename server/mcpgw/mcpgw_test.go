@@ -378,15 +378,21 @@ func TestStdioUpstreamCrashIsAnErrorAndReconnects(t *testing.T) {
 	}
 }
 
-func TestHTTPNeedsABearerToken(t *testing.T) {
-	f := newFixture(t)
+// gatewayHTTP serves a gateway over f's upstream through HTTPHandler.
+func (f *fixture) gatewayHTTP(t *testing.T, o HTTPOptions) *httptest.Server {
+	t.Helper()
 	g, err := New(context.Background(), f.eng, Config{Upstreams: []UpstreamConfig{{Name: "repos", URL: f.url}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.Close()
-	srv := httptest.NewServer(g.HTTPHandler(HTTPOptions{Resource: "https://pdp.example", AuthorizationServers: []string{"https://issuer.example"}}))
-	defer srv.Close()
+	t.Cleanup(g.Close)
+	srv := httptest.NewServer(g.HTTPHandler(o))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHTTPNeedsABearerToken(t *testing.T) {
+	srv := newFixture(t).gatewayHTTP(t, HTTPOptions{Resource: "https://pdp.example", AuthorizationServers: []string{"https://issuer.example"}})
 	resp, err := http.Post(srv.URL+Path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -408,19 +414,15 @@ func TestHTTPNeedsABearerToken(t *testing.T) {
 	if err := json.Unmarshal(body, &md); err != nil || md.Resource != "https://pdp.example" || len(md.AuthorizationServers) != 1 {
 		t.Errorf("metadata %s: %v", body, err)
 	}
-	// Malformed JSON-RPC with a token gets a clear HTTP error, not a
-	// decision.
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, strings.NewReader(`{"jsonrpc":`))
-	req.Header.Set("Authorization", "Bearer x")
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err = http.DefaultClient.Do(req)
+	// Without a token, not even the body is read: malformed JSON-RPC is
+	// answered 401 too (with a token, TestHTTPMalformedJSONRPC).
+	resp, err = http.Post(srv.URL+Path, "application/json", strings.NewReader(`{"jsonrpc":`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("malformed JSON-RPC: %d, want 400", resp.StatusCode)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("malformed JSON-RPC without a token: %d %q, want 401 and a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 }
 
@@ -428,13 +430,7 @@ func TestHTTPNeedsABearerToken(t *testing.T) {
 // answered with a JSON-RPC error saying why, and reaches no upstream.
 func TestHTTPMalformedJSONRPC(t *testing.T) {
 	f := newFixture(t)
-	g, err := New(context.Background(), f.eng, Config{Upstreams: []UpstreamConfig{{Name: "repos", URL: f.url}}}, engine.DefaultLimits, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	srv := httptest.NewServer(g.HTTPHandler(HTTPOptions{Resource: "https://pdp.example"}))
-	defer srv.Close()
+	srv := f.gatewayHTTP(t, HTTPOptions{Resource: "https://pdp.example"})
 	post := func(body string) (int, string, []byte) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer x")

@@ -3,7 +3,6 @@ package mcpgw
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -76,7 +75,8 @@ func schemaServer(t *testing.T) string {
 			"meta": {"type": "object"},
 			"ref": {"$ref": "#/$defs/x"}
 		},"required":["query","in"]}`,
-		"ping": `{"type":"object"}`,
+		"ping":  `{"type":"object"}`,
+		"label": `{"type":"object","properties":{"options":{"type":"object","properties":{"color":{"type":"string"}}}}}`,
 	}
 	for name, schema := range raw {
 		s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(schema)}, done)
@@ -152,16 +152,7 @@ func activate(t *testing.T, files map[string]string) (*policystore.Store, error)
 // types are the ones policies meet.
 func TestSchemaFromUpstreamValidates(t *testing.T) {
 	url := schemaServer(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	offer, err := ReadOffer(t.Context(), UpstreamConfig{Name: "github", URL: url}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := Schema(offer, SchemaOptions{Upstream: "github"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("schema:\n%s", schema)
+	schema := upstreamSchema(t, "github", url)
 	for _, want := range []string{
 		`action "repo.delete" appliesTo`,
 		`"in": String,`,
@@ -413,15 +404,7 @@ when { resource.name == "review" && !(context has task) };
 // them.
 func TestSchemaDeclaresResourcesAndPrompts(t *testing.T) {
 	url := notesServer(t)
-	offer, err := ReadOffer(t.Context(), UpstreamConfig{Name: "notes", URL: url}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := Schema(offer, SchemaOptions{Upstream: "notes"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("schema:\n%s", schema)
+	schema := upstreamSchema(t, "notes", url)
 	for _, want := range []string{
 		"entity MCPResource in [MCPServer] {\n  uri: String,\n};",
 		"entity MCPPrompt in [MCPServer] {\n  name: String,\n};",
@@ -481,4 +464,20 @@ func TestSchemaDeclaresResourcesAndPrompts(t *testing.T) {
 			t.Errorf("get %s %v: %v, want %q", c.prompt, c.args, err, c.want)
 		}
 	}
+}
+
+// upstreamSchema reads what the upstream name at url offers, as `intentpdp
+// mcp schema` does, and writes its schema.
+func upstreamSchema(t *testing.T, name, url string) []byte {
+	t.Helper()
+	offer, err := ReadOffer(t.Context(), UpstreamConfig{Name: name, URL: url}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := Schema(offer, SchemaOptions{Upstream: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("schema:\n%s", schema)
+	return schema
 }
