@@ -205,7 +205,7 @@ func (c *Converter) JSON(what string, v any, depth int) (types.Value, error) {
 		}
 		return types.NewSet(vals...), nil
 	case map[string]any:
-		if isEscape(v) {
+		if IsEscape(v) {
 			return escape(what, v)
 		}
 		fields, err := c.JSONRecord(what, v, depth+1)
@@ -231,9 +231,10 @@ func long(what string, n json.Number) (types.Value, error) {
 	return types.Long(int64(f)), nil
 }
 
-// isEscape reports whether an object is one of Cedar's JSON escapes, which
-// are objects with exactly one member, __entity or __extn.
-func isEscape(m map[string]any) bool {
+// IsEscape reports whether an object is one of Cedar's JSON escapes, which
+// are objects with exactly one member, __entity or __extn: the conversion
+// makes it an entity reference or an extension value, not a record.
+func IsEscape(m map[string]any) bool {
 	if len(m) != 1 {
 		return false
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/intentpdp/intentpdp/server/cedarvalue"
 	"github.com/intentpdp/intentpdp/server/engine"
 )
 
@@ -51,7 +52,9 @@ func (s *jsonSchema) conform(v any, path string) error {
 		}
 	case "object":
 		m, ok := v.(map[string]any)
-		if !ok || cedarEscape(m) {
+		// An escape would reach policies as an entity or an extension
+		// value, not the record the schema promises.
+		if !ok || cedarvalue.IsEscape(m) {
 			return wrong("an object")
 		}
 		for name, p := range s.Properties {
@@ -71,17 +74,4 @@ func (s *jsonSchema) conform(v any, path string) error {
 		}
 	}
 	return nil
-}
-
-// cedarEscape reports whether m is one of Cedar's JSON escapes, an object
-// whose one member is __entity or __extn, which the conversion to Cedar
-// (cedarvalue) makes an entity reference or an extension value, not a
-// record.
-func cedarEscape(m map[string]any) bool {
-	if len(m) != 1 {
-		return false
-	}
-	_, entity := m["__entity"]
-	_, extn := m["__extn"]
-	return entity || extn
 }
