@@ -62,9 +62,11 @@ func startFakeGitHub(t *testing.T, bin string) string {
 	endpoint := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if _, url, ok := strings.Cut(sc.Text(), "serving MCP on "); ok {
+		sent := false
+		for sc.Scan() { // drains stderr to the end, so the child never blocks on it
+			if _, url, ok := strings.Cut(sc.Text(), "serving MCP on "); ok && !sent {
 				endpoint <- url
+				sent = true
 			}
 		}
 		close(endpoint)
