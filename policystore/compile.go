@@ -207,21 +207,30 @@ func (c *compiler) cedarEntities(sch *resolved.Schema) types.EntityMap {
 
 // parseEntities parses raw's entities, in runs spread over the cores.
 func parseEntities(raw []json.RawMessage, sch *resolved.Schema) ([]types.Entity, []error) {
-	const run = 1024
 	parsed, errs := make([]types.Entity, len(raw)), make([]error, len(raw))
+	spreadOverCores(len(raw), 1024, func(i int) {
+		parsed[i], errs[i] = parseEntity(raw[i], sch)
+	})
+	return parsed, errs
+}
+
+// spreadOverCores calls do(i) for each i from 0 to n-1, at most one
+// goroutine per core, each taking the next run of consecutive i's while
+// any are left; it returns when all are done.
+func spreadOverCores(n, run int, do func(i int)) {
 	var next atomic.Int64
+	take := func() int { return int(next.Add(int64(run))) - run }
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), (len(raw)+run-1)/run) {
+	for range min(runtime.GOMAXPROCS(0), (n+run-1)/run) {
 		wg.Go(func() {
-			for start := int(next.Add(run) - run); start < len(raw); start = int(next.Add(run) - run) {
-				for i := start; i < min(start+run, len(raw)); i++ {
-					parsed[i], errs[i] = parseEntity(raw[i], sch)
+			for start := take(); start < n; start = take() {
+				for i := start; i < min(start+run, n); i++ {
+					do(i)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return parsed, errs
 }
 
 // parseEntity parses one entity; on error it still returns the entity's uid

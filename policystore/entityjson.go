@@ -30,39 +30,32 @@ import (
 // then drops b and decodes data with cedar-go, which says what is wrong.
 func readEntities(data []byte, b *storeBuilder) (problems []Problem, ok bool) {
 	r := entityReader{in: data, types: map[string]types.EntityType{}}
-	if r.ws(); !r.byte('[') {
-		return nil, false
-	}
-	for i := 0; ; i++ {
-		if r.ws(); i == 0 && r.byte(']') {
-			break
-		}
+	i := -1 // the index of the entity being read
+	ok = r.items('[', ']', func() bool {
+		i++
 		start := r.at
 		e, fast := r.entity()
-		if !fast {
-			r.at = start
-			end, ok := r.skipValue()
-			if !ok {
-				return nil, false
+		if fast {
+			if !b.addEncoded(e.uid, e.parents, e.attrs, e.tags) {
+				problems = append(problems, duplicateEntity(i, e.uid))
 			}
-			ent, err := parseEntity(data[start:end], nil)
-			switch {
-			case err != nil:
-				problems = append(problems, entityProblem(i, ent.UID, err))
-			case !b.add(ent):
-				problems = append(problems, duplicateEntity(i, ent.UID))
-			}
-		} else if !b.addEncoded(e.uid, e.parents, e.attrs, e.tags) {
-			problems = append(problems, duplicateEntity(i, e.uid))
+			return true
 		}
-		if r.ws(); r.byte(']') {
-			break
+		r.at = start
+		end, ok := r.skipValue()
+		if !ok {
+			return false
 		}
-		if !r.byte(',') {
-			return nil, false
+		ent, err := parseEntity(data[start:end], nil)
+		switch {
+		case err != nil:
+			problems = append(problems, entityProblem(i, ent.UID, err))
+		case !b.add(ent):
+			problems = append(problems, duplicateEntity(i, ent.UID))
 		}
-	}
-	if r.ws(); r.at != len(data) {
+		return true
+	})
+	if r.ws(); !ok || r.at != len(data) {
 		return nil, false
 	}
 	return problems, true
@@ -113,58 +106,42 @@ const maxRecordMembers = 64
 func (r *entityReader) entity() (*decodedEntity, bool) {
 	e := &r.e
 	*e = decodedEntity{parents: e.parents[:0], attrs: e.attrs[:0], tags: e.tags[:0]}
-	if !r.byte('{') {
-		return nil, false
-	}
-	for first := true; ; first = false {
-		if r.ws(); first && r.byte('}') {
-			break
-		}
+	members := r.items('{', '}', func() bool {
 		name, ok := r.str()
 		if !ok || !r.colon() {
-			return nil, false
+			return false
 		}
 		switch string(name) {
 		case "uid":
 			if e.hasUID {
-				return nil, false
+				return false
 			}
 			e.hasUID = true
-			if e.uid, ok = r.uid(); !ok {
-				return nil, false
-			}
+			e.uid, ok = r.uid()
 		case "parents":
-			if e.hasParents || !r.parents() {
-				return nil, false
+			if e.hasParents {
+				return false
 			}
 			e.hasParents = true
+			ok = r.parents()
 		case "attrs":
 			if e.hasAttrs {
-				return nil, false
+				return false
 			}
 			e.hasAttrs = true
-			if e.attrs, ok = r.record(e.attrs, 0); !ok {
-				return nil, false
-			}
+			e.attrs, ok = r.record(e.attrs, 0)
 		case "tags":
 			if e.hasTags {
-				return nil, false
+				return false
 			}
 			e.hasTags = true
-			if e.tags, ok = r.record(e.tags, 0); !ok {
-				return nil, false
-			}
+			e.tags, ok = r.record(e.tags, 0)
 		default:
-			return nil, false
+			return false
 		}
-		if r.ws(); r.byte('}') {
-			break
-		}
-		if !r.byte(',') {
-			return nil, false
-		}
-	}
-	if !e.hasUID || !e.hasParents || !e.hasAttrs {
+		return ok
+	})
+	if !members || !e.hasUID || !e.hasParents || !e.hasAttrs {
 		return nil, false
 	}
 	// An empty record is no record, as encode stores it.
@@ -181,14 +158,10 @@ func (r *entityReader) entity() (*decodedEntity, bool) {
 func (r *entityReader) uid() (types.EntityUID, bool) {
 	var typ, id []byte
 	var hasType, hasID bool
-	if r.ws(); !r.byte('{') {
-		return types.EntityUID{}, false
-	}
-	for {
-		r.ws()
+	members := r.items('{', '}', func() bool {
 		name, ok := r.str()
 		if !ok || !r.colon() {
-			return types.EntityUID{}, false
+			return false
 		}
 		r.ws()
 		switch {
@@ -201,17 +174,9 @@ func (r *entityReader) uid() (types.EntityUID, bool) {
 		default:
 			ok = false
 		}
-		if !ok {
-			return types.EntityUID{}, false
-		}
-		if r.ws(); r.byte('}') {
-			break
-		}
-		if !r.byte(',') {
-			return types.EntityUID{}, false
-		}
-	}
-	if !hasType || !hasID {
+		return ok
+	})
+	if !members || !hasType || !hasID {
 		return types.EntityUID{}, false
 	}
 	t, ok := r.entityType(typ)
@@ -233,25 +198,13 @@ func (r *entityReader) entityType(name []byte) (types.EntityType, bool) {
 
 // parents reads an array of UIDs into r.e.parents.
 func (r *entityReader) parents() bool {
-	if r.ws(); !r.byte('[') {
-		return false
-	}
-	for first := true; ; first = false {
-		if r.ws(); first && r.byte(']') {
-			return true
-		}
+	return r.items('[', ']', func() bool {
 		uid, ok := r.uid()
-		if !ok {
-			return false
+		if ok {
+			r.e.parents = append(r.e.parents, uid)
 		}
-		r.e.parents = append(r.e.parents, uid)
-		if r.ws(); r.byte(']') {
-			return true
-		}
-		if !r.byte(',') {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
 // value appends the binary form (see valuecodec.go) of the next value.
@@ -280,26 +233,19 @@ func (r *entityReader) value(dst []byte, depth int) ([]byte, bool) {
 }
 
 func (r *entityReader) set(dst []byte, depth int) ([]byte, bool) {
-	if depth > maxDepth || !r.byte('[') {
+	if depth > maxDepth {
 		return dst, false
 	}
 	dst = append(dst, tagSet)
 	body, n := len(dst), 0
-	for ; ; n++ {
-		if r.ws(); n == 0 && r.byte(']') {
-			break
-		}
+	ok := r.items('[', ']', func() bool {
 		var ok bool
-		if dst, ok = r.value(dst, depth); !ok {
-			return dst, false
-		}
-		if r.ws(); r.byte(']') {
-			n++
-			break
-		}
-		if !r.byte(',') {
-			return dst, false
-		}
+		dst, ok = r.value(dst, depth)
+		n++
+		return ok
+	})
+	if !ok {
+		return dst, false
 	}
 	return insertCount(dst, body, n), true
 }
@@ -307,41 +253,57 @@ func (r *entityReader) set(dst []byte, depth int) ([]byte, bool) {
 // record reads an object as a record: member names unique, and none of
 // the names that make an object an entity or extension value.
 func (r *entityReader) record(dst []byte, depth int) ([]byte, bool) {
-	if r.ws(); depth > maxDepth || !r.byte('{') {
+	if depth > maxDepth {
 		return dst, false
 	}
 	dst = append(dst, tagRecord)
 	body, n := len(dst), 0
 	base := len(r.keys)
 	defer func() { r.keys = r.keys[:base] }()
-	for ; ; n++ {
-		if r.ws(); n == 0 && r.byte('}') {
-			break
-		}
+	ok := r.items('{', '}', func() bool {
 		name, ok := r.str()
 		if !ok || !r.colon() || n == maxRecordMembers ||
 			string(name) == "__entity" || string(name) == "__extn" {
-			return dst, false
+			return false
 		}
 		for _, k := range r.keys[base:] {
 			if bytes.Equal(k, name) {
-				return dst, false
+				return false
 			}
 		}
 		r.keys = append(r.keys, name)
-		dst = appendString(dst, name)
-		if dst, ok = r.value(dst, depth); !ok {
-			return dst, false
-		}
-		if r.ws(); r.byte('}') {
-			n++
-			break
-		}
-		if !r.byte(',') {
-			return dst, false
-		}
+		dst, ok = r.value(appendString(dst, name), depth)
+		n++
+		return ok
+	})
+	if !ok {
+		return dst, false
 	}
 	return insertCount(dst, body, n), true
+}
+
+// items reads a JSON array or object: open, elements separated by commas,
+// close, with whitespace around each. item reads one element, starting
+// after the whitespace; it returns false to stop the reading.
+func (r *entityReader) items(open, close byte, item func() bool) bool {
+	if r.ws(); !r.byte(open) {
+		return false
+	}
+	if r.ws(); r.byte(close) {
+		return true
+	}
+	for {
+		if !item() {
+			return false
+		}
+		if r.ws(); r.byte(close) {
+			return true
+		}
+		if !r.byte(',') {
+			return false
+		}
+		r.ws()
+	}
 }
 
 // insertCount inserts n, as a uvarint, at body: where a set's or a

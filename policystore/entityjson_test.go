@@ -154,6 +154,36 @@ func TestReadEntitiesCommonShapeIsFast(t *testing.T) {
 	}
 }
 
+// TestReadEntitiesBoundsLeaveToCedar: values nested deeper than maxDepth
+// and records of more than maxRecordMembers members (whose names are
+// compared pairwise) are left to cedar-go, so that the work of the fast
+// reader per value stays bounded; at the bounds they are read fast.
+func TestReadEntitiesBoundsLeaveToCedar(t *testing.T) {
+	t.Parallel()
+	entity := func(attrs string) string {
+		return `{"uid":{"type":"A","id":"a"},"parents":[],"attrs":` + attrs + `}`
+	}
+	nested := func(depth int) string {
+		return `{"deep":` + strings.Repeat(`[`, depth) + strings.Repeat(`]`, depth) + `}`
+	}
+	for _, c := range []struct {
+		name  string
+		attrs string
+		fast  bool
+	}{
+		{"nested to maxDepth", nested(maxDepth), true},
+		{"nested past maxDepth", nested(maxDepth + 1), false},
+		{"maxRecordMembers members", manyMembers(maxRecordMembers), true},
+		{"more members", manyMembers(maxRecordMembers + 1), false},
+	} {
+		r := entityReader{in: []byte(entity(c.attrs)), types: map[string]types.EntityType{}}
+		if _, fast := r.entity(); fast != c.fast {
+			t.Errorf("%s: read fast %v, want %v", c.name, fast, c.fast)
+		}
+		checkReadsAsCedar(t, c.name, []byte("["+entity(c.attrs)+"]"))
+	}
+}
+
 // FuzzReadEntities: whatever entities.json holds, readEntities builds what
 // cedar-go's decoding builds, or reports the same problems, never panics.
 func FuzzReadEntities(f *testing.F) {

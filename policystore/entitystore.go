@@ -352,18 +352,13 @@ func (s *entityStore) Get(uid types.EntityUID) (types.Entity, bool) {
 // materialise builds defined entity u as a cedar-go Entity with the parents
 // in parents.
 func (s *entityStore) materialise(u int32, parents *runs) types.Entity {
-	if e, ok := s.special[u]; ok {
-		if list := parents.of(u); len(list) > 0 {
-			e.Parents = s.uidSet(list)
-		}
-		return e
+	e, special := s.special[u]
+	if !special {
+		e = types.Entity{UID: s.uid(u), Attributes: s.record(s.attrs[u]), Tags: s.record(s.tags[u])}
 	}
-	e := types.Entity{UID: s.uid(u)}
 	if list := parents.of(u); len(list) > 0 {
 		e.Parents = s.uidSet(list)
 	}
-	e.Attributes = s.record(s.attrs[u])
-	e.Tags = s.record(s.tags[u])
 	return e
 }
 

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go"
 	expast "github.com/cedar-policy/cedar-go/x/exp/ast"
@@ -114,16 +111,9 @@ func (c *compiler) textPolicies(file string) []parsedPolicy {
 	pieces := splitPolicies(c.bundle.Files[file], policyPiece)
 	lists := make([][]parsedPolicy, len(pieces))
 	errs := make([]error, len(pieces))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(pieces)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(pieces); i = int(next.Add(1) - 1) {
-				lists[i], errs[i] = parsePiece(file, pieces[i])
-			}
-		})
-	}
-	wg.Wait()
+	spreadOverCores(len(pieces), 1, func(i int) {
+		lists[i], errs[i] = parsePiece(file, pieces[i])
+	})
 	for i, err := range errs {
 		if err != nil {
 			c.parseFailure(file, pieces[i].line-1, err)
